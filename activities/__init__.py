@@ -1,0 +1,16 @@
+"""Activities: every piece of I/O a session does (LLM calls, tools, memory)."""
+
+from activities.llm import CALL_MODEL, CallModelInput, CallModelResult, LlmActivities, ToolCatalog
+from activities.tools import CALL_TOOL, CallToolInput, CallToolResult, ToolActivities
+
+__all__ = [
+    "CALL_MODEL",
+    "CALL_TOOL",
+    "CallModelInput",
+    "CallModelResult",
+    "CallToolInput",
+    "CallToolResult",
+    "LlmActivities",
+    "ToolActivities",
+    "ToolCatalog",
+]

@@ -1,0 +1,58 @@
+"""The contract every LLM provider meets, so the LLM activity treats them alike."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from keel.formation import ModelConfig
+from keel.messages import Message, ToolCall, Usage
+
+OnDelta = Callable[[str], Awaitable[None]]
+"""Called with each piece of text as the model produces it."""
+
+
+class ToolSpec(BaseModel):
+    """A tool as the model sees it. `name` may hold dots (`time.get_current_time`)."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ModelRequest(BaseModel):
+    """Everything a provider needs for one call."""
+
+    model: ModelConfig
+    system_prompt: str | None = None
+    messages: list[Message]
+    tools: list[ToolSpec] = Field(default_factory=list)
+    attempt: int = 1
+    """The activity attempt (1 on the first try); the scripted provider's `fail` uses it."""
+
+
+class ModelResponse(BaseModel):
+    """The model's answer: text, tool calls, or both."""
+
+    content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    stop_reason: str | None = None
+
+
+class Provider(Protocol):
+    """One LLM vendor (or the offline `echo`/`scripted` stand-ins)."""
+
+    async def complete(
+        self, request: ModelRequest, *, on_delta: OnDelta | None = None
+    ) -> ModelResponse:
+        """Call the model. Streams text to `on_delta` when given.
+
+        Raises:
+            temporalio.exceptions.ApplicationError: vendor errors, mapped so that
+                408/409/429/5xx and connection errors retry (with
+                `next_retry_delay` from Retry-After) and other 4xx do not.
+        """
+        ...

@@ -1,0 +1,5 @@
+"""The HTTP API: a FastAPI facade over sessions running as Temporal workflows."""
+
+from api.main import create_app
+
+__all__ = ["create_app"]

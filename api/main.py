@@ -1,0 +1,91 @@
+"""The FastAPI app: routers per resource, problem+json errors, a Temporal client per process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api._metrics import install_request_middleware
+from api.deps import AppState
+from api.problems import install_problem_handlers
+from api.routes import agents, chat, health, sessions
+from keel import __version__
+from keel.formation import Formation
+from keel.logging import get_logger
+from keel.settings import Settings
+from keel.store import TranscriptStore, open_store
+from keel.temporal import connect, ensure_search_attributes
+
+log = get_logger("keel.api")
+RECONNECT_EVERY_S = 2.0
+
+
+def create_app(
+    settings: Settings,
+    formation: Formation,
+    *,
+    client: Client | None = None,
+    store: TranscriptStore | None = None,
+) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: process settings.
+        formation: the loaded formation.
+        client: a connected Temporal client; without one the app connects at
+            start and keeps retrying in the background while Temporal is down.
+        store: the transcript store; by default the formation's, opened here.
+    """
+    state = AppState(
+        settings=settings,
+        formation=formation,
+        store=store or open_store(formation.memory.store, data_dir=settings.resolved_data_dir),
+        client=client,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        connecting = None if client else asyncio.create_task(_connect_until_up(state))
+        try:
+            yield
+        finally:
+            if connecting:
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
+            if store is None:
+                await state.store.close()
+
+    app = FastAPI(
+        title="Keel",
+        version=__version__,
+        summary="A durable runtime for AI agents, built on Temporal.",
+        lifespan=lifespan,
+    )
+    app.state.keel = state
+    install_problem_handlers(app)
+    install_request_middleware(app, state)
+    for module in (health, agents, sessions, chat):
+        app.include_router(module.router)
+    return app
+
+
+async def _connect_until_up(state: AppState) -> None:
+    settings = state.settings
+    while True:
+        try:
+            client = await connect(settings.temporal_address, settings.namespace)
+        except Exception as err:  # any failure: Temporal is not up yet
+            log.warning("temporal not reachable; retrying", address=settings.temporal_address,
+                        error=str(err))
+            await asyncio.sleep(RECONNECT_EVERY_S)
+            continue
+        await ensure_search_attributes(client)
+        state.client = client
+        log.info("connected to temporal", address=settings.temporal_address)
+        return

@@ -1,0 +1,102 @@
+"""Request and response bodies of the HTTP API (v1)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from keel.messages import Message, Usage
+from keel.session import AssistantReply, TurnStatus
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+
+
+class AgentOut(BaseModel):
+    """An agent of the formation."""
+
+    name: str
+    role: str
+    description: str
+    model: str
+    tools: list[str]
+    routes: list[str]
+
+
+class AgentList(BaseModel):
+    """`GET /v1/agents`."""
+
+    agents: list[AgentOut]
+
+
+class CreateSession(BaseModel):
+    """`POST /v1/sessions`."""
+
+    agent: str | None = Field(default=None, max_length=64)
+    user_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    metadata: dict[str, Any] = Field(default_factory=dict, max_length=64)
+
+
+class SessionOut(BaseModel):
+    """A session, with the Temporal workflow behind it."""
+
+    id: str
+    agent: str
+    user_id: str
+    status: Literal["active", "closed"]
+    created_at: datetime
+    workflow_id: str
+    run_id: str | None
+    temporal_ui_url: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SessionDetail(SessionOut):
+    """`GET /v1/sessions/{id}`: the session with its transcript."""
+
+    messages: list[Message]
+    pending_approvals: list[dict[str, Any]]
+    usage: Usage
+
+
+class SessionPage(BaseModel):
+    """`GET /v1/sessions`."""
+
+    sessions: list[SessionOut]
+    next_page_token: str | None = None
+
+
+class ChatRequest(BaseModel):
+    """`POST /v1/chat`."""
+
+    message: str = Field(min_length=1, max_length=1_000_000)
+    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    agent: str | None = Field(default=None, max_length=64)
+    user_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    stream: bool = False
+    mode: Literal["sync", "async"] = "sync"
+    wait_s: float = Field(default=120, gt=0, le=3600)
+    """In sync mode, how long to wait for the answer before answering 202."""
+    response_schema: dict[str, Any] | None = None
+
+
+class ChatResponse(BaseModel):
+    """A turn's outcome: the sync chat answer and `GET …/turns/{turn_id}`."""
+
+    session_id: str
+    turn_id: str
+    status: TurnStatus
+    message: AssistantReply | None = None
+    usage: Usage = Field(default_factory=Usage)
+    error: str | None = None
+
+
+class ChatAccepted(BaseModel):
+    """Async chat: the turn is queued; poll `url`."""
+
+    session_id: str
+    turn_id: str
+    status: TurnStatus
+    url: str
+    stream_offset: int

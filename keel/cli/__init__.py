@@ -1,0 +1,139 @@
+"""The `keel` command: dev, api, worker, validate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from keel import __version__
+from keel.formation import Formation, FormationError, load_formation
+from keel.logging import configure_logging, get_logger
+from keel.settings import Settings
+
+__all__ = ["main"]
+
+EXIT_INVALID = 2
+log = get_logger("keel")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `keel` command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValidationError as err:
+        for problem in err.errors():
+            field = "KEEL_" + "_".join(str(p) for p in problem["loc"]).upper()
+            _fail(f"{field}: {problem['msg']}")
+        return EXIT_INVALID
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    if args.command == "validate":
+        return _validate(args.path)
+    try:
+        formation = _formation(settings)
+    except FormationError as err:
+        _fail(str(err))
+        return EXIT_INVALID
+    try:
+        if args.command == "dev":
+            from keel.cli._dev import run_dev
+
+            return asyncio.run(run_dev(settings, formation, args))
+        from keel.cli._serve import serve, stop_on_signals
+
+        async def run() -> None:
+            stop = asyncio.Event()
+            stop_on_signals(stop)
+            if args.command == "api":
+                await serve(settings, formation, stop, api=(args.host, args.port), worker=False)
+            else:
+                await serve(
+                    settings,
+                    formation,
+                    stop,
+                    api=None,
+                    worker=True,
+                    task_queues=args.task_queue,
+                    max_concurrent_activities=args.max_concurrent_activities,
+                )
+
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keel", description="A durable runtime for AI agents.")
+    parser.add_argument("--version", action="version", version=f"keel {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run Temporal, a worker, the API and the UI locally")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--temporal-port", type=int, default=7233)
+    dev.add_argument("--ui-port", type=int, default=8233)
+    dev.add_argument("--data-dir", type=Path)
+    dev.add_argument("--formation", type=Path)
+
+    api = commands.add_parser("api", help="run the HTTP API against KEEL_TEMPORAL_ADDRESS")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--formation", type=Path)
+
+    worker = commands.add_parser("worker", help="run a worker against KEEL_TEMPORAL_ADDRESS")
+    worker.add_argument("--formation", type=Path)
+    worker.add_argument(
+        "--task-queue",
+        action="append",
+        help="poll only this queue (repeatable); default: sessions, activities and model queues",
+    )
+    worker.add_argument("--max-concurrent-activities", type=int, default=100)
+
+    validate = commands.add_parser("validate", help="check a formation file")
+    validate.add_argument("path", type=Path)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if getattr(args, "formation", None):
+        overrides["formation"] = args.formation
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    if args.command == "dev":
+        overrides["temporal_address"] = f"127.0.0.1:{args.temporal_port}"
+        overrides["temporal_ui_url"] = f"http://127.0.0.1:{args.ui_port}"
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _formation(settings: Settings) -> Formation:
+    """The formation named by flag or env, else ./formation.yaml, else the built-in one."""
+    path = settings.formation
+    if path is None and Path("formation.yaml").is_file():
+        path = Path("formation.yaml")
+    formation = load_formation(path)
+    log.info("formation loaded", formation=formation.id, path=str(path or "built-in"))
+    return formation
+
+
+def _validate(path: Path) -> int:
+    try:
+        formation = load_formation(path)
+    except FormationError as err:
+        _fail(str(err))
+        return EXIT_INVALID
+    sys.stdout.write(
+        f"{path}: ok (formation {formation.id!r}, {len(formation.agents)} agents,"
+        f" {len(formation.models)} models)\n"
+    )
+    return 0
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"keel: {message}\n")

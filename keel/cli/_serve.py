@@ -1,0 +1,97 @@
+"""Run the API and the workers of one process until asked to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator, Sequence
+
+import uvicorn
+from temporalio.client import Client
+
+from api import create_app
+from keel.formation import Formation
+from keel.logging import get_logger
+from keel.settings import Settings
+from keel.store import TranscriptStore, open_store
+from keel.temporal import connect, ensure_search_attributes
+from worker import build_workers
+
+log = get_logger("keel")
+
+
+class _QuietServer(uvicorn.Server):
+    """Uvicorn without its own signal handlers: the process owns Ctrl-C and stops in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """Set `stop` on SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def connect_with_retry(settings: Settings, *, attempts: int = 60) -> Client:
+    """Connect to Temporal, retrying for up to `attempts` half-seconds (it may be starting)."""
+    for attempt in range(attempts):
+        try:
+            client = await connect(settings.temporal_address, settings.namespace)
+        except Exception:  # not up yet
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5)
+        else:
+            await ensure_search_attributes(client)
+            return client
+    raise AssertionError("unreachable")
+
+
+async def serve(
+    settings: Settings,
+    formation: Formation,
+    stop: asyncio.Event,
+    *,
+    api: tuple[str, int] | None,
+    worker: bool,
+    task_queues: Sequence[str] | None = None,
+    max_concurrent_activities: int = 100,
+) -> None:
+    """Run the API (at `api` = host, port) and/or the workers until `stop` is set."""
+    client = await connect_with_retry(settings)
+    store: TranscriptStore = open_store(formation.memory.store, data_dir=settings.resolved_data_dir)
+    tasks: list[asyncio.Task[None]] = []
+    server: _QuietServer | None = None
+    workers = []
+    try:
+        if worker:
+            workers = build_workers(
+                client,
+                settings=settings,
+                formation=formation,
+                store=store,
+                task_queues=task_queues,
+                max_concurrent_activities=max_concurrent_activities,
+            )
+            tasks += [asyncio.create_task(w.run()) for w in workers]
+            log.info("worker polling", task_queues=[w.task_queue for w in workers])
+        if api:
+            app = create_app(settings, formation, client=client, store=store)
+            host, port = api
+            server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None))
+            tasks.append(asyncio.create_task(server.serve()))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stopper}:
+            task.result()  # a part that died surfaces its error
+    finally:
+        log.info("shutting down")
+        if server:
+            server.should_exit = True
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await store.close()

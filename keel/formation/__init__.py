@@ -1,0 +1,38 @@
+"""The formation: the user's YAML declaration of agents, models, tools and policies."""
+
+from keel.formation._errors import FormationError, FormationProblem
+from keel.formation._load import (
+    default_formation,
+    formation_from_data,
+    load_formation,
+    parse_formation,
+)
+from keel.formation._models import (
+    AgentConfig,
+    ApprovalsConfig,
+    Formation,
+    McpServerConfig,
+    MemoryConfig,
+    ModelConfig,
+    SessionsConfig,
+    TriggerConfig,
+    VectorMemoryConfig,
+)
+
+__all__ = [
+    "AgentConfig",
+    "ApprovalsConfig",
+    "Formation",
+    "FormationError",
+    "FormationProblem",
+    "McpServerConfig",
+    "MemoryConfig",
+    "ModelConfig",
+    "SessionsConfig",
+    "TriggerConfig",
+    "VectorMemoryConfig",
+    "default_formation",
+    "formation_from_data",
+    "load_formation",
+    "parse_formation",
+]

@@ -1,0 +1,332 @@
+"""The formation file's schema: models, agents, tools, approvals, memory, triggers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from keel.formation._errors import (
+    INTERPOLATED_CONTEXT_KEY,
+    NAME_RULE,
+    FormationProblem,
+    Loc,
+    format_path,
+    problems_error,
+)
+
+_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
+"""Names of agents, models, servers and triggers: they appear in URLs and tool names."""
+
+ProviderName = Literal["openai", "anthropic", "echo", "scripted"]
+
+
+class _Strict(BaseModel):
+    # A typo in a formation key must fail loudly, not be ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    """One model endpoint. Holds env var *names*, never secret values."""
+
+    provider: ProviderName
+    model: str | None = None
+    """The vendor's model id; required for `openai` and `anthropic`."""
+    base_url: str | None = None
+    """Any OpenAI-compatible server (vLLM, llama.cpp, Ollama), or an Anthropic proxy."""
+    api_key_env: str | None = None
+    """Environment variable the worker reads the key from (default per provider)."""
+    task_queue: str | None = None
+    """Run this model's calls only on workers polling this queue (e.g. GPU workers)."""
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=120, gt=0, le=3600)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _check_model_id(self) -> Self:
+        if self.provider in ("openai", "anthropic") and not self.model:
+            raise problems_error([(("model",), f"required for provider '{self.provider}'")])
+        return self
+
+
+class AgentConfig(_Strict):
+    """An agent: a prompt, a model and the tools it may use."""
+
+    name: Name
+    role: Literal["coordinator", "specialist"] = "specialist"
+    description: str = ""
+    system_prompt: str | None = None
+    model: str = "default"
+    tools: list[str] = Field(default_factory=list)
+    """`<mcp server>.<tool>` or the name of a Python tool."""
+    routes: list[str] = Field(default_factory=list)
+    """Agents a coordinator may delegate to."""
+    max_steps: int = Field(default=8, ge=1, le=100)
+
+
+class McpServerConfig(_Strict):
+    """An MCP server the workers connect to."""
+
+    name: Name
+    transport: Literal["stdio", "http"]
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_transport(self) -> Self:
+        problems: list[tuple[Loc, str]] = []
+        if self.transport == "stdio":
+            if not self.command:
+                problems.append((("command",), "required for transport 'stdio'"))
+            for key in ("url", "headers"):
+                if getattr(self, key):
+                    problems.append(((key,), "only for transport 'http'; stdio runs `command`"))
+        else:
+            if not self.url:
+                problems.append((("url",), "required for transport 'http'"))
+            elif not self.url.startswith(("http://", "https://")):
+                problems.append((("url",), "must start with http:// or https://"))
+            for key in ("command", "args", "env"):
+                if getattr(self, key):
+                    problems.append(((key,), "only for transport 'stdio'; http uses `url`"))
+        if problems:
+            raise problems_error(problems)
+        return self
+
+
+Policy = Literal["never", "always"]
+
+
+class ApprovalsConfig(_Strict):
+    """Which tool calls wait for a human, and for how long."""
+
+    default: Policy = "never"
+    tools: dict[str, Policy] = Field(default_factory=dict)
+    timeout_s: float = Field(default=3600, gt=0)
+    on_timeout: Literal["reject", "approve"] = "reject"
+
+
+class VectorMemoryConfig(_Strict):
+    """Long-term memory in Qdrant: a local path (embedded) or a server URL."""
+
+    enabled: bool = False
+    path: str = "qdrant"
+    url: str | None = None
+    top_k: int = Field(default=5, ge=1, le=100)
+
+
+class MemoryConfig(_Strict):
+    """Where transcripts live and how much of them the model sees."""
+
+    buffer_messages: int = Field(default=50, ge=1, le=10_000)
+    store: str = "sqlite:///keel.db"
+    """`sqlite:///PATH` (relative paths resolve inside the data dir) or `postgresql://…`."""
+    vector: VectorMemoryConfig = Field(default_factory=VectorMemoryConfig)
+
+    @field_validator("store")
+    @classmethod
+    def _check_store(cls, store: str) -> str:
+        # Never quote the value: a Postgres URL may carry a password.
+        if not store.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:///, postgresql:// or postgres://")
+        if store == "sqlite:///":
+            raise ValueError("sqlite:/// needs a file path after it")
+        return store
+
+
+class TriggerConfig(_Strict):
+    """A named way for the outside world to start a turn."""
+
+    name: Name
+    agent: str
+    template: str
+    schedule: str | None = None
+    """A cron expression; the trigger then also runs as a Temporal Schedule."""
+    secret_env: str | None = None
+    """Env var holding an HMAC-SHA256 key that webhook calls must sign with."""
+
+
+class SessionsConfig(_Strict):
+    """How a session treats its messages."""
+
+    on_busy: Literal["enqueue", "reject"] = "enqueue"
+    """What a message sent while a turn runs does: wait its turn, or be refused."""
+    max_message_chars: int = Field(default=32_000, ge=1, le=1_000_000)
+    continue_as_new_after_turns: int = Field(default=500, ge=1)
+    """Start a fresh run (same session) after this many turns, keeping history small."""
+
+
+class Formation(_Strict):
+    """The user's declaration of agents, models, tools and policies."""
+
+    id: Name = "default"
+    models: dict[str, ModelConfig]
+    agents: list[AgentConfig] = Field(min_length=1)
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)
+    python_tools: list[str] = Field(default_factory=list)
+    approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    triggers: list[TriggerConfig] = Field(default_factory=list)
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+
+    _interpolated: frozenset[Loc] = PrivateAttr(default_factory=frozenset)
+    """Locs whose strings came from `${VAR}`: messages must not quote them."""
+
+    @model_validator(mode="after")
+    def _check_references(self, info: ValidationInfo) -> Self:
+        context = info.context if isinstance(info.context, Mapping) else {}
+        self._interpolated = frozenset(context.get(INTERPOLATED_CONTEXT_KEY, ()))
+        problems = _reference_problems(self)
+        if problems:
+            raise problems_error(problems, self, self._interpolated)
+        return self
+
+    def agent(self, name: str) -> AgentConfig:
+        """The agent called `name`; `KeyError` if there is none."""
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise KeyError(name)
+
+    @property
+    def default_agent(self) -> AgentConfig:
+        """The coordinator if there is one, else the first agent."""
+        return next((a for a in self.agents if a.role == "coordinator"), self.agents[0])
+
+    def model_for(self, agent: AgentConfig) -> ModelConfig:
+        """The model an agent uses."""
+        return self.models[agent.model]
+
+    def unresolved_tools(
+        self,
+        known_python_tools: Collection[str],
+        known_mcp_tools: Mapping[str, Collection[str]] | None = None,
+    ) -> list[FormationProblem]:
+        """Tool references that name no known tool, for the worker to check after start-up.
+
+        Loading a formation checks only that `server.tool` names a declared MCP server;
+        bare names are Python tools, known once the `python_tools` modules are imported.
+
+        Args:
+            known_python_tools: Names of the Python tools the worker registered.
+            known_mcp_tools: Tool names per MCP server, if listed; servers absent from
+                it (or `None`) are not checked.
+
+        Returns:
+            One problem per unresolved reference; empty when all resolve.
+        """
+        hidden = self._interpolated
+        problems: list[FormationProblem] = []
+        for i, agent in enumerate(self.agents):
+            for j, tool in enumerate(agent.tools):
+                loc: Loc = ("agents", i, "tools", j)
+                server, dot, name = tool.partition(".")
+                if not dot and tool not in known_python_tools:
+                    message = (
+                        f"no Python tool is called {_show(tool, loc, hidden)}; list its module"
+                        " under python_tools, or write an MCP tool as `server.tool`"
+                    )
+                elif dot and known_mcp_tools and name not in known_mcp_tools.get(server, (name,)):
+                    message = f"MCP server {_show(server, loc, hidden)} has no such tool"
+                else:
+                    continue
+                problems.append(FormationProblem(format_path(loc, self, hidden), message))
+        return problems
+
+
+def _show(value: str, loc: Loc, hidden: Collection[Loc]) -> str:
+    """A value quoted for a message, unless it came from the environment."""
+    return "<from the environment>" if loc in hidden else f"'{value}'"
+
+
+def _reference_problems(f: Formation) -> list[tuple[Loc, str]]:
+    """Cross-reference rules: unique names, known routes, models, servers and agents."""
+    hidden = f._interpolated
+    out: list[tuple[Loc, str]] = []
+
+    def add(loc: Loc, message: str) -> None:
+        out.append((loc, message))
+
+    if not f.models:
+        add(("models",), "define at least one model")
+    for key in f.models:
+        if not re.match(_NAME_PATTERN, key):
+            add(("models", key), f"model name {NAME_RULE}")
+    names = {agent.name for agent in f.agents}
+    servers = {server.name for server in f.mcp_servers}
+    first: dict[str, int] = {}
+    coordinator = next((i for i, a in enumerate(f.agents) if a.role == "coordinator"), None)
+    for i, agent in enumerate(f.agents):
+        if agent.name in first:
+            loc: Loc = ("agents", i, "name")
+            shown = _show(agent.name, loc, hidden)
+            add(loc, f"agent name {shown} is already used by agents[{first[agent.name]}]")
+        first.setdefault(agent.name, i)
+        if agent.role == "coordinator" and i != coordinator:
+            earlier = format_path(("agents", coordinator or 0), f, hidden)
+            add(("agents", i, "role"), f"only one agent may be the coordinator; {earlier} is")
+        if agent.model not in f.models:
+            loc = ("agents", i, "model")
+            defined = ", ".join(f.models) or "none"
+            add(loc, f"model {_show(agent.model, loc, hidden)} is not in models ({defined})")
+        for j, route in enumerate(agent.routes):
+            loc = ("agents", i, "routes", j)
+            if route == agent.name:
+                add(loc, "an agent cannot route to itself")
+            elif route not in names:
+                add(loc, f"route {_show(route, loc, hidden)} names no agent")
+            elif route in agent.routes[:j]:
+                add(loc, f"route {_show(route, loc, hidden)} is listed twice")
+        for j, tool in enumerate(agent.tools):
+            loc = ("agents", i, "tools", j)
+            shown = _show(tool, loc, hidden)
+            server, dot, name = tool.partition(".")
+            if tool in agent.tools[:j]:
+                add(loc, f"tool {shown} is listed twice")
+            elif not tool or (dot and (not server or not name)):
+                add(loc, f"tool {shown} must be `server.tool` or a Python tool name")
+            elif dot and server not in servers:
+                server_shown = _show(server, loc, hidden)
+                add(loc, f"tool {shown} names MCP server {server_shown}, not in mcp_servers")
+    out += _duplicates("mcp_servers", [s.name for s in f.mcp_servers], "MCP server", hidden)
+    out += _duplicates("triggers", [t.name for t in f.triggers], "trigger", hidden)
+    for i, trigger in enumerate(f.triggers):
+        if trigger.agent not in names:
+            loc = ("triggers", i, "agent")
+            add(loc, f"agent {_show(trigger.agent, loc, hidden)} is not in agents")
+    used = {tool for agent in f.agents for tool in agent.tools}
+    for tool in f.approvals.tools:
+        if tool not in used:
+            add(("approvals", "tools", tool), "no agent uses this tool")
+    return out
+
+
+def _duplicates(
+    section: str, names: list[str], what: str, hidden: Collection[Loc]
+) -> list[tuple[Loc, str]]:
+    """Problems for names in a list section that repeat an earlier one."""
+    first: dict[str, int] = {}
+    out: list[tuple[Loc, str]] = []
+    for i, name in enumerate(names):
+        loc: Loc = (section, i, "name")
+        if name in first:
+            shown = _show(name, loc, hidden)
+            out.append((loc, f"{what} name {shown} is already used by {section}[{first[name]}]"))
+        else:
+            first[name] = i
+    return out

