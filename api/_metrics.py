@@ -25,11 +25,15 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "keel_http_requests", "HTTP requests", ["method", "route", "status"],
+            "keel_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "keel_http_request_seconds", "HTTP request latency", ["method", "route"],
+            "keel_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
             registry=self.registry,
         )
 

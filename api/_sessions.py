@@ -180,8 +180,9 @@ async def describe_session(
 async def send_message(handle: WorkflowHandle[Any, Any], text: str) -> SendMessageResult:
     """Queue a user message; the workflow's validator may refuse it."""
     return await _update(
-        lambda: handle.execute_update("send_message", SendMessageInput(text=text),
-                                      result_type=SendMessageResult),
+        lambda: handle.execute_update(
+            "send_message", SendMessageInput(text=text), result_type=SendMessageResult
+        ),
         handle,
     )
 
@@ -190,8 +191,9 @@ async def wait_turn(handle: WorkflowHandle[Any, Any], turn_id: str) -> TurnResul
     """Wait for a turn to end, following the session across continue-as-new."""
     while True:
         result = await _update(
-            lambda: handle.execute_update("wait_turn", WaitTurnInput(turn_id=turn_id),
-                                          result_type=TurnResult),
+            lambda: handle.execute_update(
+                "wait_turn", WaitTurnInput(turn_id=turn_id), result_type=TurnResult
+            ),
             handle,
         )
         if result.status in ("completed", "failed", "cancelled"):

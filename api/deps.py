@@ -59,9 +59,7 @@ def get_client(state: State) -> Client:
 
 def get_caller(
     state: State,
-    x_user_id: Annotated[
-        str | None, Header(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
-    ] = None,
+    x_user_id: Annotated[str | None, Header(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")] = None,
 ) -> Caller:
     """The caller. Without API keys, `X-User-Id` names the user (dev mode)."""
     return Caller(

@@ -81,8 +81,11 @@ async def _connect_until_up(state: AppState) -> None:
         try:
             client = await connect(settings.temporal_address, settings.namespace)
         except Exception as err:  # any failure: Temporal is not up yet
-            log.warning("temporal not reachable; retrying", address=settings.temporal_address,
-                        error=str(err))
+            log.warning(
+                "temporal not reachable; retrying",
+                address=settings.temporal_address,
+                error=str(err),
+            )
             await asyncio.sleep(RECONNECT_EVERY_S)
             continue
         await ensure_search_attributes(client)

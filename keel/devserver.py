@@ -40,9 +40,18 @@ def dev_server_args(
 ) -> list[str]:
     """Arguments of `temporal server start-dev`, tuned and with Keel's search attributes."""
     args = [
-        str(temporal_binary()), "server", "start-dev",
-        "--ip", ip, "--port", str(port), "--namespace", namespace,
-        "--log-level", "warn", *TUNING,
+        str(temporal_binary()),
+        "server",
+        "start-dev",
+        "--ip",
+        ip,
+        "--port",
+        str(port),
+        "--namespace",
+        namespace,
+        "--log-level",
+        "warn",
+        *TUNING,
     ]
     if db_file is not None:
         args += ["--db-filename", str(db_file)]
@@ -85,6 +94,11 @@ class DevServer:
             process.kill()
             process.wait()
         self._pid_file.unlink(missing_ok=True)
+
+    def wait(self) -> int:
+        """Block until the server exits; its exit code."""
+        assert self._process is not None, "start() first"
+        return self._process.wait()
 
     def exited(self) -> int | None:
         """The exit code if the server has died, else None."""

@@ -59,4 +59,4 @@ def _identity(
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structlog logger; bind ids with `structlog.contextvars.bind_contextvars`."""
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)

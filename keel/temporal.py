@@ -28,7 +28,9 @@ log = get_logger(__name__)
 
 async def connect(address: str, namespace: str) -> Client:
     """A client with the pydantic data converter, as every Keel process must use."""
-    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+    return await Client.connect(
+        address, namespace=namespace, data_converter=pydantic_data_converter
+    )
 
 
 async def ensure_search_attributes(client: Client) -> None:

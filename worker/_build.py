@@ -11,8 +11,8 @@ from temporalio.worker import Worker
 from activities import LlmActivities, ToolActivities
 from keel.formation import Formation
 from keel.settings import Settings
-from keel.temporal import model_task_queues
 from keel.store import TranscriptStore
+from keel.temporal import model_task_queues
 from workflows import SessionWorkflow
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
@@ -41,11 +41,15 @@ def build_workers(
     """
     llm = LlmActivities(store)
     tools = ToolActivities()
-    queues = list(task_queues) if task_queues else [
-        settings.sessions_task_queue,
-        settings.activities_task_queue,
-        *model_task_queues(formation),
-    ]
+    queues = (
+        list(task_queues)
+        if task_queues
+        else [
+            settings.sessions_task_queue,
+            settings.activities_task_queue,
+            *model_task_queues(formation),
+        ]
+    )
     workers = []
     for queue in dict.fromkeys(queues):
         if queue == settings.sessions_task_queue:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.contrib.workflow_streams import WorkflowStream
@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm import CALL_MODEL, PREFIX_MISSING, CallModelInput, CallModelResult
     from activities.tools import CALL_TOOL, CallToolInput, CallToolResult
     from keel.events import EVENTS_TOPIC, EventType, SessionEvent
-    from keel.messages import Message, ToolCall, Usage
+    from keel.messages import Message, ToolCall
     from keel.session import (
         FINAL_TURN_STATUSES,
         SESSION_WORKFLOW,
@@ -190,13 +190,14 @@ class SessionWorkflow:
                 {"seq": answer.seq, "role": "assistant", "content": answer.content},
             )
             self._publish("turn.completed", turn.turn_id, {"usage": turn.usage.model_dump()})
-        finally:
-            self._current = None
-            self._turn_count += 1
-            self._turns_this_run += 1
-            self._usage = self._usage + turn.usage
-            self._forget_old_turns()
-            workflow.set_current_details(f"{self._turn_count} turns; idle")
+        # Not in a `finally`: when a worker evicts this workflow mid-turn the
+        # coroutine is closed, and workflow calls there would fail.
+        self._current = None
+        self._turn_count += 1
+        self._turns_this_run += 1
+        self._usage = self._usage + turn.usage
+        self._forget_old_turns()
+        workflow.set_current_details(f"{self._turn_count} turns; idle")
 
     async def _agent_loop(self, turn: TurnResult) -> Message:
         """Model, then tools, then model again, until an answer or `max_steps`."""
@@ -288,7 +289,9 @@ class SessionWorkflow:
                 is_error=True,
             )
         self._publish(
-            "tool.result", turn_id, {"call_id": call.id, "tool": call.name, "is_error": result.is_error}
+            "tool.result",
+            turn_id,
+            {"call_id": call.id, "tool": call.name, "is_error": result.is_error},
         )
         return Message(
             seq=self._next_seq,
@@ -355,7 +358,8 @@ class SessionWorkflow:
 
 
 def _error_text(err: ActivityError) -> str:
-    cause = err.cause
-    while cause is not None and not isinstance(cause, ApplicationError) and cause.cause is not None:
+    """The innermost failure's message: what went wrong, not how it was wrapped."""
+    cause: BaseException = err
+    while isinstance(cause, FailureError) and cause.cause is not None:
         cause = cause.cause
-    return str(cause or err)
+    return str(cause)

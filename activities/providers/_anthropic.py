@@ -27,7 +27,7 @@ from activities.providers._clients import (
     require_model,
 )
 from activities.providers._errors import map_sdk_error
-from activities.providers._wire import WireNames, parse_arguments
+from activities.providers._wire import WireNames, parse_arguments, wire_names_for
 from keel.formation import ModelConfig
 from keel.messages import Message, ToolCall, Usage
 
@@ -80,8 +80,7 @@ class AnthropicProvider:
         Raises:
             ApplicationError: Vendor failures, mapped by `map_sdk_error`.
         """
-        history = (call.name for m in request.messages for call in m.tool_calls)
-        names = WireNames([*(t.name for t in request.tools), *history])
+        names = wire_names_for(request)
         params: dict[str, Any] = {
             "model": self._model,
             "max_tokens": request.model.max_tokens or _DEFAULT_MAX_TOKENS,
@@ -106,7 +105,7 @@ class AnthropicProvider:
                 return _from_message(message, names)
             return await self._stream(params, names, on_delta)
         except Exception as e:
-            mapped = map_sdk_error(_VENDOR, anthropic, e)
+            mapped = map_sdk_error(_VENDOR, anthropic, e, secret=self._api_key)
             if mapped is None:
                 raise
             raise mapped from e
@@ -131,7 +130,8 @@ class _StreamState:
         self.text: list[str] = []
         self.tools: dict[int, tuple[str, str, list[str]]] = {}
         """Content block index → (tool_use id, wire name, JSON pieces)."""
-        self.prompt_tokens = 0
+        self.prompt_parts = [0, 0, 0]
+        """Input, cache-write and cache-read tokens, as in `_prompt_parts`."""
         self.completion_tokens = 0
         self.stop_reason: str | None = None
 
@@ -143,7 +143,7 @@ class _StreamState:
             on_delta: Awaited with each text piece.
         """
         if event.type == "message_start":
-            self.prompt_tokens = _prompt_tokens(event.message.usage)
+            self.prompt_parts = _prompt_parts(event.message.usage)
             self.completion_tokens = event.message.usage.output_tokens
         elif event.type == "content_block_start":
             block = event.content_block
@@ -161,14 +161,19 @@ class _StreamState:
                 self.tools[event.index][2].append(delta.partial_json)
         elif event.type == "message_delta":
             self.stop_reason = event.delta.stop_reason
-            # Counts on message_delta are cumulative totals, not increments.
-            self.completion_tokens = event.usage.output_tokens
-            if event.usage.input_tokens is not None:
-                self.prompt_tokens = (
-                    event.usage.input_tokens
-                    + (event.usage.cache_creation_input_tokens or 0)
-                    + (event.usage.cache_read_input_tokens or 0)
-                )
+            # Counts on message_delta are cumulative totals, not increments; the
+            # optional ones are left out when unchanged.
+            late = event.usage
+            self.completion_tokens = late.output_tokens
+            parts = [
+                late.input_tokens,
+                late.cache_creation_input_tokens,
+                late.cache_read_input_tokens,
+            ]
+            self.prompt_parts = [
+                old if new is None else new
+                for old, new in zip(self.prompt_parts, parts, strict=True)
+            ]
 
     def response(self, names: WireNames) -> ModelResponse:
         """The finished answer.
@@ -186,19 +191,18 @@ class _StreamState:
         return ModelResponse(
             content="".join(self.text),
             tool_calls=calls,
-            usage=Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens),
+            usage=Usage(
+                prompt_tokens=sum(self.prompt_parts), completion_tokens=self.completion_tokens
+            ),
             stop_reason=self.stop_reason,
         )
 
 
-def _prompt_tokens(usage: AnthropicUsage) -> int:
+def _prompt_parts(usage: AnthropicUsage) -> list[int]:
     # Cached prompt tokens are reported apart from `input_tokens`; the prompt the
-    # model read is their sum.
-    return (
-        usage.input_tokens
-        + (usage.cache_creation_input_tokens or 0)
-        + (usage.cache_read_input_tokens or 0)
-    )
+    # model read is the sum of all three.
+    cached = [usage.cache_creation_input_tokens, usage.cache_read_input_tokens]
+    return [usage.input_tokens, *(part or 0 for part in cached)]
 
 
 def _to_anthropic_messages(messages: list[Message], names: WireNames) -> list[MessageParam]:
@@ -261,7 +265,7 @@ def _from_message(message: AnthropicMessage, names: WireNames) -> ModelResponse:
         content="".join(text),
         tool_calls=calls,
         usage=Usage(
-            prompt_tokens=_prompt_tokens(message.usage),
+            prompt_tokens=sum(_prompt_parts(message.usage)),
             completion_tokens=message.usage.output_tokens,
         ),
         stop_reason=message.stop_reason,

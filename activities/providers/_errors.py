@@ -175,7 +175,9 @@ def connection_error(vendor: str, *, timed_out: bool, cause: str = "") -> Applic
     return ApplicationError(f"could not reach {vendor}{suffix}", type="ProviderConnectionError")
 
 
-def map_sdk_error(vendor: str, sdk: ModuleType, error: BaseException) -> ApplicationError | None:
+def map_sdk_error(
+    vendor: str, sdk: ModuleType, error: BaseException, *, secret: str = ""
+) -> ApplicationError | None:
     """Map an exception from the `openai` or `anthropic` SDK (same class names in both).
 
     Args:
@@ -183,13 +185,18 @@ def map_sdk_error(vendor: str, sdk: ModuleType, error: BaseException) -> Applica
         sdk: The SDK module, whose `APIStatusError`, `APIConnectionError`,
             `APITimeoutError` and `APIError` are matched.
         error: What the SDK call raised.
+        secret: The API key, blanked out should the vendor quote it back.
 
     Returns:
         The `ApplicationError` to raise `from error`, or None when `error` did not
         come from the vendor call (re-raise it unchanged).
     """
+
+    def redact(text: str) -> str:
+        return text.replace(secret, "[redacted]") if secret else text
+
     if isinstance(error, sdk.APIStatusError):
-        detail = short_vendor_message(error.body)
+        detail = redact(short_vendor_message(error.body))
         if error.status_code < 400:
             # An `error` event inside a stream that had already answered 200.
             return stream_error(vendor, detail)
@@ -200,7 +207,7 @@ def map_sdk_error(vendor: str, sdk: ModuleType, error: BaseException) -> Applica
             vendor, timed_out=isinstance(error, sdk.APITimeoutError), cause=cause
         )
     if isinstance(error, sdk.APIError):
-        return stream_error(vendor, short_vendor_message(error.body, error.message))
+        return stream_error(vendor, redact(short_vendor_message(error.body, error.message)))
     # Reading a streamed body is not wrapped by the SDKs, so a dropped connection
     # surfaces as the raw transport error.
     if isinstance(error, httpx2.TransportError):

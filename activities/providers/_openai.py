@@ -22,7 +22,7 @@ from activities.providers._clients import (
     require_model,
 )
 from activities.providers._errors import map_sdk_error
-from activities.providers._wire import WireNames, parse_arguments
+from activities.providers._wire import WireNames, parse_arguments, wire_names_for
 from keel.formation import ModelConfig
 from keel.messages import Message, ToolCall, Usage
 
@@ -74,7 +74,7 @@ class OpenAIProvider:
         Raises:
             ApplicationError: Vendor failures, mapped by `map_sdk_error`.
         """
-        names = _wire_names(request)
+        names = wire_names_for(request)
         params: dict[str, Any] = {
             "model": self._model,
             "messages": _to_openai_messages(request, names),
@@ -103,7 +103,7 @@ class OpenAIProvider:
                 return _from_completion(completion, names)
             return await self._stream(params, names, on_delta)
         except Exception as e:
-            mapped = map_sdk_error(_VENDOR, openai, e)
+            mapped = map_sdk_error(_VENDOR, openai, e, secret=self._api_key)
             if mapped is None:
                 raise
             raise mapped from e
@@ -160,11 +160,6 @@ class _PartialCall:
     id: str = ""
     name: str = ""
     arguments: str = ""
-
-
-def _wire_names(request: ModelRequest) -> WireNames:
-    history = (call.name for m in request.messages for call in m.tool_calls)
-    return WireNames([*(t.name for t in request.tools), *history])
 
 
 def _to_openai_messages(

@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from activities.providers._base import ModelRequest
+
 _SAFE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _UNSAFE_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
 _MAX_LEN = 64
@@ -78,6 +80,19 @@ class WireNames:
             report "no such tool" with what the model actually said.
         """
         return self._from_wire.get(wire, wire)
+
+
+def wire_names_for(request: ModelRequest) -> WireNames:
+    """The name mapping for one request: its tools, then tool calls in its transcript.
+
+    Args:
+        request: The model request.
+
+    Returns:
+        A mapping that also covers tools called earlier but no longer offered.
+    """
+    history = (call.name for message in request.messages for call in message.tool_calls)
+    return WireNames([*(tool.name for tool in request.tools), *history])
 
 
 def parse_arguments(text: str | None) -> dict[str, Any]:

@@ -36,7 +36,8 @@ async def chat(
     if body.session_id:
         if body.agent is not None:
             raise Problem(
-                422, "agent: set it when starting a session, not on an existing one",
+                422,
+                "agent: set it when starting a session, not on an existing one",
                 type_="invalid-request",
             )
         session, handle = await _sessions.describe_session(state, client, caller, body.session_id)

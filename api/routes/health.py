@@ -65,11 +65,16 @@ async def _temporal_health(state: AppState) -> dict[str, Any]:
     if client is None:
         return out
     try:
-        out["reachable"] = await asyncio.wait_for(client.service_client.check_health(), PROBE_TIMEOUT_S)
+        out["reachable"] = await asyncio.wait_for(
+            client.service_client.check_health(), PROBE_TIMEOUT_S
+        )
         queues = {
             settings.sessions_task_queue: TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
             settings.activities_task_queue: TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-            **{q: TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY for q in model_task_queues(state.formation)},
+            **{
+                q: TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+                for q in model_task_queues(state.formation)
+            },
         }
         counts = await asyncio.gather(*(_pollers(client, q, t) for q, t in queues.items()))
         out["task_queues"] = {q: {"pollers": n} for q, n in zip(queues, counts, strict=True)}

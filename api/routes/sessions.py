@@ -13,13 +13,19 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import _sessions
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem
-from api.schemas import ID_PATTERN, ChatResponse, CreateSession, SessionDetail, SessionOut, SessionPage
+from api.schemas import (
+    ID_PATTERN,
+    ChatResponse,
+    CreateSession,
+    SessionDetail,
+    SessionOut,
+    SessionPage,
+)
 from keel.messages import Usage
 from keel.session import SESSION_WORKFLOW, AssistantReply, SessionState, session_workflow_id
 from keel.temporal import AGENT_ATTR, TENANT_ATTR, USER_ATTR
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
-
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -69,13 +75,15 @@ async def list_sessions(
     token = _decode_page_token(page_token) if page_token else None
     try:
         with _sessions.temporal_errors():
-            pages = client.list_workflows(" AND ".join(clauses), page_size=limit, next_page_token=token)
+            pages = client.list_workflows(
+                " AND ".join(clauses), page_size=limit, next_page_token=token
+            )
             await pages.fetch_next_page()
     except RPCError as err:
         if err.status != RPCStatusCode.INVALID_ARGUMENT:
             raise
         raise _bad_page_token() from None
-    sessions = [await _sessions.from_execution(state, e) for e in pages.current_page]
+    sessions = [await _sessions.from_execution(state, e) for e in pages.current_page or []]
     next_token = pages.next_page_token
     return SessionPage(
         sessions=sessions,

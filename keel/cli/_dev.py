@@ -39,10 +39,10 @@ async def run_dev(settings: Settings, formation: Formation, args: argparse.Names
 
 
 async def _stop_if_server_dies(server: DevServer, stop: asyncio.Event) -> None:
-    while server.exited() is None:
-        await asyncio.sleep(1)
-    log.error("the Temporal dev server exited; see temporal.log in the data dir",
-              code=server.exited())
+    await asyncio.to_thread(server.wait)
+    log.error(
+        "the Temporal dev server exited; see temporal.log in the data dir", code=server.exited()
+    )
     stop.set()
 
 
@@ -55,7 +55,7 @@ def _banner(settings: Settings, args: argparse.Namespace) -> None:
         f"  Temporal      {settings.temporal_address}   data: {settings.resolved_data_dir}",
         "",
         f"  try:  curl -s {api}/v1/chat -H 'content-type: application/json' \\",
-        "          -d '{\"message\": \"hello\"}'",
+        '          -d \'{"message": "hello"}\'',
         "",
         "  No API keys are set: the API answers only on loopback.",
         "  Set KEEL_ADMIN_KEYS / KEEL_CLIENT_KEYS to require keys.  Ctrl-C stops everything.",

@@ -25,7 +25,9 @@ class TranscriptStore(Protocol):
         """Up to `limit` messages with `seq < before_seq`, oldest first."""
         ...
 
-    async def messages(self, session: str, *, after_seq: int = -1, limit: int = 1000) -> list[Message]:
+    async def messages(
+        self, session: str, *, after_seq: int = -1, limit: int = 1000
+    ) -> list[Message]:
         """Messages with `seq > after_seq`, oldest first (for the API)."""
         ...
 

@@ -89,7 +89,9 @@ class SqliteTranscriptStore:
         )
         return [Message.model_validate_json(body) for (body,) in reversed(rows)]
 
-    async def messages(self, session: str, *, after_seq: int = -1, limit: int = 1000) -> list[Message]:
+    async def messages(
+        self, session: str, *, after_seq: int = -1, limit: int = 1000
+    ) -> list[Message]:
         rows = await self._run(
             "SELECT body FROM messages WHERE session = ? AND seq > ? ORDER BY seq LIMIT ?",
             (session, after_seq, limit),

@@ -7,11 +7,19 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import anthropic
+import httpx2
+import openai
 import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.providers import ModelRequest, ModelResponse, get_provider
-from activities.providers._errors import parse_retry_after, short_vendor_message, status_error
+from activities.providers._errors import (
+    map_sdk_error,
+    parse_retry_after,
+    short_vendor_message,
+    status_error,
+)
 from activities.providers._wire import WireNames, parse_arguments
 from keel.formation import ModelConfig
 from keel.messages import Message
@@ -23,7 +31,7 @@ SCRIPTED = ModelConfig(provider="scripted")
 def msg(seq: int, role: str, content: str = "", **fields: Any) -> Message:
     return Message(
         seq=seq, role=role, content=content, turn_id="t1", created_at=datetime.now(UTC), **fields
-    )  # type: ignore[arg-type]
+    )
 
 
 async def complete(
@@ -223,3 +231,24 @@ def test_short_vendor_message() -> None:
     assert short_vendor_message({"type": "error", "error": {"message": "slow down"}}) == "slow down"
     assert short_vendor_message(None, "fallback") == "fallback"
     assert len(short_vendor_message("y" * 1000)) <= 301
+
+
+def test_sdk_errors_without_a_status_are_retryable() -> None:
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/messages")
+    overloaded = anthropic.APIStatusError(
+        "overloaded",
+        response=httpx2.Response(200, request=request),
+        body={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    )
+    cases = [
+        (openai, openai.APITimeoutError(request=request), "ProviderTimeout"),
+        (anthropic, overloaded, "ProviderStreamError"),
+        (openai, httpx2.ReadError("connection reset"), "ProviderConnectionError"),
+        (anthropic, httpx2.ReadTimeout("slow"), "ProviderTimeout"),
+    ]
+    for sdk, error, expected in cases:
+        mapped = map_sdk_error("V", sdk, error)
+        assert mapped is not None
+        assert (mapped.type, mapped.non_retryable) == (expected, False)
+    assert "Overloaded" in str(map_sdk_error("V", anthropic, overloaded))
+    assert map_sdk_error("V", openai, ValueError("not ours")) is None

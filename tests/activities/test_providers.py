@@ -41,13 +41,13 @@ def server(shared_server: FakeLLMServer, monkeypatch: pytest.MonkeyPatch) -> Fak
 
 def config(server: FakeLLMServer, vendor: str, **options: Any) -> ModelConfig:
     base = server.openai_base_url if vendor == "openai" else server.anthropic_base_url
-    return ModelConfig(provider=vendor, model="fake-model", base_url=base, **options)  # type: ignore[arg-type]
+    return ModelConfig(provider=vendor, model="fake-model", base_url=base, **options)
 
 
 def msg(seq: int, role: str, content: str = "", **fields: Any) -> Message:
     return Message(
         seq=seq, role=role, content=content, turn_id="t1", created_at=datetime.now(UTC), **fields
-    )  # type: ignore[arg-type]
+    )
 
 
 async def call(
@@ -205,6 +205,32 @@ async def test_tool_call_round_trip(server: FakeLLMServer, vendor: str, stream: 
         }
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("vendor", VENDORS)
+async def test_text_and_parallel_tool_calls(
+    server: FakeLLMServer, vendor: str, stream: bool
+) -> None:
+    other = ToolSpec(name="calendar.today")
+    server.enqueue_reply(
+        "Let me check.",
+        tool_calls=[
+            {"id": "c1", "name": "time__get_current_time", "arguments": {"tz": "CET"}},
+            {"id": "c2", "name": "calendar__today", "arguments": {}},
+        ],
+    )
+
+    response, deltas = await call(
+        config(server, vendor), [msg(0, "user", "when?")], tools=[CLOCK, other], stream=stream
+    )
+
+    assert response.content == "Let me check."
+    assert "".join(deltas) == (response.content if stream else "")
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [
+        ("c1", "time.get_current_time", {"tz": "CET"}),
+        ("c2", "calendar.today", {}),
+    ]
+
+
 async def test_anthropic_merges_tool_results_and_flags_errors(server: FakeLLMServer) -> None:
     calls = [ToolCall(id="a", name="x.one"), ToolCall(id="b", name="x.two")]
     transcript = [
@@ -268,7 +294,8 @@ async def test_malformed_tool_arguments_are_kept_raw(
 async def test_error_mapping(
     server: FakeLLMServer, vendor: str, status: int, error_type: str, retryable: bool, stream: bool
 ) -> None:
-    server.enqueue_error(status, "the vendor says no", retry_after=2 if status == 429 else None)
+    message = f"the vendor says no to {API_KEY}"
+    server.enqueue_error(status, message, retry_after=2 if status == 429 else None)
 
     with pytest.raises(ApplicationError) as caught:
         await call(config(server, vendor), [msg(0, "user", "hi")], stream=stream)
@@ -292,7 +319,7 @@ async def test_connection_refused_is_retryable(
         port = sock.getsockname()[1]
     # Nothing listens on `port` any more.
     base = f"http://127.0.0.1:{port}" + ("/v1" if vendor == "openai" else "")
-    cfg = ModelConfig(provider=vendor, model="m", base_url=base, timeout_s=5)  # type: ignore[arg-type]
+    cfg = ModelConfig(provider=vendor, model="m", base_url=base, timeout_s=5)
 
     with pytest.raises(ApplicationError) as caught:
         await call(cfg, [msg(0, "user", "hi")])

@@ -20,15 +20,21 @@ async def _list(api: httpx.AsyncClient, want: int, **params: Any) -> list[dict[s
 
 
 async def test_create_get_list_and_close(api: httpx.AsyncClient) -> None:
-    created = await api.post(
-        "/v1/sessions", json={"user_id": "bea", "metadata": {"ticket": 7}}
-    )
+    created = await api.post("/v1/sessions", json={"user_id": "bea", "metadata": {"ticket": 7}})
     assert created.status_code == 201
     session = created.json()
     assert created.headers["location"] == f"/v1/sessions/{session['id']}"
     assert session["status"] == "active" and session["run_id"]
-    assert set(session) >= {"id", "agent", "user_id", "status", "created_at", "workflow_id",
-                            "run_id", "temporal_ui_url"}
+    assert set(session) >= {
+        "id",
+        "agent",
+        "user_id",
+        "status",
+        "created_at",
+        "workflow_id",
+        "run_id",
+        "temporal_ui_url",
+    }
 
     fetched = (await api.get(f"/v1/sessions/{session['id']}")).json()
     assert fetched["metadata"] == {"ticket": 7}
@@ -88,13 +94,17 @@ async def test_agents(api: httpx.AsyncClient) -> None:
 
 async def test_health_reports_temporal_and_pollers(api: httpx.AsyncClient) -> None:
     await api.get("/v1/agents")
-    health = await api.get("/health")
+    for _ in range(50):  # a worker that just started registers its pollers on first poll
+        health = await api.get("/health")
+        pollers = {q: v["pollers"] for q, v in health.json()["temporal"]["task_queues"].items()}
+        if pollers and all(count > 0 for count in pollers.values()):
+            break
+        await asyncio.sleep(0.1)
     assert health.status_code == 200
     body = health.json()
     assert body["status"] == "ok" and body["temporal"]["reachable"] is True
     assert body["requests"] >= 1 and body["uptime_s"] > 0
     assert body["memory"]["rss_bytes"] > 0 and "percent" in body["cpu"]
-    pollers = {q: v["pollers"] for q, v in body["temporal"]["task_queues"].items()}
     assert pollers and all(count > 0 for count in pollers.values()), pollers
 
 

@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import uvicorn
@@ -127,7 +126,8 @@ class FakeLLMServer:
             text: The answer; streamed one word token per chunk, so a text of
                 2,000 words streams as 2,000 chunks.
             tool_calls: Items `{"name": str, "arguments": dict | str, "id": str}`
-                (`id` optional; a str `arguments` is sent verbatim, JSON or not).
+                (`id` optional; a str `arguments` is sent verbatim, JSON or not,
+                except by non-streaming Anthropic, whose `input` must be an object).
                 Use wire-safe names, as a real model would.
             prompt_tokens: Reported usage; defaults to the request's word count.
             completion_tokens: Reported usage; defaults to tokens plus tool calls.
@@ -174,23 +174,17 @@ class FakeLLMServer:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
     async def _receive(
-        self, request: Request, prefix: str
+        self, request: Request, check: Callable[[dict[str, Any]], str | None], prefix: str
     ) -> tuple[dict[str, Any], _Answer | _Error]:
         body: dict[str, Any] = await request.json()
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(ReceivedRequest(request.url.path, headers, body))
         if not (headers.get("x-api-key") or headers.get("authorization", "").startswith("Bearer ")):
             return body, _Error(401, "no API key given")
-        check = _check_anthropic if prefix == "toolu_" else _check_openai
         if problem := check(body):
             return body, _Error(400, problem)
         item = self._queue.pop(0) if self._queue else None
@@ -208,7 +202,8 @@ class FakeLLMServer:
         words = sum(len(_text(m.get("content")).split()) for m in messages)
         prompt = item.prompt_tokens if item.prompt_tokens is not None else max(1, words)
         completion = item.completion_tokens
-        return body, _Answer(tokens, calls, prompt, completion or len(tokens) + len(calls))
+        completion = completion if completion is not None else len(tokens) + len(calls)
+        return body, _Answer(tokens, calls, prompt, completion)
 
     async def _paced(self, tokens: list[str]) -> AsyncIterator[str]:
         for i, token in enumerate(tokens):
@@ -217,7 +212,7 @@ class FakeLLMServer:
             yield token
 
     async def _openai(self, request: Request) -> Response:
-        body, answer = await self._receive(request, "call_")
+        body, answer = await self._receive(request, _check_openai, "call_")
         if isinstance(answer, _Error):
             error = {"message": answer.message, "type": "invalid_request_error", "code": None}
             return _error_response(answer, {"error": error})
@@ -257,7 +252,7 @@ class FakeLLMServer:
         yield "data: [DONE]\n\n"
 
     async def _anthropic(self, request: Request) -> Response:
-        body, answer = await self._receive(request, "toolu_")
+        body, answer = await self._receive(request, _check_anthropic, "toolu_")
         if isinstance(answer, _Error):
             kind = _ANTHROPIC_ERROR_TYPES.get(answer.status, "api_error")
             error = {"type": kind, "message": answer.message}
@@ -331,12 +326,8 @@ def _openai_head(model: str, kind: str) -> dict[str, Any]:
 
 
 def _openai_usage(answer: _Answer) -> dict[str, int]:
-    prompt, completion = answer.prompt_tokens, answer.completion_tokens
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
+    p, c = answer.prompt_tokens, answer.completion_tokens
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
 def _anthropic_head(model: str, stop: str | None) -> dict[str, Any]:

@@ -23,7 +23,12 @@ from keel.settings import Settings
 
 
 async def start_session(
-    client: Client, settings: Settings, formation: Formation, *, agent: str | None = None, **options: Any
+    client: Client,
+    settings: Settings,
+    formation: Formation,
+    *,
+    agent: str | None = None,
+    **options: Any,
 ) -> WorkflowHandle[Any, Any]:
     """Start a session workflow for `agent` (default: the formation's)."""
     config = formation.agent(agent) if agent else formation.default_agent

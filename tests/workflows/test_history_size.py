@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
@@ -32,7 +33,7 @@ async def test_history_added_per_turn_does_not_grow_with_the_conversation(
             assert result.status == "completed"
             sizes.append(await _history_bytes(handle))
 
-    added = [after - before for before, after in zip(sizes, sizes[1:], strict=False)]
+    added = [after - before for before, after in pairwise(sizes)]
     turn_5, turn_60 = added[4], added[59]
     assert turn_60 <= 1.5 * turn_5, f"turn 5 added {turn_5} bytes, turn 60 added {turn_60}"
     # The turn's own text (2 KB in, 2 KB out) dominates what a turn adds.

@@ -82,8 +82,12 @@ async def test_the_busy_policy_reject_refuses_a_second_message(
     client: Client, settings: Settings, formation: Formation, store: TranscriptStore
 ) -> None:
     scripted = formation.model_copy(
-        update={"models": {**formation.models, "default": formation.models["default"].model_copy(
-            update={"provider": "scripted"})}}
+        update={
+            "models": {
+                **formation.models,
+                "default": formation.models["default"].model_copy(update={"provider": "scripted"}),
+            }
+        }
     )
     async with running_workers(client, settings, scripted, store):
         handle = await start_session(client, settings, scripted, on_busy="reject")

@@ -1,0 +1,128 @@
+"""The `keel` command as a user runs it: a real process, real ports, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+KEEL = [sys.executable, "-m", "keel.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_validate_accepts_the_example_and_names_the_field_of_a_bad_file(tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [*KEEL, "validate", "examples/formation.yaml"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "ok" in ok.stdout
+
+    bad = tmp_path / "formation.yaml"
+    bad.write_text(
+        "models: {default: {provider: echo}}\nagents:\n  - name: a\n    max_steps: lots\n"
+    )
+    failed = subprocess.run([*KEEL, "validate", str(bad)], capture_output=True, text=True)
+    assert failed.returncode == 2
+    assert "agents[0] (a).max_steps" in failed.stderr
+
+
+def test_a_bad_formation_stops_the_process_before_anything_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "formation.yaml"
+    bad.write_text("agents: []\n")
+    failed = subprocess.run(
+        [*KEEL, "worker", "--formation", str(bad)], capture_output=True, text=True, timeout=30
+    )
+    assert failed.returncode == 2 and "agents" in failed.stderr
+
+
+class _Dev:
+    """`keel dev` on free ports, in its own data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port, self.temporal_port, self.ui_port = _free_port(), _free_port(), _free_port()
+        self.data_dir = data_dir
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def args(self) -> list[str]:
+        return [
+            *KEEL,
+            "dev",
+            "--port",
+            str(self.port),
+            "--temporal-port",
+            str(self.temporal_port),
+            "--ui-port",
+            str(self.ui_port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+
+    def start(self) -> subprocess.Popen[str]:
+        env = {**os.environ, "KEEL_LOG_FORMAT": "json"}
+        env.pop("OPENAI_API_KEY", None)
+        process = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, process.communicate()[0]
+            time.sleep(0.3)
+        process.kill()
+        raise AssertionError(f"keel dev did not become healthy: {process.communicate()[0]}")
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[_Dev]:
+    yield _Dev(tmp_path / "data")
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    return output
+
+
+def test_keel_dev_serves_chat_and_keeps_sessions_across_a_restart(dev: _Dev) -> None:
+    process = dev.start()
+    try:
+        answer = httpx.post(f"{dev.url}/v1/chat", json={"message": "remember me"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        session_id = answer.json()["session_id"]
+        ui = httpx.get(f"http://127.0.0.1:{dev.ui_port}/", timeout=10)
+        assert ui.status_code == 200
+    finally:
+        output = _stop(process)
+    assert dev.url in output and f"127.0.0.1:{dev.ui_port}" in output
+
+    process = dev.start()
+    try:
+        session = httpx.get(f"{dev.url}/v1/sessions/{session_id}", timeout=30).json()
+        assert [m["content"] for m in session["messages"]] == ["remember me", "echo: remember me"]
+        again = httpx.post(
+            f"{dev.url}/v1/chat",
+            json={"message": "still here?", "session_id": session_id},
+            timeout=30,
+        )
+        assert again.json()["message"]["content"] == "echo: still here?"
+    finally:
+        _stop(process)
