@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
@@ -9,13 +10,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._heartbeat import with_heartbeat
+from activities._logging import activity_log_context
 from activities.providers import ModelRequest, ToolSpec, get_provider
 from keel.formation import ModelConfig
+from keel.logging import get_logger
 from keel.messages import Message, Usage
 from keel.store import TranscriptStore
 
 CALL_MODEL = "keel.llm.call_model"
 PREFIX_MISSING = "TranscriptPrefixMissing"
+log = get_logger(__name__)
 
 
 class CallModelInput(BaseModel):
@@ -75,6 +79,10 @@ class LlmActivities:
                 store does not hold the messages before `upto_seq`; provider
                 errors as mapped by the providers.
         """
+        with activity_log_context():
+            return await self._call_model(input)
+
+    async def _call_model(self, input: CallModelInput) -> CallModelResult:
         window: list[Message] = []
         if input.upto_seq > 0:
             window = await self._store.window(
@@ -95,7 +103,16 @@ class LlmActivities:
             tools=self._tools.specs(input.tools),
             attempt=activity.info().attempt,
         )
+        started = time.perf_counter()
         response = await with_heartbeat(get_provider(input.model).complete(request))
+        log.info(
+            "model answered",
+            provider=input.model.provider,
+            model=input.model.model,
+            step=input.step,
+            tool_calls=len(response.tool_calls),
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
         answer = Message(
             seq=input.upto_seq + len(input.new_messages),
             role="assistant",
