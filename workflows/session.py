@@ -177,9 +177,9 @@ class SessionWorkflow:
         )
         try:
             answer = await self._agent_loop(turn)
-        except ActivityError as err:
+        except (ActivityError, _TurnFailed) as err:
             turn.status = "failed"
-            turn.error = _error_text(err)
+            turn.error = _error_text(err) if isinstance(err, ActivityError) else str(err)
             self._publish("turn.failed", turn.turn_id, {"error": turn.error})
         else:
             turn.status = "completed"
@@ -203,9 +203,9 @@ class SessionWorkflow:
         """Model, then tools, then model again, until an answer or `max_steps`."""
         agent = self._input.agent
         for step in range(1, agent.max_steps + 1):
-            # On the last step the model gets no tools, so it has to answer.
-            tools = agent.tools if step < agent.max_steps else []
-            result = await self._call_model(turn.turn_id, step, tools)
+            last_step = step == agent.max_steps
+            # On the last step the model is offered no tools, so it should answer.
+            result = await self._call_model(turn.turn_id, step, [] if last_step else agent.tools)
             turn.usage = turn.usage + result.usage
             answer = result.message
             self._append(answer)
@@ -213,8 +213,14 @@ class SessionWorkflow:
             if not answer.tool_calls:
                 return answer
             for call in answer.tool_calls:
-                self._append(await self._call_tool(turn.turn_id, call))
-        raise AssertionError("unreachable: the last step has no tools")  # pragma: no cover
+                if last_step:
+                    # Every call needs a result, or vendors refuse the transcript later.
+                    self._append(self._tool_message(turn.turn_id, call, _STEP_LIMIT_RESULT))
+                else:
+                    self._append(await self._call_tool(turn.turn_id, call))
+        raise _TurnFailed(
+            f"the agent reached its step limit (max_steps={agent.max_steps}) without a final answer"
+        )
 
     async def _call_model(self, turn_id: str, step: int, tools: list[str]) -> CallModelResult:
         agent = self._input.agent
@@ -293,6 +299,9 @@ class SessionWorkflow:
             turn_id,
             {"call_id": call.id, "tool": call.name, "is_error": result.is_error},
         )
+        return self._tool_message(turn_id, call, result)
+
+    def _tool_message(self, turn_id: str, call: ToolCall, result: CallToolResult) -> Message:
         return Message(
             seq=self._next_seq,
             role="tool",
@@ -355,6 +364,15 @@ class SessionWorkflow:
             stream=self._stream.get_state(),
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
+
+
+_STEP_LIMIT_RESULT = CallToolResult(
+    content="not run: the agent reached its step limit", is_error=True
+)
+
+
+class _TurnFailed(Exception):
+    """A turn that ends without an answer for a reason of its own (not an activity failure)."""
 
 
 def _error_text(err: ActivityError) -> str:
