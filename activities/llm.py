@@ -62,6 +62,10 @@ class ToolCatalog:
         """The known specs among `names`, in order."""
         return [self._specs[name] for name in names if name in self._specs]
 
+    def spec(self, name: str) -> ToolSpec | None:
+        """The spec of one tool, if known."""
+        return self._specs.get(name)
+
 
 class LlmActivities:
     """LLM activities bound to this worker's transcript store and tool catalog."""

@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import AppState, Caller
 from api.problems import Problem
 from api.schemas import ChatResponse, SessionOut
+from keel.approvals import Approval, ApprovalDecisionInput
 from keel.formation import AgentConfig
 from keel.session import (
     SESSION_WORKFLOW,
@@ -46,6 +47,9 @@ _UPDATE_ERRORS = {
     "InvalidMessage": (422, "invalid-message"),
     "MessageTooLong": (422, "message-too-long"),
     "UnknownTurn": (404, "turn-not-found"),
+    "UnknownApproval": (404, "approval-not-found"),
+    "ApprovalDecided": (409, "approval-decided"),
+    "InvalidArguments": (422, "invalid-arguments"),
 }
 
 
@@ -86,6 +90,7 @@ async def start_session(
             buffer_messages=formation.memory.buffer_messages,
         ),
         options=formation.sessions,
+        approvals=formation.approvals,
         activities_task_queue=state.settings.activities_task_queue,
     )
     with temporal_errors():
@@ -198,6 +203,16 @@ async def wait_turn(handle: WorkflowHandle[Any, Any], turn_id: str) -> TurnResul
         )
         if result.status in ("completed", "failed", "cancelled"):
             return result
+
+
+async def respond_to_approval(
+    handle: WorkflowHandle[Any, Any], decision: ApprovalDecisionInput
+) -> Approval:
+    """Decide an approval; the workflow refuses unknown or decided ids and bad arguments."""
+    return await _update(
+        lambda: handle.execute_update("respond_to_approval", decision, result_type=Approval),
+        handle,
+    )
 
 
 async def close_session(handle: WorkflowHandle[Any, Any]) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from keel.approvals import Approval
 from keel.messages import Message, Usage
 from keel.session import AssistantReply, TurnStatus
 
@@ -56,7 +57,7 @@ class SessionDetail(SessionOut):
     """`GET /v1/sessions/{id}`: the session with its transcript."""
 
     messages: list[Message]
-    pending_approvals: list[dict[str, Any]]
+    pending_approvals: list[Approval]
     usage: Usage
 
 

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
-from keel.formation import ModelConfig, SessionsConfig
+from keel.approvals import Approval
+from keel.formation import ApprovalsConfig, ModelConfig, SessionsConfig
 from keel.messages import Message, Usage
 
 SESSION_WORKFLOW = "keel.Session"
@@ -67,6 +68,7 @@ class StartSessionInput(BaseModel):
     user_id: str
     agent: AgentSnapshot
     options: SessionsConfig = Field(default_factory=SessionsConfig)
+    approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     activities_task_queue: str
     carried: CarriedState | None = None
 
@@ -135,7 +137,7 @@ class SessionState(BaseModel):
     queued_turns: list[str]
     turns: list[TurnResult]
     """Turns of the current run, newest last."""
-    pending_approvals: list[dict[str, object]] = Field(default_factory=list)
+    pending_approvals: list[Approval] = Field(default_factory=list)
     usage: Usage
     turn_count: int
     stream_offset: int

@@ -8,7 +8,8 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import LlmActivities, ToolActivities
+from activities import LlmActivities, ToolActivities, ToolCatalog
+from activities.approvals import ApprovalActivities
 from keel.formation import Formation
 from keel.settings import Settings
 from keel.store import TranscriptStore
@@ -39,8 +40,10 @@ def build_workers(
             the activities queue and every per-model queue.
         max_concurrent_activities: per worker.
     """
-    llm = LlmActivities(store)
+    catalog = ToolCatalog()
+    llm = LlmActivities(store, catalog)
     tools = ToolActivities()
+    approvals = ApprovalActivities(catalog)
     queues = (
         list(task_queues)
         if task_queues
@@ -59,7 +62,7 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=queue,
-                    activities=[llm.call_model, tools.call_tool],
+                    activities=[llm.call_model, tools.call_tool, approvals.validate_arguments],
                     max_concurrent_activities=max_concurrent_activities,
                     graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 )

@@ -7,13 +7,22 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows._approvals import ApprovalGate
+from workflows._tools import ToolRunner, error_text
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.contrib.workflow_streams import WorkflowStream
 
+    from activities.approvals import (
+        VALIDATE_ARGUMENTS,
+        ValidateArgumentsInput,
+        ValidateArgumentsResult,
+    )
     from activities.llm import CALL_MODEL, PREFIX_MISSING, CallModelInput, CallModelResult
-    from activities.tools import CALL_TOOL, CallToolInput, CallToolResult
+    from activities.tools import CallToolResult
+    from keel.approvals import Approval, ApprovalDecisionInput
     from keel.events import EVENTS_TOPIC, EventType, SessionEvent
     from keel.messages import Message, ToolCall
     from keel.session import (
@@ -34,8 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 HEARTBEAT_TIMEOUT = timedelta(seconds=15)
-TOOL_TIMEOUT = timedelta(minutes=5)
-TOOL_RETRY = RetryPolicy(maximum_attempts=3)
+VALIDATE_TIMEOUT = timedelta(seconds=30)
 TURNS_KEPT_IN_STATE = 50
 """Older turns of a run are answered from the transcript store, not the workflow."""
 
@@ -65,6 +73,8 @@ class SessionWorkflow:
         self._current: str | None = None
         self._closing = False
         self._continuing = False
+        self._gate = ApprovalGate(input.approvals)
+        self._tools = ToolRunner(input, self._gate, self._publish)
         # WorkflowStream registers its own signal/update/query handlers and must
         # be built here, in __init__, before any of them can be delivered.
         self._stream = WorkflowStream(prior_state=carried.stream)
@@ -144,6 +154,37 @@ class SessionWorkflow:
         if self._closing:
             raise ApplicationError("the session is closed", type="SessionClosed")
 
+    @workflow.signal(name="approval")
+    def approval(self, input: ApprovalDecisionInput) -> None:
+        """Decide an approval (the Temporal CLI/UI path); a stale or unknown id is ignored."""
+        try:
+            self._gate.decide(input, by="signal")
+        except ApplicationError as err:
+            workflow.logger.warning("approval signal ignored: %s", err.message)
+
+    @workflow.update(name="respond_to_approval")
+    async def respond_to_approval(self, input: ApprovalDecisionInput) -> Approval:
+        """Decide an approval (the REST path); revised arguments must fit the tool's schema."""
+        if input.arguments is not None:
+            approval = self._gate.check(input)
+            checked = await workflow.execute_activity(
+                VALIDATE_ARGUMENTS,
+                ValidateArgumentsInput(tool=approval.tool, arguments=input.arguments),
+                result_type=ValidateArgumentsResult,
+                task_queue=self._input.activities_task_queue,
+                start_to_close_timeout=VALIDATE_TIMEOUT,
+                summary=f"validate {approval.tool} arguments",
+            )
+            if checked.problems:
+                raise ApplicationError(
+                    "; ".join(checked.problems), type="InvalidArguments", non_retryable=True
+                )
+        return self._gate.decide(input, by="update")
+
+    @respond_to_approval.validator
+    def _validate_respond_to_approval(self, input: ApprovalDecisionInput) -> None:
+        self._gate.check(input)
+
     @workflow.query(name="state")
     def state(self) -> SessionState:
         """Status, current and queued turns, recent turn results, usage."""
@@ -153,6 +194,7 @@ class SessionWorkflow:
             current_turn=self._current,
             queued_turns=[q.turn_id for q in self._queue],
             turns=list(self._turns.values())[-TURNS_KEPT_IN_STATE:],
+            pending_approvals=self._gate.pending(),
             usage=self._usage,
             turn_count=self._turn_count,
             stream_offset=self._offset,
@@ -179,7 +221,7 @@ class SessionWorkflow:
             answer = await self._agent_loop(turn)
         except (ActivityError, _TurnFailed) as err:
             turn.status = "failed"
-            turn.error = _error_text(err) if isinstance(err, ActivityError) else str(err)
+            turn.error = error_text(err) if isinstance(err, ActivityError) else str(err)
             self._publish("turn.failed", turn.turn_id, {"error": turn.error})
         else:
             turn.status = "completed"
@@ -197,6 +239,7 @@ class SessionWorkflow:
         self._turns_this_run += 1
         self._usage = self._usage + turn.usage
         self._forget_old_turns()
+        self._gate.forget_old()
         workflow.set_current_details(f"{self._turn_count} turns; idle")
 
     async def _agent_loop(self, turn: TurnResult) -> Message:
@@ -205,19 +248,22 @@ class SessionWorkflow:
         for step in range(1, agent.max_steps + 1):
             last_step = step == agent.max_steps
             # On the last step the model is offered no tools, so it should answer.
-            result = await self._call_model(turn.turn_id, step, [] if last_step else agent.tools)
-            turn.usage = turn.usage + result.usage
-            answer = result.message
+            step_result = await self._call_model(
+                turn.turn_id, step, [] if last_step else agent.tools
+            )
+            turn.usage = turn.usage + step_result.usage
+            answer = step_result.message
             self._append(answer)
             self._unsynced.clear()
             if not answer.tool_calls:
                 return answer
-            for call in answer.tool_calls:
-                if last_step:
-                    # Every call needs a result, or vendors refuse the transcript later.
+            if last_step:
+                # Every call needs a result, or vendors refuse the transcript later.
+                for call in answer.tool_calls:
                     self._append(self._tool_message(turn.turn_id, call, _STEP_LIMIT_RESULT))
-                else:
-                    self._append(await self._call_tool(turn.turn_id, call))
+            else:
+                async for call, result in self._tools.run(turn, answer.tool_calls):
+                    self._append(self._tool_message(turn.turn_id, call, result))
         raise _TurnFailed(
             f"the agent reached its step limit (max_steps={agent.max_steps}) without a final answer"
         )
@@ -264,42 +310,6 @@ class SessionWorkflow:
                 f" step {call.step}"
             ),
         )
-
-    async def _call_tool(self, turn_id: str, call: ToolCall) -> Message:
-        self._publish("tool.call", turn_id, {"call_id": call.id, "tool": call.name})
-        if call.name in self._input.agent.tools:
-            try:
-                result = await workflow.execute_activity(
-                    CALL_TOOL,
-                    CallToolInput(
-                        session=workflow.info().workflow_id,
-                        turn_id=turn_id,
-                        call_id=call.id,
-                        name=call.name,
-                        arguments=call.arguments,
-                    ),
-                    result_type=CallToolResult,
-                    task_queue=self._input.activities_task_queue,
-                    start_to_close_timeout=TOOL_TIMEOUT,
-                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                    retry_policy=TOOL_RETRY,
-                    summary=f"tool {call.name}",
-                )
-            except ActivityError as err:
-                # A tool that times out or keeps failing is the model's problem
-                # to work around, not a reason to fail the turn.
-                result = CallToolResult(content=f"tool failed: {_error_text(err)}", is_error=True)
-        else:
-            result = CallToolResult(
-                content=f"tool {call.name!r} is not available to agent {self._input.agent.name!r}",
-                is_error=True,
-            )
-        self._publish(
-            "tool.result",
-            turn_id,
-            {"call_id": call.id, "tool": call.name, "is_error": result.is_error},
-        )
-        return self._tool_message(turn_id, call, result)
 
     def _tool_message(self, turn_id: str, call: ToolCall, result: CallToolResult) -> Message:
         return Message(
@@ -373,11 +383,3 @@ _STEP_LIMIT_RESULT = CallToolResult(
 
 class _TurnFailed(Exception):
     """A turn that ends without an answer for a reason of its own (not an activity failure)."""
-
-
-def _error_text(err: ActivityError) -> str:
-    """The innermost failure's message: what went wrong, not how it was wrapped."""
-    cause: BaseException = err
-    while isinstance(cause, FailureError) and cause.cause is not None:
-        cause = cause.cause
-    return str(cause)

@@ -46,6 +46,7 @@ async def start_session(
             max_steps=config.max_steps,
         ),
         options=formation.sessions.model_copy(update=options),
+        approvals=formation.approvals,
         activities_task_queue=settings.activities_task_queue,
     )
     return await client.start_workflow(
@@ -62,9 +63,14 @@ async def chat(handle: WorkflowHandle[Any, Any], text: str) -> TurnResult:
     sent = await handle.execute_update(
         "send_message", SendMessageInput(text=text), result_type=SendMessageResult
     )
+    return await wait_for_turn(handle, sent.turn_id)
+
+
+async def wait_for_turn(handle: WorkflowHandle[Any, Any], turn_id: str) -> TurnResult:
+    """Wait for a turn to end, following the session across continue-as-new."""
     while True:
         result = await handle.execute_update(
-            "wait_turn", WaitTurnInput(turn_id=sent.turn_id), result_type=TurnResult
+            "wait_turn", WaitTurnInput(turn_id=turn_id), result_type=TurnResult
         )
         if result.status in ("completed", "failed", "cancelled"):
             return result

@@ -1,0 +1,51 @@
+"""Check a reviewer's revised tool arguments against the tool's schema, where the schema lives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+from pydantic import BaseModel, Field
+from temporalio import activity
+
+from activities.llm import ToolCatalog
+
+VALIDATE_ARGUMENTS = "keel.tools.validate_arguments"
+
+
+class ValidateArgumentsInput(BaseModel):
+    """Arguments a reviewer wants a tool run with."""
+
+    tool: str
+    arguments: dict[str, Any]
+
+
+class ValidateArgumentsResult(BaseModel):
+    """Each problem names the argument and the reason; empty when the arguments fit."""
+
+    problems: list[str] = Field(default_factory=list)
+
+
+class ApprovalActivities:
+    """Validation runs on a worker because only workers hold tool schemas.
+
+    Schemas stay out of workflow history (they can be large and change with the
+    tool server), so the workflow asks the worker instead of checking itself.
+    """
+
+    def __init__(self, catalog: ToolCatalog) -> None:
+        self._catalog = catalog
+
+    @activity.defn(name=VALIDATE_ARGUMENTS)
+    async def validate_arguments(self, input: ValidateArgumentsInput) -> ValidateArgumentsResult:
+        """Validate `arguments` against the tool's JSON schema (any arguments if it has none)."""
+        spec = self._catalog.spec(input.tool)
+        if spec is None:
+            return ValidateArgumentsResult()
+        validator = jsonschema.Draft202012Validator(spec.parameters)
+        return ValidateArgumentsResult(
+            problems=[
+                f"{'.'.join(str(p) for p in error.absolute_path) or 'arguments'}: {error.message}"
+                for error in validator.iter_errors(input.arguments)
+            ]
+        )

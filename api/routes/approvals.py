@@ -1,0 +1,60 @@
+"""`/v1/sessions/{id}/approvals`: tool calls waiting for a human, and their decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, ValidationError
+
+from api import _sessions
+from api.deps import CurrentCaller, State, TemporalClient
+from api.problems import Problem
+from keel.approvals import Approval, ApprovalDecisionInput, Decision
+
+router = APIRouter(prefix="/v1/sessions/{session_id}/approvals", tags=["approvals"])
+
+
+class ApprovalList(BaseModel):
+    """Pending approvals of a session."""
+
+    approvals: list[Approval]
+
+
+class DecisionBody(BaseModel):
+    """`POST …/approvals/{approval_id}`."""
+
+    decision: Decision
+    feedback: str | None = Field(default=None, max_length=10_000)
+    arguments: dict[str, Any] | None = None
+
+
+@router.get("")
+async def list_approvals(
+    session_id: str, state: State, client: TemporalClient, caller: CurrentCaller
+) -> ApprovalList:
+    """Tool calls of this session waiting for a decision."""
+    session, handle = await _sessions.describe_session(state, client, caller, session_id)
+    if session.status != "active":
+        return ApprovalList(approvals=[])
+    live = await _sessions.query_state(handle)
+    return ApprovalList(approvals=live.pending_approvals)
+
+
+@router.post("/{approval_id}")
+async def decide(
+    session_id: str,
+    approval_id: str,
+    body: DecisionBody,
+    state: State,
+    client: TemporalClient,
+    caller: CurrentCaller,
+) -> Approval:
+    """Approve, reject (feedback goes to the model) or revise (new arguments and/or feedback)."""
+    try:
+        decision = ApprovalDecisionInput(approval_id=approval_id, **body.model_dump())
+    except ValidationError as err:
+        reasons = [str(e["msg"]).removeprefix("Value error, ") for e in err.errors()]
+        raise Problem(422, "; ".join(reasons), type_="invalid-decision") from None
+    _, handle = await _sessions.describe_session(state, client, caller, session_id)
+    return await _sessions.respond_to_approval(handle, decision)

@@ -1,0 +1,66 @@
+"""Approval gates: the wire shapes of a request for a human decision and of the decision."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+Decision = Literal["approve", "reject", "revise"]
+ApprovalStatus = Literal["pending", "approved", "rejected", "revised"]
+DecidedBy = Literal["signal", "update", "timeout"]
+
+_STATUS_OF: dict[str, ApprovalStatus] = {
+    "approve": "approved",
+    "reject": "rejected",
+    "revise": "revised",
+}
+
+
+class ApprovalDecisionInput(BaseModel):
+    """A human's answer: input of the `approval` signal and the `respond_to_approval` update."""
+
+    approval_id: str = Field(min_length=1, max_length=64)
+    decision: Decision
+    feedback: str | None = Field(default=None, max_length=10_000)
+    """Told to the model: why a call was rejected, or what to change."""
+    arguments: dict[str, Any] | None = None
+    """With `revise`: the arguments to run the tool with instead."""
+
+    @model_validator(mode="after")
+    def _revise_says_how(self) -> ApprovalDecisionInput:
+        if self.decision == "revise" and self.feedback is None and self.arguments is None:
+            raise ValueError("revise needs feedback, arguments, or both")
+        if self.decision != "revise" and self.arguments is not None:
+            raise ValueError("arguments go with decision 'revise' only")
+        return self
+
+
+class Approval(BaseModel):
+    """A tool call waiting for (or past) a human decision."""
+
+    id: str
+    turn_id: str
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    status: ApprovalStatus = "pending"
+    requested_at: datetime
+    expires_at: datetime
+    decision: Decision | None = None
+    feedback: str | None = None
+    revised_arguments: dict[str, Any] | None = None
+    decided_by: DecidedBy | None = None
+
+    def decided(self, decision: ApprovalDecisionInput, by: DecidedBy) -> Approval:
+        """This approval with `decision` applied."""
+        return self.model_copy(
+            update={
+                "status": _STATUS_OF[decision.decision],
+                "decision": decision.decision,
+                "feedback": decision.feedback,
+                "revised_arguments": decision.arguments,
+                "decided_by": by,
+            }
+        )

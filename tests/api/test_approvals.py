@@ -1,0 +1,96 @@
+"""`/v1/sessions/{id}/approvals`: list and decide, with clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from keel.formation import Formation, formation_from_data
+
+
+@pytest.fixture
+def formation() -> Formation:
+    return formation_from_data(
+        {
+            "models": {"default": {"provider": "scripted"}},
+            "agents": [{"name": "assistant", "tools": ["lookup"]}],
+            "approvals": {"tools": {"lookup": "always"}},
+        },
+        env={},
+    )
+
+
+async def _waiting(api: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, Any]]:
+    accepted = (
+        await api.post("/v1/chat", json={"message": '[[call lookup {"id": 1}]]', "mode": "async"})
+    ).json()
+    for _ in range(200):
+        listed = (await api.get(f"/v1/sessions/{accepted['session_id']}/approvals")).json()
+        if listed["approvals"]:
+            return accepted, listed["approvals"][0]
+        await asyncio.sleep(0.05)
+    raise AssertionError("no approval was requested")
+
+
+async def _turn(api: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    for _ in range(200):
+        turn = (await api.get(url)).json()
+        if turn["status"] in ("completed", "failed"):
+            return turn
+        await asyncio.sleep(0.05)
+    raise AssertionError("the turn did not finish")
+
+
+async def test_a_pending_approval_is_listed_then_decided(api: httpx.AsyncClient) -> None:
+    accepted, approval = await _waiting(api)
+    assert set(approval) >= {"id", "tool", "arguments", "status", "requested_at", "expires_at"}
+    assert (approval["tool"], approval["arguments"], approval["status"]) == (
+        "lookup",
+        {"id": 1},
+        "pending",
+    )
+    turn = (await api.get(accepted["url"])).json()
+    assert turn["status"] == "awaiting_approval"
+    session = (await api.get(f"/v1/sessions/{accepted['session_id']}")).json()
+    assert [a["id"] for a in session["pending_approvals"]] == [approval["id"]]
+
+    url = f"/v1/sessions/{accepted['session_id']}/approvals/{approval['id']}"
+    decided = await api.post(url, json={"decision": "reject", "feedback": "no"})
+    assert decided.status_code == 200 and decided.json()["status"] == "rejected"
+    again = await api.post(url, json={"decision": "approve"})
+    assert again.status_code == 409
+    assert again.json()["type"] == "/problems/approval-decided"
+    assert (await _turn(api, accepted["url"]))["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"decision": "maybe"}, 422),
+        ({"decision": "revise"}, 422),
+        ({"decision": "approve", "arguments": {"id": 2}}, 422),
+    ],
+)
+async def test_bad_decisions_are_422(
+    api: httpx.AsyncClient, body: dict[str, Any], status: int
+) -> None:
+    accepted, approval = await _waiting(api)
+    url = f"/v1/sessions/{accepted['session_id']}/approvals/{approval['id']}"
+    response = await api.post(url, json=body)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    await api.post(url, json={"decision": "approve"})
+
+
+async def test_an_unknown_approval_is_404(api: httpx.AsyncClient) -> None:
+    accepted, approval = await _waiting(api)
+    base = f"/v1/sessions/{accepted['session_id']}/approvals"
+    missing = await api.post(f"{base}/nope", json={"decision": "approve"})
+    assert missing.status_code == 404
+    assert missing.json()["type"] == "/problems/approval-not-found"
+    other_session = await api.post("/v1/sessions/nope/approvals/x", json={"decision": "approve"})
+    assert other_session.status_code == 404
+    await api.post(f"{base}/{approval['id']}", json={"decision": "approve"})

@@ -1,0 +1,97 @@
+"""The approval gate of a session: which calls wait for a human, and for what answer."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from keel.approvals import Approval, ApprovalDecisionInput, DecidedBy
+    from keel.formation import ApprovalsConfig
+    from keel.messages import ToolCall
+
+DECIDED_KEPT = 100
+
+
+class ApprovalGate:
+    """Approvals of the current turn. Deterministic: workflow time and workflow uuids only."""
+
+    def __init__(self, config: ApprovalsConfig) -> None:
+        self._config = config
+        self._approvals: dict[str, Approval] = {}
+
+    def requires(self, tool: str) -> bool:
+        """Whether calls of `tool` wait for a decision (per-tool policy, else the default)."""
+        return self._config.tools.get(tool, self._config.default) == "always"
+
+    def request(self, turn_id: str, call: ToolCall) -> Approval:
+        """Open an approval for a tool call."""
+        now = workflow.now()
+        approval = Approval(
+            id=str(workflow.uuid4()),
+            turn_id=turn_id,
+            call_id=call.id,
+            tool=call.name,
+            arguments=call.arguments,
+            requested_at=now,
+            expires_at=now + timedelta(seconds=self._config.timeout_s),
+        )
+        self._approvals[approval.id] = approval
+        return approval
+
+    def check(self, decision: ApprovalDecisionInput) -> Approval:
+        """The approval a decision is for.
+
+        Raises:
+            ApplicationError: `UnknownApproval` or `ApprovalDecided`, so an
+                update's caller learns why it was refused.
+        """
+        approval = self._approvals.get(decision.approval_id)
+        if approval is None:
+            raise ApplicationError(
+                f"no approval {decision.approval_id!r} in this session", type="UnknownApproval"
+            )
+        if approval.status != "pending":
+            raise ApplicationError(
+                f"approval {approval.id!r} was already decided: {approval.status}",
+                type="ApprovalDecided",
+            )
+        return approval
+
+    def decide(self, decision: ApprovalDecisionInput, *, by: DecidedBy) -> Approval:
+        """Record a decision (checked again here: an update may have awaited meanwhile)."""
+        decided = self.check(decision).decided(decision, by=by)
+        self._approvals[decided.id] = decided
+        return decided
+
+    async def wait(self, approval_id: str) -> Approval:
+        """Wait for the decision, or apply `on_timeout` when the time is up."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._approvals[approval_id].status != "pending",
+                timeout=timedelta(seconds=self._config.timeout_s),
+            )
+        except TimeoutError:
+            timed_out = ApprovalDecisionInput(
+                approval_id=approval_id,
+                decision=self._config.on_timeout,
+                feedback=f"no decision within {self._config.timeout_s:g} s",
+            )
+            self._approvals[approval_id] = self.check(timed_out).decided(timed_out, by="timeout")
+        return self._approvals[approval_id]
+
+    def pending(self) -> list[Approval]:
+        """Approvals still waiting, oldest first."""
+        return [a for a in self._approvals.values() if a.status == "pending"]
+
+    def forget_old(self) -> None:
+        """Keep pending approvals and the latest decided ones, so state stays small.
+
+        Recent decisions are kept so a repeated answer gets "already decided"
+        rather than "unknown".
+        """
+        decided = [k for k, a in self._approvals.items() if a.status != "pending"]
+        for key in decided[:-DECIDED_KEPT]:
+            del self._approvals[key]

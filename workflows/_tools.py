@@ -1,0 +1,134 @@
+"""Tool calls of a turn: approval gates first, then the tool activity, errors as results."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.tools import CALL_TOOL, CallToolInput, CallToolResult
+    from keel.approvals import Approval
+    from keel.events import EventType
+    from keel.messages import ToolCall
+    from keel.session import StartSessionInput, TurnResult
+
+from workflows._approvals import ApprovalGate
+
+TOOL_TIMEOUT = timedelta(minutes=5)
+TOOL_RETRY = RetryPolicy(maximum_attempts=3)
+HEARTBEAT_TIMEOUT = timedelta(seconds=15)
+
+Publish = Callable[[EventType, "str | None", "dict[str, object]"], None]
+
+
+class ToolRunner:
+    """Runs a model step's tool calls for a session workflow."""
+
+    def __init__(self, input: StartSessionInput, gate: ApprovalGate, publish: Publish) -> None:
+        self._input = input
+        self._gate = gate
+        self._publish = publish
+
+    async def run(
+        self, turn: TurnResult, calls: list[ToolCall]
+    ) -> AsyncIterator[tuple[ToolCall, CallToolResult]]:
+        """Run calls in order, yielding each result; gated calls are all asked for up front."""
+        approvals: dict[str, Approval] = {}
+        for call in calls:
+            self._publish("tool.call", turn.turn_id, {"call_id": call.id, "tool": call.name})
+            if self._gate.requires(call.name):
+                approval = approvals[call.id] = self._gate.request(turn.turn_id, call)
+                self._publish(
+                    "approval.requested",
+                    turn.turn_id,
+                    {
+                        "approval_id": approval.id,
+                        "call_id": call.id,
+                        "tool": call.name,
+                        "arguments": call.arguments,
+                        "expires_at": approval.expires_at.isoformat(),
+                    },
+                )
+        for call in calls:
+            pending = approvals.get(call.id)
+            if pending is None:
+                result = await self._call_tool(turn.turn_id, call)
+            else:
+                turn.status = "awaiting_approval"
+                approval = await self._gate.wait(pending.id)
+                turn.status = "awaiting_approval" if self._gate.pending() else "running"
+                self._publish(
+                    "approval.decided",
+                    turn.turn_id,
+                    {
+                        "approval_id": approval.id,
+                        "decision": approval.decision,
+                        "decided_by": approval.decided_by,
+                        "feedback": approval.feedback,
+                    },
+                )
+                result = await self._call_approved(turn.turn_id, call, approval)
+            self._publish(
+                "tool.result",
+                turn.turn_id,
+                {"call_id": call.id, "tool": call.name, "is_error": result.is_error},
+            )
+            yield call, result
+
+    async def _call_approved(
+        self, turn_id: str, call: ToolCall, approval: Approval
+    ) -> CallToolResult:
+        """What a decided call gives the model: the tool's result, or the reviewer's word."""
+        feedback = f" Reviewer: {approval.feedback}" if approval.feedback else ""
+        if approval.decision == "reject":
+            return CallToolResult(content=f"The user rejected this call.{feedback}", is_error=True)
+        if approval.decision == "revise" and approval.revised_arguments is None:
+            return CallToolResult(
+                content=f"The user asked for changes before this runs.{feedback}", is_error=True
+            )
+        arguments = approval.revised_arguments or call.arguments
+        result = await self._call_tool(turn_id, call.model_copy(update={"arguments": arguments}))
+        if approval.decision == "revise":
+            note = f"(Run with arguments revised by the user: {arguments}.{feedback})\n"
+            result = result.model_copy(update={"content": note + result.content})
+        return result
+
+    async def _call_tool(self, turn_id: str, call: ToolCall) -> CallToolResult:
+        if call.name not in self._input.agent.tools:
+            return CallToolResult(
+                content=f"tool {call.name!r} is not available to agent {self._input.agent.name!r}",
+                is_error=True,
+            )
+        try:
+            return await workflow.execute_activity(
+                CALL_TOOL,
+                CallToolInput(
+                    session=workflow.info().workflow_id,
+                    turn_id=turn_id,
+                    call_id=call.id,
+                    name=call.name,
+                    arguments=call.arguments,
+                ),
+                result_type=CallToolResult,
+                task_queue=self._input.activities_task_queue,
+                start_to_close_timeout=TOOL_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=TOOL_RETRY,
+                summary=f"tool {call.name}",
+            )
+        except ActivityError as err:
+            # A tool that times out or keeps failing is the model's problem
+            # to work around, not a reason to fail the turn.
+            return CallToolResult(content=f"tool failed: {error_text(err)}", is_error=True)
+
+
+def error_text(err: ActivityError) -> str:
+    """The innermost failure's message: what went wrong, not how it was wrapped."""
+    cause: BaseException = err
+    while isinstance(cause, FailureError) and cause.cause is not None:
+        cause = cause.cause
+    return str(cause)
