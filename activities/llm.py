@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from temporalio import activity
@@ -11,7 +12,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
-from activities.providers import ModelRequest, ToolSpec, get_provider
+from activities._structured import STRUCTURED_RETRIES, correction, schema_problems
+from activities.providers import ModelRequest, ModelResponse, ToolSpec, get_provider
 from keel.formation import ModelConfig
 from keel.logging import get_logger
 from keel.messages import Message, Usage
@@ -43,6 +45,8 @@ class CallModelInput(BaseModel):
     system_prompt: str | None = None
     tools: list[str] = Field(default_factory=list)
     buffer_messages: int = 50
+    response_schema: dict[str, Any] | None = None
+    """JSON Schema the final answer must satisfy."""
 
 
 class CallModelResult(BaseModel):
@@ -105,18 +109,12 @@ class LlmActivities:
             system_prompt=input.system_prompt,
             messages=messages,
             tools=self._tools.specs(input.tools),
+            response_schema=input.response_schema,
             attempt=activity.info().attempt,
         )
-        started = time.perf_counter()
-        response = await with_heartbeat(get_provider(input.model).complete(request))
-        log.info(
-            "model answered",
-            provider=input.model.provider,
-            model=input.model.model,
-            step=input.step,
-            tool_calls=len(response.tool_calls),
-            ms=round((time.perf_counter() - started) * 1000, 1),
-        )
+        response = await self._complete(request, input.step)
+        if input.response_schema is not None and not response.tool_calls:
+            response = await self._until_valid(request, response, input)
         answer = Message(
             seq=input.upto_seq + len(input.new_messages),
             role="assistant",
@@ -127,6 +125,56 @@ class LlmActivities:
         )
         await self._store.upsert(input.session, [answer])
         return CallModelResult(message=answer, usage=response.usage)
+
+    async def _complete(self, request: ModelRequest, step: int) -> ModelResponse:
+        started = time.perf_counter()
+        response = await with_heartbeat(get_provider(request.model).complete(request))
+        log.info(
+            "model answered",
+            provider=request.model.provider,
+            model=request.model.model,
+            step=step,
+            tool_calls=len(response.tool_calls),
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return response
+
+    async def _until_valid(
+        self, request: ModelRequest, response: ModelResponse, input: CallModelInput
+    ) -> ModelResponse:
+        """Ask again, with the validation errors, until the answer fits the schema.
+
+        The corrections are not stored: the transcript keeps only the final answer.
+        """
+        schema = input.response_schema or {}
+        usage = response.usage
+        for _ in range(STRUCTURED_RETRIES):
+            problems = schema_problems(response.content, schema)
+            if not problems:
+                return response.model_copy(update={"usage": usage})
+            retry = [
+                _transient("assistant", response.content, input),
+                _transient("user", correction(problems), input),
+            ]
+            request = request.model_copy(update={"messages": [*request.messages, *retry]})
+            response = await self._complete(request, input.step)
+            usage = usage + response.usage
+        problems = schema_problems(response.content, schema)
+        if problems:
+            raise ApplicationError(
+                "the model's answer does not match the response schema: " + "; ".join(problems),
+                type="InvalidStructuredOutput",
+                non_retryable=True,
+            )
+        return response.model_copy(update={"usage": usage})
+
+
+def _transient(role: Literal["user", "assistant"], content: str, input: CallModelInput) -> Message:
+    """A message shown to the model once, never stored."""
+    seq = input.upto_seq + len(input.new_messages)
+    return Message(
+        seq=seq, role=role, content=content, turn_id=input.turn_id, created_at=datetime.now(UTC)
+    )
 
 
 def _buffer(messages: list[Message], limit: int) -> list[Message]:

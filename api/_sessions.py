@@ -26,14 +26,13 @@ from keel.approvals import Approval, ApprovalDecisionInput
 from keel.formation import AgentConfig
 from keel.session import (
     SESSION_WORKFLOW,
-    AgentSnapshot,
     CloseSessionInput,
     SendMessageInput,
     SendMessageResult,
     SessionState,
-    StartSessionInput,
     TurnResult,
     WaitTurnInput,
+    new_session_input,
     session_workflow_id,
 )
 from keel.temporal import AGENT_ATTR, TENANT_ATTR, USER_ATTR, workflow_ui_url
@@ -76,22 +75,13 @@ async def start_session(
     formation = state.formation
     session_id = uuid.uuid4().hex
     workflow_id = session_workflow_id(caller.tenant, session_id)
-    start = StartSessionInput(
-        session_id=session_id,
+    start = new_session_input(
+        formation,
+        agent,
         tenant=caller.tenant,
         user_id=user_id,
-        agent=AgentSnapshot(
-            name=agent.name,
-            system_prompt=agent.system_prompt,
-            model_name=agent.model,
-            model=formation.model_for(agent),
-            tools=agent.tools,
-            max_steps=agent.max_steps,
-            buffer_messages=formation.memory.buffer_messages,
-        ),
-        options=formation.sessions,
-        approvals=formation.approvals,
         activities_task_queue=state.settings.activities_task_queue,
+        session_id=session_id,
     )
     with temporal_errors():
         handle = await client.start_workflow(
@@ -182,12 +172,12 @@ async def describe_session(
     return session, handle
 
 
-async def send_message(handle: WorkflowHandle[Any, Any], text: str) -> SendMessageResult:
+async def send_message(
+    handle: WorkflowHandle[Any, Any], message: SendMessageInput
+) -> SendMessageResult:
     """Queue a user message; the workflow's validator may refuse it."""
     return await _update(
-        lambda: handle.execute_update(
-            "send_message", SendMessageInput(text=text), result_type=SendMessageResult
-        ),
+        lambda: handle.execute_update("send_message", message, result_type=SendMessageResult),
         handle,
     )
 

@@ -89,6 +89,8 @@ class ChatResponse(BaseModel):
     turn_id: str
     status: TurnStatus
     message: AssistantReply | None = None
+    data: Any = None
+    """With `response_schema`: the answer as parsed, schema-valid JSON."""
     usage: Usage = Field(default_factory=Usage)
     error: str | None = None
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from keel.approvals import Approval
-from keel.formation import ApprovalsConfig, ModelConfig, SessionsConfig
+from keel.formation import AgentConfig, ApprovalsConfig, Formation, ModelConfig, SessionsConfig
 from keel.messages import Message, Usage
 
 SESSION_WORKFLOW = "keel.Session"
@@ -46,6 +46,7 @@ class QueuedTurn(BaseModel):
     turn_id: str
     text: str
     received_at: datetime
+    response_schema: dict[str, Any] | None = None
 
 
 class CarriedState(BaseModel):
@@ -63,27 +64,60 @@ class CarriedState(BaseModel):
 class StartSessionInput(BaseModel):
     """Input of `SessionWorkflow`."""
 
-    session_id: str
+    session_id: str = ""
+    """Empty for runs started by a Temporal Schedule: then the workflow id's last part."""
     tenant: str
     user_id: str
     agent: AgentSnapshot
     options: SessionsConfig = Field(default_factory=SessionsConfig)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     activities_task_queue: str
+    initial_message: str | None = None
+    """A first message to run at once (triggers and schedules start sessions this way)."""
+    close_when_idle: bool = False
+    """Close once no turn is queued: a one-shot run rather than a conversation."""
     carried: CarriedState | None = None
 
 
-class SessionResult(BaseModel):
-    """What a closed session returns."""
-
-    turn_count: int
-    usage: Usage
+def new_session_input(
+    formation: Formation,
+    agent: AgentConfig,
+    *,
+    tenant: str,
+    user_id: str,
+    activities_task_queue: str,
+    session_id: str = "",
+    initial_message: str | None = None,
+    close_when_idle: bool = False,
+) -> StartSessionInput:
+    """The input of a new session of `agent`: a snapshot of what the formation says now."""
+    return StartSessionInput(
+        session_id=session_id,
+        tenant=tenant,
+        user_id=user_id,
+        agent=AgentSnapshot(
+            name=agent.name,
+            system_prompt=agent.system_prompt,
+            model_name=agent.model,
+            model=formation.model_for(agent),
+            tools=agent.tools,
+            max_steps=agent.max_steps,
+            buffer_messages=formation.memory.buffer_messages,
+        ),
+        options=formation.sessions,
+        approvals=formation.approvals,
+        activities_task_queue=activities_task_queue,
+        initial_message=initial_message,
+        close_when_idle=close_when_idle,
+    )
 
 
 class SendMessageInput(BaseModel):
     """Input of the `send_message` update."""
 
     text: str
+    response_schema: dict[str, Any] | None = None
+    """JSON Schema the final answer must satisfy (structured output)."""
 
 
 class SendMessageResult(BaseModel):
@@ -112,8 +146,19 @@ class TurnResult(BaseModel):
     turn_id: str
     status: TurnStatus
     message: AssistantReply | None = None
+    data: Any = None
+    """With a response schema: the answer, parsed and validated."""
     usage: Usage = Field(default_factory=Usage)
     error: str | None = None
+
+
+class SessionResult(BaseModel):
+    """What a closed session returns."""
+
+    turn_count: int
+    usage: Usage
+    last_turn: TurnResult | None = None
+    """The final turn: a one-shot run's answer (schedules, delegated specialists)."""
 
 
 class CloseSessionInput(BaseModel):

@@ -131,4 +131,4 @@ def error_text(err: ActivityError) -> str:
     cause: BaseException = err
     while isinstance(cause, FailureError) and cause.cause is not None:
         cause = cause.cause
-    return str(cause)
+    return cause.message if isinstance(cause, FailureError) else str(cause)

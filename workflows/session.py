@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -60,6 +62,7 @@ class SessionWorkflow:
     def __init__(self, input: StartSessionInput) -> None:
         carried = input.carried or CarriedState()
         self._input = input
+        self._session_id = input.session_id or workflow.info().workflow_id.rsplit("/", 1)[-1]
         self._next_seq = carried.next_seq
         self._turn_count = carried.turn_count
         self._usage = carried.usage
@@ -71,6 +74,7 @@ class SessionWorkflow:
         }
         self._turns_this_run = 0
         self._current: str | None = None
+        self._last_turn: TurnResult | None = None
         self._closing = False
         self._continuing = False
         self._gate = ApprovalGate(input.approvals)
@@ -85,12 +89,15 @@ class SessionWorkflow:
     @workflow.run
     async def run(self, input: StartSessionInput) -> SessionResult:
         """Run turns as messages arrive until the session is closed."""
+        if input.initial_message is not None and input.carried is None:
+            self._enqueue(SendMessageInput(text=input.initial_message))
         while True:
             await workflow.wait_condition(
                 lambda: bool(self._queue) or self._closing or self._should_continue_as_new()
             )
             if self._queue:
                 await self._run_turn(self._queue.popleft())
+                self._closing = self._closing or (input.close_when_idle and not self._queue)
             elif self._closing:
                 break
             else:
@@ -98,15 +105,27 @@ class SessionWorkflow:
         self._publish("session.closed", None, {"reason": "closed"})
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return SessionResult(turn_count=self._turn_count, usage=self._usage)
+        return SessionResult(
+            turn_count=self._turn_count, usage=self._usage, last_turn=self._last_turn
+        )
 
     # -- messages -----------------------------------------------------------
 
     @workflow.update(name="send_message")
     def send_message(self, input: SendMessageInput) -> SendMessageResult:
         """Queue a user message as a new turn; answers at once."""
+        return self._enqueue(input)
+
+    def _enqueue(self, input: SendMessageInput) -> SendMessageResult:
         turn_id = str(workflow.uuid4())
-        self._queue.append(QueuedTurn(turn_id=turn_id, text=input.text, received_at=workflow.now()))
+        self._queue.append(
+            QueuedTurn(
+                turn_id=turn_id,
+                text=input.text,
+                received_at=workflow.now(),
+                response_schema=input.response_schema,
+            )
+        )
         self._turns[turn_id] = TurnResult(turn_id=turn_id, status="queued")
         return SendMessageResult(turn_id=turn_id, stream_offset=self._offset)
 
@@ -218,7 +237,7 @@ class SessionWorkflow:
             )
         )
         try:
-            answer = await self._agent_loop(turn)
+            answer = await self._agent_loop(turn, queued.response_schema)
         except (ActivityError, _TurnFailed) as err:
             turn.status = "failed"
             turn.error = error_text(err) if isinstance(err, ActivityError) else str(err)
@@ -226,6 +245,8 @@ class SessionWorkflow:
         else:
             turn.status = "completed"
             turn.message = AssistantReply(content=answer.content)
+            if queued.response_schema is not None:
+                turn.data = json.loads(answer.content)
             self._publish(
                 "message.completed",
                 turn.turn_id,
@@ -238,18 +259,21 @@ class SessionWorkflow:
         self._turn_count += 1
         self._turns_this_run += 1
         self._usage = self._usage + turn.usage
+        self._last_turn = turn
         self._forget_old_turns()
         self._gate.forget_old()
         workflow.set_current_details(f"{self._turn_count} turns; idle")
 
-    async def _agent_loop(self, turn: TurnResult) -> Message:
+    async def _agent_loop(
+        self, turn: TurnResult, response_schema: dict[str, Any] | None
+    ) -> Message:
         """Model, then tools, then model again, until an answer or `max_steps`."""
         agent = self._input.agent
         for step in range(1, agent.max_steps + 1):
             last_step = step == agent.max_steps
             # On the last step the model is offered no tools, so it should answer.
             step_result = await self._call_model(
-                turn.turn_id, step, [] if last_step else agent.tools
+                turn.turn_id, step, [] if last_step else agent.tools, response_schema
             )
             turn.usage = turn.usage + step_result.usage
             answer = step_result.message
@@ -268,7 +292,13 @@ class SessionWorkflow:
             f"the agent reached its step limit (max_steps={agent.max_steps}) without a final answer"
         )
 
-    async def _call_model(self, turn_id: str, step: int, tools: list[str]) -> CallModelResult:
+    async def _call_model(
+        self,
+        turn_id: str,
+        step: int,
+        tools: list[str],
+        response_schema: dict[str, Any] | None,
+    ) -> CallModelResult:
         agent = self._input.agent
         call = CallModelInput(
             session=workflow.info().workflow_id,
@@ -280,6 +310,7 @@ class SessionWorkflow:
             system_prompt=agent.system_prompt,
             tools=tools,
             buffer_messages=agent.buffer_messages,
+            response_schema=response_schema,
         )
         try:
             return await self._execute_model_call(call)
@@ -336,7 +367,7 @@ class SessionWorkflow:
         self._events.publish(
             SessionEvent(
                 type=type,
-                session_id=self._input.session_id,
+                session_id=self._session_id,
                 turn_id=turn_id,
                 ts=workflow.now(),
                 data=data,

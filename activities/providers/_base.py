@@ -29,6 +29,8 @@ class ModelRequest(BaseModel):
     system_prompt: str | None = None
     messages: list[Message]
     tools: list[ToolSpec] = Field(default_factory=list)
+    response_schema: dict[str, Any] | None = None
+    """JSON Schema for the final answer; providers with native support enforce it."""
     attempt: int = 1
     """The activity attempt (1 on the first try); the scripted provider's `fail` uses it."""
 

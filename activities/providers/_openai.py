@@ -91,6 +91,12 @@ class OpenAIProvider:
                 )
                 for t in request.tools
             ]
+        if request.response_schema is not None:
+            # Native structured output; the LLM activity still validates the answer.
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": request.response_schema},
+            }
         if request.model.temperature is not None:
             params["temperature"] = request.model.temperature
         if request.model.max_tokens is not None:

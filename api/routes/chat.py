@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import jsonschema
 from fastapi import APIRouter, Response, status
 
 from api import _sessions
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem
 from api.schemas import ChatAccepted, ChatRequest, ChatResponse
+from keel.session import SendMessageInput
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
@@ -32,7 +35,7 @@ async def chat(
     if body.stream:
         raise Problem(501, "streaming chat is not available yet", type_="not-implemented")
     if body.response_schema is not None:
-        raise Problem(501, "response_schema is not available yet", type_="not-implemented")
+        _check_schema(body.response_schema)
     if body.session_id:
         if body.agent is not None:
             raise Problem(
@@ -51,7 +54,9 @@ async def chat(
             metadata={},
         )
         handle = client.get_workflow_handle(session.workflow_id)
-    sent = await _sessions.send_message(handle, body.message)
+    sent = await _sessions.send_message(
+        handle, SendMessageInput(text=body.message, response_schema=body.response_schema)
+    )
     accepted = ChatAccepted(
         session_id=session.id,
         turn_id=sent.turn_id,
@@ -69,3 +74,15 @@ async def chat(
     response.status_code = status.HTTP_202_ACCEPTED
     response.headers["Location"] = accepted.url
     return accepted
+
+
+def _check_schema(schema: dict[str, Any]) -> None:
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as err:
+        path = "/".join(str(p) for p in err.absolute_path) or "(root)"
+        raise Problem(
+            422,
+            f"response_schema is not a valid JSON Schema at {path}: {err.message}",
+            type_="invalid-request",
+        ) from None

@@ -10,13 +10,12 @@ from temporalio.client import Client, WorkflowHandle
 from keel.formation import Formation
 from keel.session import (
     SESSION_WORKFLOW,
-    AgentSnapshot,
     SendMessageInput,
     SendMessageResult,
     SessionResult,
-    StartSessionInput,
     TurnResult,
     WaitTurnInput,
+    new_session_input,
     session_workflow_id,
 )
 from keel.settings import Settings
@@ -33,22 +32,15 @@ async def start_session(
     """Start a session workflow for `agent` (default: the formation's)."""
     config = formation.agent(agent) if agent else formation.default_agent
     session_id = uuid.uuid4().hex
-    start = StartSessionInput(
-        session_id=session_id,
+    start = new_session_input(
+        formation,
+        config,
         tenant="test",
         user_id="tester",
-        agent=AgentSnapshot(
-            name=config.name,
-            system_prompt=config.system_prompt,
-            model_name=config.model,
-            model=formation.model_for(config),
-            tools=config.tools,
-            max_steps=config.max_steps,
-        ),
-        options=formation.sessions.model_copy(update=options),
-        approvals=formation.approvals,
         activities_task_queue=settings.activities_task_queue,
+        session_id=session_id,
     )
+    start.options = start.options.model_copy(update=options)
     return await client.start_workflow(
         SESSION_WORKFLOW,
         start,
