@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from fastapi import Response
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -21,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppState, Caller
 from api.problems import Problem
-from api.schemas import ChatResponse, SessionOut
+from api.schemas import ChatAccepted, ChatResponse, SessionOut
 from keel.approvals import Approval, ApprovalDecisionInput
 from keel.formation import AgentConfig
 from keel.session import (
@@ -170,6 +172,57 @@ async def describe_session(
         # 404, not 403: a caller must not learn that another user's id exists.
         raise _not_found(session_id)
     return session, handle
+
+
+async def open_or_start(
+    state: AppState,
+    client: Client,
+    caller: Caller,
+    *,
+    session_id: str | None,
+    agent: str | None,
+    user_id: str | None,
+) -> tuple[SessionOut, WorkflowHandle[Any, Any]]:
+    """The session named, or a new one with `agent` (the default agent when None)."""
+    if session_id:
+        return await describe_session(state, client, caller, session_id)
+    session = await start_session(
+        state,
+        client,
+        caller,
+        agent=resolve_agent(state, agent),
+        user_id=user_id or caller.user_id,
+        metadata={},
+    )
+    return session, client.get_workflow_handle(session.workflow_id)
+
+
+async def answer_or_accept(
+    handle: WorkflowHandle[Any, Any],
+    session: SessionOut,
+    sent: SendMessageResult,
+    *,
+    wait_s: float | None,
+    response: Response,
+) -> ChatResponse | ChatAccepted:
+    """The turn's outcome if it ends within `wait_s`; else 202 with the turn's URL."""
+    if wait_s is not None:
+        try:
+            result = await asyncio.wait_for(wait_turn(handle, sent.turn_id), wait_s)
+        except TimeoutError:
+            pass
+        else:
+            return chat_response(session.id, result)
+    accepted = ChatAccepted(
+        session_id=session.id,
+        turn_id=sent.turn_id,
+        status="queued",
+        url=f"/v1/sessions/{session.id}/turns/{sent.turn_id}",
+        stream_offset=sent.stream_offset,
+    )
+    response.status_code = 202
+    response.headers["Location"] = accepted.url
+    return accepted
 
 
 async def send_message(

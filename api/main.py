@@ -13,7 +13,7 @@ from temporalio.client import Client
 from api._metrics import install_request_middleware
 from api.deps import AppState
 from api.problems import install_problem_handlers
-from api.routes import agents, approvals, chat, health, sessions
+from api.routes import agents, approvals, chat, health, sessions, triggers
 from keel import __version__
 from keel.formation import Formation
 from keel.logging import get_logger
@@ -70,7 +70,7 @@ def create_app(
     app.state.keel = state
     install_problem_handlers(app)
     install_request_middleware(app, state)
-    for module in (health, agents, sessions, approvals, chat):
+    for module in (health, agents, sessions, approvals, chat, triggers):
         app.include_router(module.router)
     return app
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import jsonschema
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Response
 
 from api import _sessions
 from api.deps import CurrentCaller, State, TemporalClient
@@ -36,44 +35,30 @@ async def chat(
         raise Problem(501, "streaming chat is not available yet", type_="not-implemented")
     if body.response_schema is not None:
         _check_schema(body.response_schema)
-    if body.session_id:
-        if body.agent is not None:
-            raise Problem(
-                422,
-                "agent: set it when starting a session, not on an existing one",
-                type_="invalid-request",
-            )
-        session, handle = await _sessions.describe_session(state, client, caller, body.session_id)
-    else:
-        session = await _sessions.start_session(
-            state,
-            client,
-            caller,
-            agent=_sessions.resolve_agent(state, body.agent),
-            user_id=body.user_id or caller.user_id,
-            metadata={},
+    if body.session_id and body.agent is not None:
+        raise Problem(
+            422,
+            "agent: set it when starting a session, not on an existing one",
+            type_="invalid-request",
         )
-        handle = client.get_workflow_handle(session.workflow_id)
+    session, handle = await _sessions.open_or_start(
+        state,
+        client,
+        caller,
+        session_id=body.session_id,
+        agent=body.agent,
+        user_id=body.user_id,
+    )
     sent = await _sessions.send_message(
         handle, SendMessageInput(text=body.message, response_schema=body.response_schema)
     )
-    accepted = ChatAccepted(
-        session_id=session.id,
-        turn_id=sent.turn_id,
-        status="queued",
-        url=f"/v1/sessions/{session.id}/turns/{sent.turn_id}",
-        stream_offset=sent.stream_offset,
+    return await _sessions.answer_or_accept(
+        handle,
+        session,
+        sent,
+        wait_s=body.wait_s if body.mode == "sync" else None,
+        response=response,
     )
-    if body.mode == "sync":
-        try:
-            result = await asyncio.wait_for(_sessions.wait_turn(handle, sent.turn_id), body.wait_s)
-        except TimeoutError:
-            pass
-        else:
-            return _sessions.chat_response(session.id, result)
-    response.status_code = status.HTTP_202_ACCEPTED
-    response.headers["Location"] = accepted.url
-    return accepted
 
 
 def _check_schema(schema: dict[str, Any]) -> None:

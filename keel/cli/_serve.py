@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api import create_app
 from keel.formation import Formation
 from keel.logging import get_logger
+from keel.schedules import sync_schedules
 from keel.settings import Settings
 from keel.store import TranscriptStore, open_store
 from keel.temporal import connect, ensure_search_attributes
@@ -77,6 +78,7 @@ async def serve(
                 task_queues=task_queues,
                 max_concurrent_activities=max_concurrent_activities,
             )
+            await sync_schedules(client, formation, settings)
             tasks += [asyncio.create_task(w.run()) for w in workers]
             log.info("worker polling", task_queues=[w.task_queue for w in workers])
         if api:

@@ -24,6 +24,7 @@ from keel.formation._errors import (
     format_path,
     problems_error,
 )
+from keel.triggers import check_template
 
 _NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
@@ -159,6 +160,21 @@ class TriggerConfig(_Strict):
     """A cron expression; the trigger then also runs as a Temporal Schedule."""
     secret_env: str | None = None
     """Env var holding an HMAC-SHA256 key that webhook calls must sign with."""
+
+    @field_validator("template")
+    @classmethod
+    def _template_compiles(cls, value: str) -> str:
+        problem = check_template(value)
+        if problem is not None:
+            raise ValueError(f"the template does not compile: {problem}")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_is_cron(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("@") or len(value.split()) in (5, 6, 7)):
+            raise ValueError("must be a cron expression (5 fields, e.g. '0 9 * * *') or @daily")
+        return value
 
 
 class SessionsConfig(_Strict):
