@@ -44,6 +44,9 @@ class CallModelInput(BaseModel):
     model: ModelConfig
     system_prompt: str | None = None
     tools: list[str] = Field(default_factory=list)
+    """Names of tools the worker knows; their schemas come from its catalog."""
+    extra_tools: list[ToolSpec] = Field(default_factory=list)
+    """Tools the workflow defines itself (delegation to other agents)."""
     buffer_messages: int = 50
     response_schema: dict[str, Any] | None = None
     """JSON Schema the final answer must satisfy."""
@@ -108,7 +111,7 @@ class LlmActivities:
             model=input.model,
             system_prompt=input.system_prompt,
             messages=messages,
-            tools=self._tools.specs(input.tools),
+            tools=[*self._tools.specs(input.tools), *input.extra_tools],
             response_schema=input.response_schema,
             attempt=activity.info().attempt,
         )

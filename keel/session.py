@@ -32,12 +32,29 @@ class AgentSnapshot(BaseModel):
     """
 
     name: str
+    description: str = ""
     system_prompt: str | None = None
     model_name: str
     model: ModelConfig
     tools: list[str] = Field(default_factory=list)
+    routes: list[str] = Field(default_factory=list)
+    """Agents this one may delegate to: each is offered to the model as a tool."""
     max_steps: int = 8
     buffer_messages: int = 50
+
+
+def _snapshot(formation: Formation, agent: AgentConfig) -> AgentSnapshot:
+    return AgentSnapshot(
+        name=agent.name,
+        description=agent.description,
+        system_prompt=agent.system_prompt,
+        model_name=agent.model,
+        model=formation.model_for(agent),
+        tools=agent.tools,
+        routes=agent.routes,
+        max_steps=agent.max_steps,
+        buffer_messages=formation.memory.buffer_messages,
+    )
 
 
 class QueuedTurn(BaseModel):
@@ -72,6 +89,10 @@ class StartSessionInput(BaseModel):
     options: SessionsConfig = Field(default_factory=SessionsConfig)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     activities_task_queue: str
+    team: dict[str, AgentSnapshot] = Field(default_factory=dict)
+    """Every agent reachable by delegation from this session's agent."""
+    depth: int = 0
+    """How many delegations deep this session runs (0 for a session users start)."""
     initial_message: str | None = None
     """A first message to run at once (triggers and schedules start sessions this way)."""
     close_when_idle: bool = False
@@ -91,19 +112,19 @@ def new_session_input(
     close_when_idle: bool = False,
 ) -> StartSessionInput:
     """The input of a new session of `agent`: a snapshot of what the formation says now."""
+    team: dict[str, AgentSnapshot] = {}
+    reachable = list(agent.routes)
+    while reachable:
+        name = reachable.pop()
+        if name not in team:
+            team[name] = _snapshot(formation, formation.agent(name))
+            reachable += formation.agent(name).routes
     return StartSessionInput(
         session_id=session_id,
         tenant=tenant,
         user_id=user_id,
-        agent=AgentSnapshot(
-            name=agent.name,
-            system_prompt=agent.system_prompt,
-            model_name=agent.model,
-            model=formation.model_for(agent),
-            tools=agent.tools,
-            max_steps=agent.max_steps,
-            buffer_messages=formation.memory.buffer_messages,
-        ),
+        agent=_snapshot(formation, agent),
+        team=team,
         options=formation.sessions,
         approvals=formation.approvals,
         activities_task_queue=activities_task_queue,

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from keel.session import StartSessionInput, TurnResult
 
 from workflows._approvals import ApprovalGate
+from workflows._delegation import delegate
 
 TOOL_TIMEOUT = timedelta(minutes=5)
 TOOL_RETRY = RetryPolicy(maximum_attempts=3)
@@ -98,6 +99,13 @@ class ToolRunner:
         return result
 
     async def _call_tool(self, turn_id: str, call: ToolCall) -> CallToolResult:
+        if call.name in self._input.agent.routes:
+            self._publish(
+                "handoff",
+                turn_id,
+                {"call_id": call.id, "from_agent": self._input.agent.name, "to_agent": call.name},
+            )
+            return await delegate(self._input, turn_id, call)
         if call.name not in self._input.agent.tools:
             return CallToolResult(
                 content=f"tool {call.name!r} is not available to agent {self._input.agent.name!r}",

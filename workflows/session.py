@@ -12,6 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows._approvals import ApprovalGate
+from workflows._delegation import delegation_specs
 from workflows._tools import ToolRunner, error_text
 
 with workflow.unsafe.imports_passed_through():
@@ -271,10 +272,7 @@ class SessionWorkflow:
         agent = self._input.agent
         for step in range(1, agent.max_steps + 1):
             last_step = step == agent.max_steps
-            # On the last step the model is offered no tools, so it should answer.
-            step_result = await self._call_model(
-                turn.turn_id, step, [] if last_step else agent.tools, response_schema
-            )
+            step_result = await self._call_model(turn.turn_id, step, last_step, response_schema)
             turn.usage = turn.usage + step_result.usage
             answer = step_result.message
             self._append(answer)
@@ -296,7 +294,7 @@ class SessionWorkflow:
         self,
         turn_id: str,
         step: int,
-        tools: list[str],
+        last_step: bool,
         response_schema: dict[str, Any] | None,
     ) -> CallModelResult:
         agent = self._input.agent
@@ -308,7 +306,9 @@ class SessionWorkflow:
             new_messages=self._unsynced,
             model=agent.model,
             system_prompt=agent.system_prompt,
-            tools=tools,
+            # The last step offers no tools, so the model has to answer.
+            tools=[] if last_step else agent.tools,
+            extra_tools=[] if last_step else delegation_specs(agent, self._input.team),
             buffer_messages=agent.buffer_messages,
             response_schema=response_schema,
         )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
 
-from api._sessions import resolve_agent
-from api.deps import State
-from api.schemas import AgentList, AgentOut
+from api import _sessions
+from api.deps import CurrentCaller, State, TemporalClient
+from api.problems import Problem
+from api.schemas import ID_PATTERN, AgentList, AgentOut, ChatAccepted, ChatResponse
 from keel.formation import AgentConfig
+from keel.session import SendMessageInput
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -32,4 +35,39 @@ async def list_agents(state: State) -> AgentList:
 @router.get("/{name}")
 async def get_agent(name: str, state: State) -> AgentOut:
     """One agent; 404 if the formation has none of that name."""
-    return _out(resolve_agent(state, name))
+    return _out(_sessions.resolve_agent(state, name))
+
+
+class RunAgent(BaseModel):
+    """`POST /v1/agents/{name}/run`."""
+
+    message: str = Field(min_length=1, max_length=1_000_000)
+    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    wait_s: float = Field(default=120, gt=0, le=3600)
+
+
+@router.post(
+    "/{name}/run",
+    responses={202: {"model": ChatAccepted, "description": "still running after `wait_s`"}},
+)
+async def run_agent(
+    name: str,
+    body: RunAgent,
+    state: State,
+    client: TemporalClient,
+    caller: CurrentCaller,
+    response: Response,
+) -> ChatResponse | ChatAccepted:
+    """Run one agent (a specialist, say) directly, in a new session or in `session_id`."""
+    agent = _sessions.resolve_agent(state, name)
+    session, handle = await _sessions.open_or_start(
+        state, client, caller, session_id=body.session_id, agent=agent.name, user_id=None
+    )
+    if session.agent != agent.name:
+        raise Problem(
+            409, f"session {session.id!r} belongs to agent {session.agent!r}", type_="wrong-agent"
+        )
+    sent = await _sessions.send_message(handle, SendMessageInput(text=body.message))
+    return await _sessions.answer_or_accept(
+        handle, session, sent, wait_s=body.wait_s, response=response
+    )

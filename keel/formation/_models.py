@@ -185,6 +185,8 @@ class SessionsConfig(_Strict):
     max_message_chars: int = Field(default=32_000, ge=1, le=1_000_000)
     continue_as_new_after_turns: int = Field(default=500, ge=1)
     """Start a fresh run (same session) after this many turns, keeping history small."""
+    max_delegation_depth: int = Field(default=2, ge=0, le=10)
+    """How deep delegations may nest (a coordinator's specialist delegating on, …)."""
 
 
 class Formation(_Strict):

@@ -1,0 +1,74 @@
+"""Delegation: a coordinator hands a task to a specialist, run as a child workflow."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.providers import ToolSpec
+    from activities.tools import CallToolResult
+    from keel.messages import ToolCall
+    from keel.session import SESSION_WORKFLOW, AgentSnapshot, SessionResult, StartSessionInput
+
+_TASK = {
+    "type": "object",
+    "properties": {"message": {"type": "string", "description": "The task, in full."}},
+    "required": ["message"],
+}
+
+
+def delegation_specs(agent: AgentSnapshot, team: dict[str, AgentSnapshot]) -> list[ToolSpec]:
+    """One tool per route, named after the specialist and described by its description."""
+    return [
+        ToolSpec(
+            name=name,
+            description=team[name].description or f"Hand the task to the {name} agent.",
+            parameters=_TASK,
+        )
+        for name in agent.routes
+        if name in team
+    ]
+
+
+async def delegate(session: StartSessionInput, turn_id: str, call: ToolCall) -> CallToolResult:
+    """Run the specialist `call.name` on `call.arguments["message"]`; its answer is the result.
+
+    A child workflow rather than an activity: the specialist's own steps, tool
+    calls and approvals are durable and show under the session in the Temporal UI.
+    """
+    limit = session.options.max_delegation_depth
+    if session.depth >= limit:
+        return CallToolResult(
+            content=f"cannot delegate to {call.name!r}: the delegation depth limit ({limit}) "
+            "is reached; answer without it",
+            is_error=True,
+        )
+    task = call.arguments.get("message")
+    if not isinstance(task, str) or not task.strip():
+        return CallToolResult(content="delegation needs a non-empty 'message'", is_error=True)
+    child = session.model_copy(
+        update={
+            "session_id": "",
+            "agent": session.team[call.name],
+            "depth": session.depth + 1,
+            "initial_message": task,
+            "close_when_idle": True,
+            "carried": None,
+        }
+    )
+    try:
+        result = await workflow.execute_child_workflow(
+            SESSION_WORKFLOW,
+            child,
+            id=f"{workflow.info().workflow_id}/{turn_id}/{call.id}",
+            result_type=SessionResult,
+            static_summary=f"{session.agent.name} delegates to {call.name}",
+        )
+    except ChildWorkflowError as err:
+        return CallToolResult(content=f"{call.name} failed: {err.message}", is_error=True)
+    turn = result.last_turn
+    if turn is None or turn.message is None:
+        reason = turn.error if turn and turn.error else "no answer"
+        return CallToolResult(content=f"{call.name} could not answer: {reason}", is_error=True)
+    return CallToolResult(content=turn.message.content)
