@@ -37,7 +37,7 @@ from keel.session import (
     new_session_input,
     session_workflow_id,
 )
-from keel.temporal import AGENT_ATTR, TENANT_ATTR, USER_ATTR, workflow_ui_url
+from keel.temporal import AGENT_ATTR, TENANT_ATTR, TOPICS_ATTR, USER_ATTR, workflow_ui_url
 
 T = TypeVar("T")
 
@@ -72,6 +72,7 @@ async def start_session(
     agent: AgentConfig,
     user_id: str,
     metadata: dict[str, Any],
+    topics: list[str] | None = None,
 ) -> SessionOut:
     """Start the workflow of a new session and describe it."""
     formation = state.formation
@@ -97,6 +98,7 @@ async def start_session(
                     SearchAttributePair(TENANT_ATTR, caller.tenant),
                     SearchAttributePair(USER_ATTR, user_id),
                     SearchAttributePair(AGENT_ATTR, agent.name),
+                    SearchAttributePair(TOPICS_ATTR, topics or []),
                 ]
             ),
             memo={"metadata": metadata},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,6 +37,10 @@ class CreateSession(BaseModel):
     agent: str | None = Field(default=None, max_length=64)
     user_id: str | None = Field(default=None, pattern=ID_PATTERN)
     metadata: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    topics: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=32
+    )
+    """Topics this session subscribes to: agents' `publish` calls reach it as messages."""
 
 
 class SessionOut(BaseModel):

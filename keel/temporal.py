@@ -20,7 +20,8 @@ from keel.logging import get_logger
 TENANT_ATTR = SearchAttributeKey.for_keyword("KeelTenant")
 USER_ATTR = SearchAttributeKey.for_keyword("KeelUser")
 AGENT_ATTR = SearchAttributeKey.for_keyword("KeelAgent")
-SEARCH_ATTRIBUTES = (TENANT_ATTR, USER_ATTR, AGENT_ATTR)
+TOPICS_ATTR = SearchAttributeKey.for_keyword_list("KeelTopics")
+SEARCH_ATTRIBUTES = (TENANT_ATTR, USER_ATTR, AGENT_ATTR, TOPICS_ATTR)
 """Registered at start, so sessions can be filtered by them in the Temporal UI."""
 
 log = get_logger(__name__)
@@ -44,7 +45,7 @@ async def ensure_search_attributes(client: Client) -> None:
             ListSearchAttributesRequest(namespace=client.namespace)
         )
         missing = {
-            key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+            key.name: IndexedValueType.ValueType(key.indexed_value_type)
             for key in SEARCH_ATTRIBUTES
             if key.name not in listed.custom_attributes
         }

@@ -10,6 +10,7 @@ from temporalio.worker import Worker
 
 from activities import LlmActivities, ToolActivities, ToolCatalog
 from activities.approvals import ApprovalActivities
+from activities.messaging import MessagingActivities
 from keel.formation import Formation
 from keel.settings import Settings
 from keel.store import TranscriptStore
@@ -44,6 +45,7 @@ def build_workers(
     llm = LlmActivities(store, catalog)
     tools = ToolActivities()
     approvals = ApprovalActivities(catalog)
+    messaging = MessagingActivities(client)
     queues = (
         list(task_queues)
         if task_queues
@@ -62,7 +64,13 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=queue,
-                    activities=[llm.call_model, tools.call_tool, approvals.validate_arguments],
+                    activities=[
+                        llm.call_model,
+                        tools.call_tool,
+                        approvals.validate_arguments,
+                        messaging.ask_session,
+                        messaging.publish,
+                    ],
                     max_concurrent_activities=max_concurrent_activities,
                     graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 )

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows._approvals import ApprovalGate
 from workflows._delegation import delegate
+from workflows._messaging import MESSAGING_TOOLS, run_messaging_tool
 
 TOOL_TIMEOUT = timedelta(minutes=5)
 TOOL_RETRY = RetryPolicy(maximum_attempts=3)
@@ -111,6 +112,8 @@ class ToolRunner:
                 content=f"tool {call.name!r} is not available to agent {self._input.agent.name!r}",
                 is_error=True,
             )
+        if call.name in MESSAGING_TOOLS:
+            return await run_messaging_tool(self._input, turn_id, call)
         try:
             return await workflow.execute_activity(
                 CALL_TOOL,

@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows._approvals import ApprovalGate
 from workflows._delegation import delegation_specs
+from workflows._messaging import messaging_specs
 from workflows._tools import ToolRunner, error_text
 
 with workflow.unsafe.imports_passed_through():
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ValidateArgumentsResult,
     )
     from activities.llm import CALL_MODEL, PREFIX_MISSING, CallModelInput, CallModelResult
+    from activities.messaging import TOPIC_SIGNAL, TopicMessage
     from activities.tools import CallToolResult
     from keel.approvals import Approval, ApprovalDecisionInput
     from keel.events import EVENTS_TOPIC, EventType, SessionEvent
@@ -47,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
 
 HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 VALIDATE_TIMEOUT = timedelta(seconds=30)
+TOPIC_IDS_KEPT = 1000
+"""Recent topic message ids, to drop a publish that a retry delivered twice."""
 TURNS_KEPT_IN_STATE = 50
 """Older turns of a run are answered from the transcript store, not the workflow."""
 
@@ -79,6 +83,7 @@ class SessionWorkflow:
         self._closing = False
         self._continuing = False
         self._gate = ApprovalGate(input.approvals)
+        self._topic_messages_seen: deque[str] = deque(maxlen=TOPIC_IDS_KEPT)
         self._tools = ToolRunner(input, self._gate, self._publish)
         # WorkflowStream registers its own signal/update/query handlers and must
         # be built here, in __init__, before any of them can be delivered.
@@ -145,6 +150,19 @@ class SessionWorkflow:
             )
         if options.on_busy == "reject" and (self._current or self._queue):
             raise ApplicationError("a turn is already running", type="SessionBusy")
+
+    @workflow.signal(name=TOPIC_SIGNAL)
+    def topic_message(self, message: TopicMessage) -> None:
+        """A message on a topic this session subscribes to: it becomes a turn, once."""
+        if self._closing or message.message_id in self._topic_messages_seen:
+            return
+        self._topic_messages_seen.append(message.message_id)
+        self._enqueue(
+            SendMessageInput(
+                text=f"[message on topic {message.topic!r} from session"
+                f" {message.from_session}] {message.text}"
+            )
+        )
 
     @workflow.update(name="wait_turn")
     async def wait_turn(self, input: WaitTurnInput) -> TurnResult:
@@ -308,7 +326,9 @@ class SessionWorkflow:
             system_prompt=agent.system_prompt,
             # The last step offers no tools, so the model has to answer.
             tools=[] if last_step else agent.tools,
-            extra_tools=[] if last_step else delegation_specs(agent, self._input.team),
+            extra_tools=[]
+            if last_step
+            else [*delegation_specs(agent, self._input.team), *messaging_specs(agent.tools)],
             buffer_messages=agent.buffer_messages,
             response_schema=response_schema,
         )

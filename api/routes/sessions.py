@@ -45,6 +45,7 @@ async def create_session(
         agent=agent,
         user_id=body.user_id or caller.user_id,
         metadata=body.metadata,
+        topics=body.topics,
     )
     response.headers["Location"] = f"/v1/sessions/{session.id}"
     return session
