@@ -9,9 +9,10 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities._catalog import ToolCatalog
 from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
-from activities.providers import ModelRequest, ToolSpec, get_provider
+from activities.providers import ModelRequest, get_provider
 from keel.formation import ModelConfig
 from keel.logging import get_logger
 from keel.messages import Message, Usage
@@ -52,17 +53,6 @@ class CallModelResult(BaseModel):
     usage: Usage
 
 
-class ToolCatalog:
-    """Schemas of the tools a worker can run; empty until tools are configured."""
-
-    def __init__(self, specs: dict[str, ToolSpec] | None = None) -> None:
-        self._specs = dict(specs or {})
-
-    def specs(self, names: list[str]) -> list[ToolSpec]:
-        """The known specs among `names`, in order."""
-        return [self._specs[name] for name in names if name in self._specs]
-
-
 class LlmActivities:
     """LLM activities bound to this worker's transcript store and tool catalog."""
 
@@ -100,7 +90,7 @@ class LlmActivities:
             model=input.model,
             system_prompt=input.system_prompt,
             messages=messages,
-            tools=self._tools.specs(input.tools),
+            tools=await self._tools.specs(input.tools),
             attempt=activity.info().attempt,
         )
         started = time.perf_counter()
