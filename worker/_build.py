@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities import LlmActivities, ToolActivities
+from activities import LlmActivities, ToolActivities, ToolCatalog
 from keel.formation import Formation
 from keel.settings import Settings
 from keel.store import TranscriptStore
@@ -25,6 +25,8 @@ def build_workers(
     settings: Settings,
     formation: Formation,
     store: TranscriptStore,
+    catalog: ToolCatalog | None = None,
+    services: Mapping[str, object] | None = None,
     task_queues: Sequence[str] | None = None,
     max_concurrent_activities: int = 100,
 ) -> list[Worker]:
@@ -35,12 +37,14 @@ def build_workers(
         settings: the process settings (queue names).
         formation: the formation (for per-model queues).
         store: the transcript store the activities write to.
+        catalog: the tools the activities run (see `worker_host`); none by default.
+        services: objects for Python tools that `inject` them.
         task_queues: poll only these queues; by default the sessions queue,
             the activities queue and every per-model queue.
         max_concurrent_activities: per worker.
     """
-    llm = LlmActivities(store)
-    tools = ToolActivities()
+    llm = LlmActivities(store, catalog)
+    tools = ToolActivities(catalog, services=services)
     queues = (
         list(task_queues)
         if task_queues
