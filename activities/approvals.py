@@ -8,7 +8,7 @@ import jsonschema
 from pydantic import BaseModel, Field
 from temporalio import activity
 
-from activities.llm import ToolCatalog
+from activities._catalog import ToolCatalog
 
 VALIDATE_ARGUMENTS = "keel.tools.validate_arguments"
 
@@ -39,10 +39,10 @@ class ApprovalActivities:
     @activity.defn(name=VALIDATE_ARGUMENTS)
     async def validate_arguments(self, input: ValidateArgumentsInput) -> ValidateArgumentsResult:
         """Validate `arguments` against the tool's JSON schema (any arguments if it has none)."""
-        spec = self._catalog.spec(input.tool)
-        if spec is None:
+        specs = await self._catalog.specs([input.tool])
+        if not specs:
             return ValidateArgumentsResult()
-        validator = jsonschema.Draft202012Validator(spec.parameters)
+        validator = jsonschema.Draft202012Validator(specs[0].parameters)
         return ValidateArgumentsResult(
             problems=[
                 f"{'.'.join(str(p) for p in error.absolute_path) or 'arguments'}: {error.message}"

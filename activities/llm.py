@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities._catalog import ToolCatalog
 from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
 from activities._structured import STRUCTURED_RETRIES, correction, schema_problems
@@ -59,21 +60,6 @@ class CallModelResult(BaseModel):
     usage: Usage
 
 
-class ToolCatalog:
-    """Schemas of the tools a worker can run; empty until tools are configured."""
-
-    def __init__(self, specs: dict[str, ToolSpec] | None = None) -> None:
-        self._specs = dict(specs or {})
-
-    def specs(self, names: list[str]) -> list[ToolSpec]:
-        """The known specs among `names`, in order."""
-        return [self._specs[name] for name in names if name in self._specs]
-
-    def spec(self, name: str) -> ToolSpec | None:
-        """The spec of one tool, if known."""
-        return self._specs.get(name)
-
-
 class LlmActivities:
     """LLM activities bound to this worker's transcript store and tool catalog."""
 
@@ -111,7 +97,7 @@ class LlmActivities:
             model=input.model,
             system_prompt=input.system_prompt,
             messages=messages,
-            tools=[*self._tools.specs(input.tools), *input.extra_tools],
+            tools=[*await self._tools.specs(input.tools), *input.extra_tools],
             response_schema=input.response_schema,
             attempt=activity.info().attempt,
         )

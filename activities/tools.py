@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Mapping
 from typing import Any
 
+import mcp.types as mt
+from mcp import MCPError
 from pydantic import BaseModel, Field
 from temporalio import activity
 
+from activities._catalog import ToolCatalog
+from activities._heartbeat import with_heartbeat
+from activities._logging import activity_log_context
+from activities._mcp import McpPool, McpUnavailable, result_text
+from keel.logging import get_logger
+from keel.tools import PythonTool, ToolArgumentsError, ToolContext
+
 CALL_TOOL = "keel.tools.call_tool"
+DEFAULT_TIMEOUT_S = 60.0
+"""Time limit of one call of a tool that sets none."""
+MAX_RESULT_CHARS = 100_000
+"""Longer results are cut: the result travels in workflow history."""
+_SLACK_S = 5.0
+log = get_logger(__name__)
 
 
 class CallToolInput(BaseModel):
@@ -33,9 +51,115 @@ class CallToolResult(BaseModel):
 
 
 class ToolActivities:
-    """Tool activities of a worker. Only the error path exists until tools are configured."""
+    """The tool activity of a worker, over its tool catalog.
+
+    Args:
+        catalog: The tools this worker runs; without one, every call is refused.
+        services: Objects the host hands to Python tools that `inject` them
+            (database clients, say), so they need not be serialised.
+    """
+
+    def __init__(
+        self, catalog: ToolCatalog | None = None, *, services: Mapping[str, object] | None = None
+    ) -> None:
+        self._catalog = catalog or ToolCatalog()
+        self._services = dict(services or {})
 
     @activity.defn(name=CALL_TOOL)
     async def call_tool(self, input: CallToolInput) -> CallToolResult:
-        """Run a tool call. A failing tool is an error *result*, so the turn goes on."""
-        return CallToolResult(content=f"no tool named {input.name!r} is loaded", is_error=True)
+        """Run a tool call. A failing tool is an error *result*, so the turn goes on.
+
+        Unknown tools, invalid arguments, exceptions, MCP errors, timeouts and
+        unreachable servers all come back as `is_error=True` with the reason.
+        """
+        with activity_log_context():
+            started = time.perf_counter()
+            result = await with_heartbeat(self._call(input))
+            log.info(
+                "tool called",
+                tool=input.name,
+                is_error=result.is_error,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            if len(result.content) > MAX_RESULT_CHARS:
+                cut = len(result.content) - MAX_RESULT_CHARS
+                content = f"{result.content[:MAX_RESULT_CHARS]}\n[… {cut} more characters cut]"
+                result = result.model_copy(update={"content": content})
+            return result
+
+    async def _call(self, input: CallToolInput) -> CallToolResult:
+        name = input.name
+        python = self._catalog.python_tool(name)
+        target = self._catalog.mcp_tool(name)
+        pool = self._catalog.mcp
+        try:
+            if python is not None:
+                return await _python_call(python, input, self._services)
+            if target is not None and pool is not None:
+                return await _mcp_call(pool, *target, input)
+        except _TimedOut as e:
+            return _error(f"tool {name!r} timed out after {e.args[0]:g} s")
+        except ToolArgumentsError as e:
+            return _error(f"invalid arguments for {name!r}: {e}")
+        except McpUnavailable as e:
+            return _error(str(e))
+        except MCPError as e:
+            return _error(f"MCP error from {name!r}: {e.message}")
+        except Exception as e:  # the tool's own failure, reported to the model
+            log.warning("tool raised", tool=name, exc_info=e)
+            return _error(f"{name!r} failed: {type(e).__name__}: {e}")
+        return _error(f"no tool named {name!r} is available")
+
+
+class _TimedOut(Exception):
+    """A call ran past its limit (`args[0]`, in seconds)."""
+
+
+async def _python_call(
+    tool: PythonTool, input: CallToolInput, services: Mapping[str, object]
+) -> CallToolResult:
+    context = ToolContext(
+        idempotency_key=input.idempotency_key,
+        session=input.session,
+        turn_id=input.turn_id,
+        call_id=input.call_id,
+    )
+    limit = _limit(tool.timeout_s)
+    deadline = asyncio.timeout(limit)
+    try:
+        async with deadline:
+            text = await tool.invoke(input.arguments, services=services, context=context)
+    except TimeoutError:
+        if deadline.expired():
+            raise _TimedOut(limit) from None
+        raise  # the tool's own TimeoutError
+    return CallToolResult(content=text)
+
+
+async def _mcp_call(pool: McpPool, server: str, tool: str, input: CallToolInput) -> CallToolResult:
+    # The limit is the SDK's per-request timeout (the server is told to stop),
+    # not one around connecting: a slow-starting server must still get to answer.
+    limit = _limit(pool.configs[server].timeout_s)
+    try:
+        result = await pool.call_tool(
+            server, tool, input.arguments, idempotency_key=input.idempotency_key, timeout_s=limit
+        )
+    except MCPError as e:
+        if e.code == mt.REQUEST_TIMEOUT:
+            raise _TimedOut(limit) from None
+        raise
+    return CallToolResult(content=result_text(result), is_error=result.is_error)
+
+
+def _limit(timeout_s: float | None) -> float:
+    """The tool's own limit, kept inside the activity's, so the model hears of a timeout."""
+    limit = timeout_s or DEFAULT_TIMEOUT_S
+    if activity.in_activity():
+        overall = activity.info().start_to_close_timeout
+        if overall is not None:
+            limit = min(limit, max(overall.total_seconds() - _SLACK_S, 1.0))
+    return limit
+
+
+def _error(message: str) -> CallToolResult:
+    return CallToolResult(content=message, is_error=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from keel.formation import Formation, load_formation
 from keel.settings import Settings
 from keel.store import SqliteTranscriptStore, TranscriptStore
 from keel.temporal import SEARCH_ATTRIBUTES
-from worker import build_workers
+from worker import worker_host
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +64,18 @@ async def store(settings: Settings) -> AsyncIterator[TranscriptStore]:
 
 @contextlib.asynccontextmanager
 async def running_workers(
-    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+    client: Client,
+    settings: Settings,
+    formation: Formation,
+    store: TranscriptStore,
+    *,
+    services: Mapping[str, object] | None = None,
 ) -> AsyncIterator[None]:
-    """Workers for this test's queues, stopped on exit."""
-    async with contextlib.AsyncExitStack() as stack:
-        for worker in build_workers(client, settings=settings, formation=formation, store=store):
+    """Workers for this test's queues, hosted as `keel worker` hosts them, stopped on exit."""
+    host = worker_host(
+        client, settings=settings, formation=formation, store=store, services=services
+    )
+    async with host as workers, contextlib.AsyncExitStack() as stack:
+        for worker in workers:
             await stack.enter_async_context(worker)
         yield

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from temporalio.client import Client
@@ -27,6 +27,8 @@ def build_workers(
     settings: Settings,
     formation: Formation,
     store: TranscriptStore,
+    catalog: ToolCatalog | None = None,
+    services: Mapping[str, object] | None = None,
     task_queues: Sequence[str] | None = None,
     max_concurrent_activities: int = 100,
 ) -> list[Worker]:
@@ -37,13 +39,15 @@ def build_workers(
         settings: the process settings (queue names).
         formation: the formation (for per-model queues).
         store: the transcript store the activities write to.
+        catalog: the tools the activities run (see `worker_host`); none by default.
+        services: objects for Python tools that `inject` them.
         task_queues: poll only these queues; by default the sessions queue,
             the activities queue and every per-model queue.
         max_concurrent_activities: per worker.
     """
-    catalog = ToolCatalog()
+    catalog = catalog or ToolCatalog()
     llm = LlmActivities(store, catalog)
-    tools = ToolActivities()
+    tools = ToolActivities(catalog, services=services)
     approvals = ApprovalActivities(catalog)
     messaging = MessagingActivities(client)
     queues = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FormationError as err:
         _fail(str(err))
         return EXIT_INVALID
+    # Like uvicorn and celery: the formation's `python_tools` modules import from here.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         if args.command == "dev":
             from keel.cli._dev import run_dev
@@ -65,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+    except FormationError as err:  # found by the worker at start: tools that do not resolve
+        _fail(str(err))
+        return EXIT_INVALID
     return 0
 
 

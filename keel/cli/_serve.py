@@ -17,7 +17,7 @@ from keel.schedules import sync_schedules
 from keel.settings import Settings
 from keel.store import TranscriptStore, open_store
 from keel.temporal import connect, ensure_search_attributes
-from worker import build_workers
+from worker import worker_host
 
 log = get_logger("keel")
 
@@ -68,15 +68,19 @@ async def serve(
     tasks: list[asyncio.Task[None]] = []
     server: _QuietServer | None = None
     workers = []
+    # The host (tools, MCP sessions) closes last, after its workers have stopped.
+    hosting = contextlib.AsyncExitStack()
     try:
         if worker:
-            workers = build_workers(
-                client,
-                settings=settings,
-                formation=formation,
-                store=store,
-                task_queues=task_queues,
-                max_concurrent_activities=max_concurrent_activities,
+            workers = await hosting.enter_async_context(
+                worker_host(
+                    client,
+                    settings=settings,
+                    formation=formation,
+                    store=store,
+                    task_queues=task_queues,
+                    max_concurrent_activities=max_concurrent_activities,
+                )
             )
             await sync_schedules(client, formation, settings)
             tasks += [asyncio.create_task(w.run()) for w in workers]
@@ -96,4 +100,5 @@ async def serve(
             server.should_exit = True
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         await asyncio.gather(*tasks, return_exceptions=True)
+        await hosting.aclose()
         await store.close()

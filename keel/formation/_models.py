@@ -87,6 +87,8 @@ class McpServerConfig(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=60, gt=0, le=3600)
+    """Time limit of one tool call's answer; the model is told when it runs out."""
 
     @model_validator(mode="after")
     def _check_transport(self) -> Self:

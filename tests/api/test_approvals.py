@@ -17,6 +17,7 @@ def formation() -> Formation:
         {
             "models": {"default": {"provider": "scripted"}},
             "agents": [{"name": "assistant", "tools": ["lookup"]}],
+            "python_tools": ["tests.fakes.tools"],
             "approvals": {"tools": {"lookup": "always"}},
         },
         env={},
@@ -71,7 +72,9 @@ async def test_a_pending_approval_is_listed_then_decided(api: httpx.AsyncClient)
     [
         ({"decision": "maybe"}, 422),
         ({"decision": "revise"}, 422),
-        ({"decision": "approve", "arguments": {"id": 2}}, 422),
+        ({"decision": "approve", "arguments": {"invoice": 2}}, 422),
+        ({"decision": "revise", "arguments": {"invoice": "seven"}}, 422),
+        ({"decision": "revise", "arguments": {}}, 422),
     ],
 )
 async def test_bad_decisions_are_422(

@@ -43,7 +43,10 @@ async def test_an_agent_asks_another_session_and_gets_its_answer(api: httpx.Asyn
     other = (await api.post("/v1/sessions", json={"agent": "listener"})).json()
     asked = await api.post(
         "/v1/chat",
-        json={"agent": "hub", "message": _call("ask_session", session_id=other["id"], message="hi")},
+        json={
+            "agent": "hub",
+            "message": _call("ask_session", session_id=other["id"], message="hi"),
+        },
     )
     assert asked.json()["message"]["content"] == "tool results: ask_session -> echo: hi"
     assert [m["content"] for m in await _messages(api, other["id"], 2)] == ["hi", "echo: hi"]

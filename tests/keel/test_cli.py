@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 KEEL = [sys.executable, "-m", "keel.cli"]
 
@@ -46,6 +47,32 @@ def test_a_bad_formation_stops_the_process_before_anything_starts(tmp_path: Path
         [*KEEL, "worker", "--formation", str(bad)], capture_output=True, text=True, timeout=30
     )
     assert failed.returncode == 2 and "agents" in failed.stderr
+
+
+def test_a_worker_refuses_tools_that_do_not_resolve(
+    tmp_path: Path, temporal_env: WorkflowEnvironment
+) -> None:
+    # The module is found in the working directory, as `keel worker` users expect.
+    (tmp_path / "mytools.py").write_text(
+        "import keel\n\n@keel.tool\ndef double(x: int) -> int:\n    return 2 * x\n"
+    )
+    (tmp_path / "formation.yaml").write_text(
+        "models: {default: {provider: echo}}\n"
+        "agents: [{name: a, tools: [double, triple]}]\n"
+        "python_tools: [mytools]\n"
+    )
+    address = temporal_env.client.service_client.config.target_host
+    failed = subprocess.run(
+        [*KEEL, "worker"],
+        cwd=tmp_path,
+        env={**os.environ, "KEEL_TEMPORAL_ADDRESS": address, "KEEL_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 2, failed.stderr
+    assert "keel: agents[0] (a).tools[1]: no Python tool is called 'triple'" in failed.stderr
+    assert "double" not in failed.stderr.split("keel: ", 1)[1]
 
 
 class _Dev:

@@ -27,6 +27,7 @@ def _gated(**approvals: Any) -> Formation:
         {
             "models": {"default": {"provider": "scripted"}},
             "agents": [{"name": "assistant", "tools": ["lookup", "search"]}],
+            "python_tools": ["tests.fakes.tools"],
             "approvals": {"tools": {"lookup": "always"}, **approvals},
         },
         env={},
@@ -78,8 +79,7 @@ async def test_approve_runs_the_tool_and_the_approval_is_in_state(
         decided = await _decide(handle, approval_id=approval.id, decision="approve")
         assert (decided.status, decided.decided_by) == ("approved", "update")
         answer = _answer(await wait_for_turn(handle, turn_id))
-    # The tool ran (no such tool is loaded here, which is its own, ordinary result).
-    assert "no tool named 'lookup'" in answer
+    assert answer == "tool results: lookup -> invoice 7: 40 EUR"
 
 
 async def test_reject_tells_the_model_why_and_does_not_run_the_tool(
@@ -111,7 +111,7 @@ async def test_revise_runs_with_new_arguments_or_sends_feedback_only(
         await _decide(handle, approval_id=approval.id, decision="revise", feedback="use 9")
         feedback_only = _answer(await wait_for_turn(handle, turn_id))
     assert "revised by the user: {'invoice': 8}" in revised
-    assert "no tool named 'lookup'" in revised
+    assert revised.endswith("invoice 8: 40 EUR")
     assert feedback_only.endswith("The user asked for changes before this runs. Reviewer: use 9")
 
 
@@ -138,7 +138,7 @@ async def test_several_approvals_in_one_step_are_answered_independently(
         await _decide(handle, approval_id=second.id, decision="reject", feedback="no")
         await _decide(handle, approval_id=first.id, decision="approve")
         answer = _answer(await wait_for_turn(handle, turn_id))
-    assert answer.startswith("tool results: lookup -> no tool named")
+    assert answer.startswith("tool results: lookup -> invoice 1: 40 EUR")
     assert answer.endswith("lookup -> The user rejected this call. Reviewer: no")
 
 
@@ -194,7 +194,7 @@ async def test_the_temporal_cli_can_answer_with_a_signal(
         )
         assert signal.returncode == 0, signal.stderr
         answer = _answer(await wait_for_turn(handle, turn_id))
-    assert "no tool named 'lookup'" in answer
+    assert answer == "tool results: lookup -> invoice 7: 40 EUR"
 
 
 async def test_a_session_waiting_for_approval_survives_a_worker_restart(
@@ -211,4 +211,4 @@ async def test_a_session_waiting_for_approval_survives_a_worker_restart(
     )
     async with running_workers(client, settings, formation, store):
         answer = _answer(await wait_for_turn(handle, turn_id))
-    assert "no tool named 'lookup'" in answer
+    assert answer == "tool results: lookup -> invoice 7: 40 EUR"

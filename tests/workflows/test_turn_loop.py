@@ -16,6 +16,7 @@ def _scripted(**agent: object) -> Formation:
         {
             "models": {"default": {"provider": "scripted"}},
             "agents": [{"name": "assistant", **agent}],
+            "python_tools": ["tests.fakes.tools"],
         },
         env={},
     )
@@ -38,11 +39,11 @@ async def test_a_tool_the_agent_may_not_use_is_refused_and_the_turn_goes_on(
 async def test_a_model_that_never_stops_calling_tools_fails_at_the_step_limit(
     client: Client, settings: Settings, store: TranscriptStore
 ) -> None:
-    formation = _scripted(max_steps=1, tools=["anything"])
+    formation = _scripted(max_steps=1, tools=["lookup"])
     async with running_workers(client, settings, formation, store):
         handle = await start_session(client, settings, formation)
         # The scripted model asks for the tool even when none is offered.
-        result = await chat(handle, "[[call anything]] [[call anything]]")
+        result = await chat(handle, "[[call lookup]] [[call lookup]]")
         after = await chat(handle, "still there?")
     assert result.status == "failed"
     assert result.error == "the agent reached its step limit (max_steps=1) without a final answer"

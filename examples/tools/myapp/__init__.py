@@ -1,0 +1,1 @@
+"""The example application whose tools the formation lists."""

@@ -1,0 +1,50 @@
+"""An MCP server (the mcp SDK's own) that reports what it received, for tests.
+
+Run as `python tests/fakes/mcp_probe.py` (stdio), or with `--http PORT` (streamable HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from mcp.server.mcpserver import Context, MCPServer
+
+IDEMPOTENCY_META_KEY = "keel/idempotency-key"
+"""As `activities._mcp` sends it; not imported from there, which would slow start-up."""
+
+server = MCPServer("keel-probe")
+
+
+@server.tool()
+async def idempotency_key(ctx: Context) -> str:
+    """The idempotency key the request carried in its `_meta`."""
+    return str((ctx.request_context.meta or {}).get(IDEMPOTENCY_META_KEY))
+
+
+@server.tool()
+async def header(name: str, ctx: Context) -> str:
+    """The value of one HTTP request header."""
+    return str((ctx.headers or {}).get(name.lower()))
+
+
+@server.tool()
+async def sleep(seconds: float) -> str:
+    """Answer after a while."""
+    await asyncio.sleep(seconds)
+    return "awake"
+
+
+@server.tool()
+def crash() -> str:
+    """Exit the server process at once, mid-call."""
+    os._exit(3)
+
+
+if __name__ == "__main__":
+    if "--http" in sys.argv:
+        port = int(sys.argv[sys.argv.index("--http") + 1])
+        server.run("streamable-http", port=port)
+    else:
+        server.run()
