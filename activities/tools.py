@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 from temporalio import activity
 
+from activities._references import References
+
 CALL_TOOL = "keel.tools.call_tool"
 
 
@@ -30,12 +32,29 @@ class CallToolResult(BaseModel):
 
     content: str
     is_error: bool = False
+    ref: str | None = None
+    """Set when the full content was too large for history: `content` is then its glimpse."""
 
 
 class ToolActivities:
-    """Tool activities of a worker. Only the error path exists until tools are configured."""
+    """Tool activities of a worker. Only the error path exists until tools are configured.
+
+    Args:
+        references: keeps large results out of history (default: nothing is kept out).
+    """
+
+    def __init__(self, references: References | None = None) -> None:
+        self._references = references or References(None)
 
     @activity.defn(name=CALL_TOOL)
     async def call_tool(self, input: CallToolInput) -> CallToolResult:
         """Run a tool call. A failing tool is an error *result*, so the turn goes on."""
-        return CallToolResult(content=f"no tool named {input.name!r} is loaded", is_error=True)
+        result = CallToolResult(content=f"no tool named {input.name!r} is loaded", is_error=True)
+        return await self._out_of_history(input, result)
+
+    async def _out_of_history(self, input: CallToolInput, result: CallToolResult) -> CallToolResult:
+        """Every result passes here last: a large one becomes `{ref, glimpse}` before history."""
+        content, ref = await self._references.keep_out_of_history(
+            input.session, input.idempotency_key, result.content
+        )
+        return result.model_copy(update={"content": content, "ref": ref})

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
-from keel.formation import ModelConfig, SessionsConfig
+from keel.formation import Formation, ModelConfig, SessionsConfig
 from keel.messages import Message, Usage
 
 SESSION_WORKFLOW = "keel.Session"
@@ -39,6 +39,33 @@ class AgentSnapshot(BaseModel):
     buffer_messages: int = 50
 
 
+class MemoryOptions(BaseModel):
+    """The formation's memory settings a session needs; workflows cannot read the formation."""
+
+    formation: str = "default"
+    """Long-term memories are scoped per formation as well as per tenant and user."""
+    summaries: bool = True
+    vector: bool = False
+    """Recall memories before a turn's first model call, and store the turn after it."""
+    top_k: int = 5
+    remember_tool: bool = False
+    extract_facts: bool = False
+
+
+def memory_options(formation: Formation) -> MemoryOptions:
+    """The memory settings of a formation, as sessions carry them."""
+    memory = formation.memory
+    vector = memory.vector
+    return MemoryOptions(
+        formation=formation.id,
+        summaries=memory.summaries,
+        vector=vector.enabled,
+        top_k=vector.top_k,
+        remember_tool=vector.enabled and vector.remember_tool,
+        extract_facts=vector.enabled and vector.extract_facts,
+    )
+
+
 class QueuedTurn(BaseModel):
     """A user message waiting for its turn."""
 
@@ -57,6 +84,8 @@ class CarriedState(BaseModel):
     unsynced: list[Message] = Field(default_factory=list)
     """Messages the transcript store may not have yet (e.g. of a failed turn)."""
     stream: WorkflowStreamState | None = None
+    summary_upto: int = 0
+    """Messages before this seq are summarised in the transcript store."""
 
 
 class StartSessionInput(BaseModel):
@@ -67,6 +96,7 @@ class StartSessionInput(BaseModel):
     user_id: str
     agent: AgentSnapshot
     options: SessionsConfig = Field(default_factory=SessionsConfig)
+    memory: MemoryOptions = Field(default_factory=MemoryOptions)
     activities_task_queue: str
     carried: CarriedState | None = None
 

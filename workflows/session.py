@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         TurnResult,
         WaitTurnInput,
     )
+    from workflows._memory import SessionMemory
 
 HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 TOOL_TIMEOUT = timedelta(minutes=5)
@@ -71,6 +72,7 @@ class SessionWorkflow:
         self._events = self._stream.topic(EVENTS_TOPIC, type=SessionEvent)
         prior = carried.stream
         self._offset = prior.base_offset + len(prior.log) if prior else 0
+        self._memory = SessionMemory(input, carried.summary_upto, self._publish)
 
     @workflow.run
     async def run(self, input: StartSessionInput) -> SessionResult:
@@ -175,6 +177,7 @@ class SessionWorkflow:
                 created_at=queued.received_at,
             )
         )
+        await self._memory.before_turn(turn.turn_id, queued.text, self._next_seq)
         try:
             answer = await self._agent_loop(turn)
         except ActivityError as err:
@@ -189,6 +192,8 @@ class SessionWorkflow:
                 turn.turn_id,
                 {"seq": answer.seq, "role": "assistant", "content": answer.content},
             )
+            # The turn is completed for callers waiting on it; its events end after the write.
+            await self._memory.after_turn(turn.turn_id, queued.text, answer.content)
             self._publish("turn.completed", turn.turn_id, {"usage": turn.usage.model_dump()})
         # Not in a `finally`: when a worker evicts this workflow mid-turn the
         # coroutine is closed, and workflow calls there would fail.
@@ -204,7 +209,7 @@ class SessionWorkflow:
         agent = self._input.agent
         for step in range(1, agent.max_steps + 1):
             # On the last step the model gets no tools, so it has to answer.
-            tools = agent.tools if step < agent.max_steps else []
+            tools = [*agent.tools, *self._memory.tools] if step < agent.max_steps else []
             result = await self._call_model(turn.turn_id, step, tools)
             turn.usage = turn.usage + result.usage
             answer = result.message
@@ -213,7 +218,10 @@ class SessionWorkflow:
             if not answer.tool_calls:
                 return answer
             for call in answer.tool_calls:
-                self._append(await self._call_tool(turn.turn_id, call))
+                if self._memory.handles(call.name):
+                    self._append(await self._call_builtin_tool(turn.turn_id, call))
+                else:
+                    self._append(await self._call_tool(turn.turn_id, call))
         raise AssertionError("unreachable: the last step has no tools")  # pragma: no cover
 
     async def _call_model(self, turn_id: str, step: int, tools: list[str]) -> CallModelResult:
@@ -228,6 +236,8 @@ class SessionWorkflow:
             system_prompt=agent.system_prompt,
             tools=tools,
             buffer_messages=agent.buffer_messages,
+            owner=self._memory.scope,
+            memories=self._memory.recalled,
         )
         try:
             return await self._execute_model_call(call)
@@ -288,11 +298,23 @@ class SessionWorkflow:
                 content=f"tool {call.name!r} is not available to agent {self._input.agent.name!r}",
                 is_error=True,
             )
-        self._publish(
-            "tool.result",
-            turn_id,
-            {"call_id": call.id, "tool": call.name, "is_error": result.is_error},
-        )
+        return self._tool_result(turn_id, call, result)
+
+    async def _call_builtin_tool(self, turn_id: str, call: ToolCall) -> Message:
+        """A memory tool (`remember`, `read_reference`): run by memory activities, never gated."""
+        self._publish("tool.call", turn_id, {"call_id": call.id, "tool": call.name})
+        return self._tool_result(turn_id, call, await self._memory.call_builtin(turn_id, call))
+
+    def _tool_result(self, turn_id: str, call: ToolCall, result: CallToolResult) -> Message:
+        """Publish `tool.result` and make the tool message; a large result is `{ref, glimpse}`."""
+        data: dict[str, object] = {
+            "call_id": call.id,
+            "tool": call.name,
+            "is_error": result.is_error,
+        }
+        if result.ref:
+            data |= {"ref": result.ref, "glimpse": result.content}
+        self._publish("tool.result", turn_id, data)
         return Message(
             seq=self._next_seq,
             role="tool",
@@ -302,6 +324,7 @@ class SessionWorkflow:
             tool_call_id=call.id,
             name=call.name,
             is_error=result.is_error,
+            ref=result.ref,
         )
 
     # -- bookkeeping --------------------------------------------------------
@@ -353,6 +376,7 @@ class SessionWorkflow:
             queued=list(self._queue),
             unsynced=self._unsynced,
             stream=self._stream.get_state(),
+            summary_upto=self._memory.summary_upto,
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 

@@ -17,6 +17,7 @@ from keel.session import (
     StartSessionInput,
     TurnResult,
     WaitTurnInput,
+    memory_options,
     session_workflow_id,
 )
 from keel.settings import Settings
@@ -28,15 +29,16 @@ async def start_session(
     formation: Formation,
     *,
     agent: str | None = None,
+    user_id: str = "tester",
     **options: Any,
 ) -> WorkflowHandle[Any, Any]:
-    """Start a session workflow for `agent` (default: the formation's)."""
+    """Start a session workflow for `agent` (default: the formation's) and `user_id`."""
     config = formation.agent(agent) if agent else formation.default_agent
     session_id = uuid.uuid4().hex
     start = StartSessionInput(
         session_id=session_id,
         tenant="test",
-        user_id="tester",
+        user_id=user_id,
         agent=AgentSnapshot(
             name=config.name,
             system_prompt=config.system_prompt,
@@ -44,8 +46,10 @@ async def start_session(
             model=formation.model_for(config),
             tools=config.tools,
             max_steps=config.max_steps,
+            buffer_messages=formation.memory.buffer_messages,
         ),
         options=formation.sessions.model_copy(update=options),
+        memory=memory_options(formation),
         activities_task_queue=settings.activities_task_queue,
     )
     return await client.start_workflow(
