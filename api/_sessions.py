@@ -33,6 +33,7 @@ from keel.session import (
     StartSessionInput,
     TurnResult,
     WaitTurnInput,
+    memory_options,
     session_workflow_id,
 )
 from keel.temporal import AGENT_ATTR, TENANT_ATTR, USER_ATTR, workflow_ui_url
@@ -86,6 +87,7 @@ async def start_session(
             buffer_messages=formation.memory.buffer_messages,
         ),
         options=formation.sessions,
+        memory=memory_options(formation),
         activities_task_queue=state.settings.activities_task_queue,
     )
     with temporal_errors():
