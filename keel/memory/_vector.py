@@ -84,9 +84,12 @@ class VectorMemory:
                     )
                     if self._config.url:  # local mode has no payload indexes (and warns)
                         for field in _INDEXED:
-                            await self._client.create_payload_index(
-                                name, field, models.PayloadSchemaType.KEYWORD
+                            # Qdrant groups a tenant's points together when told which key
+                            # partitions them: every recall filters on the user.
+                            schema = models.KeywordIndexParams(
+                                type=models.KeywordIndexType.KEYWORD, is_tenant=field == "user_id"
                             )
+                            await self._client.create_payload_index(name, field, schema)
                 self._collection = name
             return self._collection, self._embedder
 
