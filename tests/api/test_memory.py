@@ -54,9 +54,20 @@ async def _chat(api: httpx.AsyncClient, user: str, message: str) -> dict[str, st
     return body
 
 
+async def _memories(api: httpx.AsyncClient, user: str, want: int) -> list[dict[str, str]]:
+    """The user's memories, waiting for `want` of them: a sync answer precedes its write."""
+    memories: list[dict[str, str]] = []
+    for _ in range(50):
+        memories = (await api.get("/v1/memory", params={"user_id": user})).json()["memories"]
+        if len(memories) >= want:
+            break
+        await asyncio.sleep(0.1)
+    return memories
+
+
 async def test_list_and_delete_memories(api: httpx.AsyncClient) -> None:
     await _chat(api, "dee", '[[call remember {"fact": "Dee prefers tea."}]] [[say ok]]')
-    listed = (await api.get("/v1/memory", params={"user_id": "dee"})).json()["memories"]
+    listed = await _memories(api, "dee", 2)
     assert sorted(m["kind"] for m in listed) == ["exchange", "fact"]
     fact = next(m for m in listed if m["kind"] == "fact")
     assert fact["text"] == "Dee prefers tea." and fact["user_id"] == "dee"
@@ -79,6 +90,7 @@ async def test_forget_leaves_nothing_of_the_user_behind(
     await _chat(api, "fay", "a second session")
     kept = await _chat(api, "gus", "gus stays")
     idle = (await api.post("/v1/sessions", json={"user_id": "fay"})).json()
+    assert len(await _memories(api, "fay", 3)) == 3
     for _ in range(50):  # visibility lists a new session after a moment
         listed = await api.get("/v1/sessions", params={"user_id": "fay", "status": "active"})
         if len(listed.json()["sessions"]) == 3:

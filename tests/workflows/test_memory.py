@@ -90,6 +90,8 @@ async def test_a_fact_told_in_one_session_is_recalled_for_that_user_only(
         told = await start_session(client, settings, formation, user_id="ann")
         assert (await chat(told, "My favourite colour is green.")).status == "completed"
         assert "green" not in _system_prompt(fake_llm)
+        # The answer comes before the memory write; the turn's events end after it.
+        stored = [e for e in await _events(client, told, 1) if e.type == "memory.stored"]
 
         later = await start_session(client, settings, formation, user_id="ann")
         await chat(later, "Which colour do I like best?")
@@ -99,7 +101,6 @@ async def test_a_fact_told_in_one_session_is_recalled_for_that_user_only(
         await chat(stranger, "Which colour do I like best?")
         assert "green" not in _system_prompt(fake_llm)
 
-        stored = [e for e in await _events(client, told, 1) if e.type == "memory.stored"]
         recalled = [e for e in await _events(client, later, 1) if e.type == "memory.recalled"]
     assert [m["kind"] for m in stored[0].data["memories"]] == ["exchange"]
     assert "green" in recalled[0].data["memories"][0]["text"]
