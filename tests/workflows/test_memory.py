@@ -15,7 +15,7 @@ from temporalio.contrib.workflow_streams import WorkflowStreamClient
 from activities.tools import CALL_TOOL, CallToolInput, CallToolResult, ToolActivities
 from keel.events import EVENTS_TOPIC, SessionEvent
 from keel.formation import Formation, formation_from_data
-from keel.memory import MemoryScope, VectorMemory
+from keel.memory import MemoryScope, NewMemory, VectorMemory, memory_id
 from keel.settings import Settings
 from keel.store import TranscriptStore, open_store
 from tests._postgres import postgres_schema
@@ -196,3 +196,33 @@ async def test_old_messages_are_summarised_now_and_then_not_every_turn(
     summary = await store.latest_summary(handle.id)
     # The model's window (8 messages) starts at seq 16 on the last turn; the summary reaches it.
     assert summary is not None and summary.upto_seq >= 2 * turns - 8
+
+
+async def test_history_per_turn_stays_flat_with_memory_on(
+    client: Client, settings: Settings, store: TranscriptStore, vector_memory: VectorMemory
+) -> None:
+    formation = _formation({"provider": "echo"}, buffer_messages=10)
+    scope = MemoryScope(tenant="test", user_id="hal", formation="default")
+    await vector_memory.write(
+        scope,
+        [
+            NewMemory(
+                id=memory_id("keel/test/earlier", "t", i),
+                kind="exchange",
+                text=f"User: fact number {i} " + "y" * 400,
+                session="keel/test/earlier",
+                turn_id="t",
+            )
+            for i in range(20)
+        ],
+    )
+    async with running_workers(client, settings, formation, store, vector_memory):
+        handle = await start_session(client, settings, formation, user_id="hal")
+        sizes = [await _history_bytes(handle)]
+        for turn in range(30):
+            assert (await chat(handle, f"turn {turn} " + "x" * 1000)).status == "completed"
+            sizes.append(await _history_bytes(handle))
+
+    added = [after - before for before, after in pairwise(sizes)]
+    # Recall (bounded), summaries every few turns and the memory write add the same each turn.
+    assert max(added[20:]) <= 1.3 * max(added[2:10]), added
