@@ -254,7 +254,8 @@ class SessionMemory:
 
 
 def _int(value: object, default: int) -> int:
+    """A model's integer argument (sometimes sent as a string), or `default`."""
     try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+        return int(str(value))
+    except ValueError:
         return default

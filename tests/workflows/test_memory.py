@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from itertools import pairwise
 from pathlib import Path
@@ -173,6 +174,14 @@ async def test_a_1_mb_tool_result_leaves_less_than_4_kb_in_history(
     result_event = [e for e in events if e.type == "tool.result"][-1]
     assert result_event.data["ref"] == tool_message.ref
     assert result_event.data["glimpse"] == tool_message.content
+
+    # The model may read on with the built-in read_reference tool.
+    read = {"ref": tool_message.ref, "offset": 999_990, "length": 100}
+    async with running_workers(client, settings, formation, store):
+        await chat(handle, f"[[call read_reference {json.dumps(read)}]] [[say read]]")
+    last = (await store.messages(handle.id))[-2]
+    assert last.name == "read_reference" and not last.is_error
+    assert last.content.startswith("x" * 10 + "\n[characters 999,990 to 1,000,000 of 1,000,000")
 
 
 async def test_old_messages_are_summarised_now_and_then_not_every_turn(
