@@ -127,7 +127,7 @@ class SessionMemory:
             model = self._input.agent.model
             extracted = await self._activity(
                 EXTRACT_FACTS,
-                ExtractFactsInput(user_text=text, answer=answer, model=model),
+                ExtractFactsInput(user_text=text[:2000], answer=answer[:2000], model=model),
                 ExtractFactsResult,
                 "extract facts",
                 model_call=True,

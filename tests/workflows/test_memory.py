@@ -135,6 +135,25 @@ async def test_remember_stores_a_fact_that_later_sessions_recall(
     assert sorted(m.kind for m in listed) == ["exchange", "exchange", "fact"]
 
 
+async def test_facts_can_be_drawn_from_each_turn(
+    client: Client, settings: Settings, store: TranscriptStore, vector_memory: VectorMemory
+) -> None:
+    formation = _formation(
+        {"provider": "scripted"}, vector={"enabled": True, "extract_facts": True}
+    )
+    async with running_workers(client, settings, formation, store, vector_memory):
+        handle = await start_session(client, settings, formation, user_id="ida")
+        # The scripted model answers the extraction prompt as it answered the turn.
+        await chat(handle, "I moved to Oslo. [[say - The user lives in Oslo.]]")
+        stored = [e for e in await _events(client, handle, 1) if e.type == "memory.stored"]
+
+    assert [m["kind"] for m in stored[0].data["memories"]] == ["exchange", "fact"]
+    listed, _ = await vector_memory.list(
+        MemoryScope(tenant="test", user_id="ida", formation="default")
+    )
+    assert "The user lives in Oslo." in [m.text for m in listed if m.kind == "fact"]
+
+
 class _BigTool(ToolActivities):
     """A tool whose result has `size` characters, returned through the real reference path."""
 
