@@ -13,10 +13,13 @@ from temporalio.exceptions import ApplicationError
 from activities._catalog import ToolCatalog
 from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
+from activities._references import DEFAULT_INLINE_MAX_CHARS, expand_references
 from activities._structured import STRUCTURED_RETRIES, correction, schema_problems
+from activities.memory import BUILTIN_TOOL_SPECS, READ_REFERENCE_TOOL
 from activities.providers import ModelRequest, ModelResponse, ToolSpec, get_provider
 from keel.formation import ModelConfig
 from keel.logging import get_logger
+from keel.memory import MemoryScope
 from keel.messages import Message, Usage
 from keel.store import TranscriptStore
 
@@ -51,6 +54,10 @@ class CallModelInput(BaseModel):
     buffer_messages: int = 50
     response_schema: dict[str, Any] | None = None
     """JSON Schema the final answer must satisfy."""
+    owner: MemoryScope | None = None
+    """Whose session this is; recorded with the first message, so it can be forgotten."""
+    memories: list[str] = Field(default_factory=list)
+    """Recalled long-term memories for this turn (bounded), shown to the model as context."""
 
 
 class CallModelResult(BaseModel):
@@ -63,9 +70,16 @@ class CallModelResult(BaseModel):
 class LlmActivities:
     """LLM activities bound to this worker's transcript store and tool catalog."""
 
-    def __init__(self, store: TranscriptStore, tools: ToolCatalog | None = None) -> None:
+    def __init__(
+        self,
+        store: TranscriptStore,
+        tools: ToolCatalog | None = None,
+        *,
+        inline_max_chars: int = DEFAULT_INLINE_MAX_CHARS,
+    ) -> None:
         self._store = store
         self._tools = tools or ToolCatalog()
+        self._inline_max_chars = inline_max_chars
 
     @activity.defn(name=CALL_MODEL)
     async def call_model(self, input: CallModelInput) -> CallModelResult:
@@ -91,13 +105,23 @@ class LlmActivities:
                     type=PREFIX_MISSING,
                     non_retryable=True,
                 )
+        if input.owner is not None and (input.upto_seq == 0 or input.reseed):
+            await self._store.register_session(input.session, **input.owner.model_dump())
         await self._store.upsert(input.session, input.new_messages)
-        messages = _buffer(window + input.new_messages, input.buffer_messages)
+        messages, cut = await expand_references(
+            self._store,
+            input.session,
+            _buffer(window + input.new_messages, input.buffer_messages),
+            self._inline_max_chars,
+        )
+        tools = [BUILTIN_TOOL_SPECS[n] for n in input.tools if n in BUILTIN_TOOL_SPECS]
+        if cut and READ_REFERENCE_TOOL not in input.tools:
+            tools.append(BUILTIN_TOOL_SPECS[READ_REFERENCE_TOOL])
         request = ModelRequest(
             model=input.model,
-            system_prompt=input.system_prompt,
+            system_prompt=await self._system_prompt(input, messages),
             messages=messages,
-            tools=[*await self._tools.specs(input.tools), *input.extra_tools],
+            tools=[*tools, *await self._tools.specs(input.tools), *input.extra_tools],
             response_schema=input.response_schema,
             attempt=activity.info().attempt,
         )
@@ -114,6 +138,20 @@ class LlmActivities:
         )
         await self._store.upsert(input.session, [answer])
         return CallModelResult(message=answer, usage=response.usage)
+
+    async def _system_prompt(self, input: CallModelInput, messages: list[Message]) -> str | None:
+        """The agent's prompt, then what the model should know beyond the window."""
+        parts = [input.system_prompt] if input.system_prompt else []
+        if messages and messages[0].seq > 0:
+            summary = await self._store.latest_summary(input.session)
+            if summary is not None:
+                parts.append(f"Summary of the earlier conversation:\n{summary.content}")
+        if input.memories:
+            recalled = "\n".join(f"- {text}" for text in input.memories)
+            parts.append(
+                f"What you remember about this user from earlier conversations:\n{recalled}"
+            )
+        return "\n\n".join(parts) or None
 
     async def _complete(self, request: ModelRequest, step: int) -> ModelResponse:
         started = time.perf_counter()

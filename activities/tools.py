@@ -16,6 +16,7 @@ from activities._catalog import ToolCatalog
 from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
 from activities._mcp import McpPool, McpUnavailable, result_text
+from activities._references import References
 from keel.logging import get_logger
 from keel.tools import PythonTool, ToolArgumentsError, ToolContext
 
@@ -48,6 +49,8 @@ class CallToolResult(BaseModel):
 
     content: str
     is_error: bool = False
+    ref: str | None = None
+    """Set when the full content was too large for history: `content` is then its glimpse."""
 
 
 class ToolActivities:
@@ -57,13 +60,19 @@ class ToolActivities:
         catalog: The tools this worker runs; without one, every call is refused.
         services: Objects the host hands to Python tools that `inject` them
             (database clients, say), so they need not be serialised.
+        references: Keeps large results out of history (default: nothing is kept out).
     """
 
     def __init__(
-        self, catalog: ToolCatalog | None = None, *, services: Mapping[str, object] | None = None
+        self,
+        catalog: ToolCatalog | None = None,
+        *,
+        services: Mapping[str, object] | None = None,
+        references: References | None = None,
     ) -> None:
         self._catalog = catalog or ToolCatalog()
         self._services = dict(services or {})
+        self._references = references or References(None)
 
     @activity.defn(name=CALL_TOOL)
     async def call_tool(self, input: CallToolInput) -> CallToolResult:
@@ -81,11 +90,18 @@ class ToolActivities:
                 is_error=result.is_error,
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
-            if len(result.content) > MAX_RESULT_CHARS:
-                cut = len(result.content) - MAX_RESULT_CHARS
-                content = f"{result.content[:MAX_RESULT_CHARS]}\n[… {cut} more characters cut]"
-                result = result.model_copy(update={"content": content})
-            return result
+            return await self._out_of_history(input, result)
+
+    async def _out_of_history(self, input: CallToolInput, result: CallToolResult) -> CallToolResult:
+        """Every result passes here last: a large one becomes `{ref, glimpse}` before history."""
+        content, ref = await self._references.keep_out_of_history(
+            input.session, input.idempotency_key, result.content
+        )
+        if ref is None and len(content) > MAX_RESULT_CHARS:
+            # No store to keep it in: cut it, since the result travels in history.
+            cut = len(content) - MAX_RESULT_CHARS
+            content = f"{content[:MAX_RESULT_CHARS]}\n[… {cut} more characters cut]"
+        return result.model_copy(update={"content": content, "ref": ref})
 
     async def _call(self, input: CallToolInput) -> CallToolResult:
         name = input.name

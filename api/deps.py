@@ -12,6 +12,7 @@ from temporalio.client import Client
 from api._metrics import Metrics
 from api.problems import Problem
 from keel.formation import Formation
+from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import TranscriptStore
 
@@ -26,6 +27,8 @@ class AppState:
     formation: Formation
     store: TranscriptStore
     client: Client | None = None
+    vector_memory: VectorMemory | None = None
+    """Vector memory, shared with the worker of this process or on a Qdrant server."""
     started_at: float = field(default_factory=time.monotonic)
     requests: int = 0
     metrics: Metrics = field(default_factory=Metrics)

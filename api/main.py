@@ -13,10 +13,11 @@ from temporalio.client import Client
 from api._metrics import install_request_middleware
 from api.deps import AppState
 from api.problems import install_problem_handlers
-from api.routes import agents, approvals, chat, health, sessions, triggers
+from api.routes import agents, approvals, chat, health, memory, sessions, triggers
 from keel import __version__
 from keel.formation import Formation
 from keel.logging import get_logger
+from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import TranscriptStore, open_store
 from keel.temporal import connect, ensure_search_attributes
@@ -31,6 +32,7 @@ def create_app(
     *,
     client: Client | None = None,
     store: TranscriptStore | None = None,
+    vector_memory: VectorMemory | None = None,
 ) -> FastAPI:
     """Build the API.
 
@@ -40,12 +42,14 @@ def create_app(
         client: a connected Temporal client; without one the app connects at
             start and keeps retrying in the background while Temporal is down.
         store: the transcript store; by default the formation's, opened here.
+        vector_memory: the vector memory when the formation enables it (the caller closes it).
     """
     state = AppState(
         settings=settings,
         formation=formation,
         store=store or open_store(formation.memory.store, data_dir=settings.resolved_data_dir),
         client=client,
+        vector_memory=vector_memory,
     )
 
     @asynccontextmanager
@@ -70,7 +74,7 @@ def create_app(
     app.state.keel = state
     install_problem_handlers(app)
     install_request_middleware(app, state)
-    for module in (health, agents, sessions, approvals, chat, triggers):
+    for module in (health, agents, sessions, approvals, chat, triggers, memory):
         app.include_router(module.router)
     return app
 

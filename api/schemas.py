@@ -107,3 +107,39 @@ class ChatAccepted(BaseModel):
     status: TurnStatus
     url: str
     stream_offset: int
+
+
+class MemoryOut(BaseModel):
+    """A long-term memory of a user."""
+
+    id: str
+    kind: Literal["fact", "exchange"]
+    text: str
+    user_id: str
+    formation: str
+    session_id: str
+    created_at: datetime
+
+
+class MemoryPage(BaseModel):
+    """`GET /v1/memory`."""
+
+    memories: list[MemoryOut]
+    next_offset: str | None = None
+
+
+class ForgetUser(BaseModel):
+    """`POST /v1/memory/forget`."""
+
+    user_id: str = Field(pattern=ID_PATTERN)
+
+
+class ForgetResult(BaseModel):
+    """What `POST /v1/memory/forget` removed."""
+
+    user_id: str
+    sessions_terminated: int
+    sessions_deleted: int
+    rows_deleted: int
+    """Transcript store rows: messages, summaries, references and session records."""
+    memories_deleted: int

@@ -50,3 +50,13 @@ class Message(BaseModel):
     """For role `tool`: the tool's name."""
     is_error: bool = False
     """For role `tool`: the tool failed and `content` is its error message."""
+    ref: str | None = None
+    """Set when the full content lives in the store as a reference: `content` is its glimpse."""
+
+
+class Summary(BaseModel):
+    """A summary of a session's messages before `upto_seq`, stored so turns reuse it."""
+
+    upto_seq: int = Field(ge=0)
+    content: str
+    created_at: datetime

@@ -57,6 +57,33 @@ def _snapshot(formation: Formation, agent: AgentConfig) -> AgentSnapshot:
     )
 
 
+class MemoryOptions(BaseModel):
+    """The formation's memory settings a session needs; workflows cannot read the formation."""
+
+    formation: str = "default"
+    """Long-term memories are scoped per formation as well as per tenant and user."""
+    summaries: bool = True
+    vector: bool = False
+    """Recall memories before a turn's first model call, and store the turn after it."""
+    top_k: int = 5
+    remember_tool: bool = False
+    extract_facts: bool = False
+
+
+def memory_options(formation: Formation) -> MemoryOptions:
+    """The memory settings of a formation, as sessions carry them."""
+    memory = formation.memory
+    vector = memory.vector
+    return MemoryOptions(
+        formation=formation.id,
+        summaries=memory.summaries,
+        vector=vector.enabled,
+        top_k=vector.top_k,
+        remember_tool=vector.enabled and vector.remember_tool,
+        extract_facts=vector.enabled and vector.extract_facts,
+    )
+
+
 class QueuedTurn(BaseModel):
     """A user message waiting for its turn."""
 
@@ -76,6 +103,8 @@ class CarriedState(BaseModel):
     unsynced: list[Message] = Field(default_factory=list)
     """Messages the transcript store may not have yet (e.g. of a failed turn)."""
     stream: WorkflowStreamState | None = None
+    summary_upto: int = 0
+    """Messages before this seq are summarised in the transcript store."""
 
 
 class StartSessionInput(BaseModel):
@@ -87,6 +116,7 @@ class StartSessionInput(BaseModel):
     user_id: str
     agent: AgentSnapshot
     options: SessionsConfig = Field(default_factory=SessionsConfig)
+    memory: MemoryOptions = Field(default_factory=MemoryOptions)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     activities_task_queue: str
     team: dict[str, AgentSnapshot] = Field(default_factory=dict)
@@ -127,6 +157,7 @@ def new_session_input(
         team=team,
         options=formation.sessions,
         approvals=formation.approvals,
+        memory=memory_options(formation),
         activities_task_queue=activities_task_queue,
         initial_message=initial_message,
         close_when_idle=close_when_idle,

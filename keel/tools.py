@@ -30,7 +30,7 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-BUILTIN_TOOLS: frozenset[str] = frozenset({"ask_session", "publish"})
+BUILTIN_TOOLS: frozenset[str] = frozenset({"ask_session", "publish", "remember", "read_reference"})
 """Tools the session workflow runs itself; agents list them like any other tool."""
 
 TOOL_ATTRIBUTE = "__keel_tool__"

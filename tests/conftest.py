@@ -13,7 +13,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from keel.devserver import TUNING, temporal_binary
-from keel.formation import Formation, load_formation
+from keel.formation import Formation, VectorMemoryConfig, load_formation
+from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import SqliteTranscriptStore, TranscriptStore
 from keel.temporal import SEARCH_ATTRIBUTES
@@ -62,6 +63,16 @@ async def store(settings: Settings) -> AsyncIterator[TranscriptStore]:
     await opened.close()
 
 
+@pytest.fixture
+async def vector_memory(settings: Settings) -> AsyncIterator[VectorMemory]:
+    """Embedded Qdrant in this test's data dir; the embedder is loaded once per test run."""
+    opened = VectorMemory.open(
+        VectorMemoryConfig(enabled=True), data_dir=settings.resolved_data_dir
+    )
+    yield opened
+    await opened.close()
+
+
 @contextlib.asynccontextmanager
 async def running_workers(
     client: Client,
@@ -70,10 +81,16 @@ async def running_workers(
     store: TranscriptStore,
     *,
     services: Mapping[str, object] | None = None,
+    vector_memory: VectorMemory | None = None,
 ) -> AsyncIterator[None]:
     """Workers for this test's queues, hosted as `keel worker` hosts them, stopped on exit."""
     host = worker_host(
-        client, settings=settings, formation=formation, store=store, services=services
+        client,
+        settings=settings,
+        formation=formation,
+        store=store,
+        services=services,
+        vector_memory=vector_memory,
     )
     async with host as workers, contextlib.AsyncExitStack() as stack:
         for worker in workers:

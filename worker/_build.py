@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import LlmActivities, ToolActivities, ToolCatalog
+from activities._references import References
 from activities.approvals import ApprovalActivities
+from activities.memory import MemoryActivities
+from activities.memory_model import MemoryModelActivities
 from activities.messaging import MessagingActivities
 from keel.formation import Formation
+from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from keel.temporal import model_task_queues
@@ -31,6 +36,7 @@ def build_workers(
     services: Mapping[str, object] | None = None,
     task_queues: Sequence[str] | None = None,
     max_concurrent_activities: int = 100,
+    vector_memory: VectorMemory | None = None,
 ) -> list[Worker]:
     """One worker per task queue this process serves.
 
@@ -44,12 +50,26 @@ def build_workers(
         task_queues: poll only these queues; by default the sessions queue,
             the activities queue and every per-model queue.
         max_concurrent_activities: per worker.
+        vector_memory: the vector memory, when the formation enables it (the caller closes it).
     """
     catalog = catalog or ToolCatalog()
-    llm = LlmActivities(store, catalog)
-    tools = ToolActivities(catalog, services=services)
+    references = formation.memory.references
+    llm = LlmActivities(store, catalog, inline_max_chars=references.inline_max_chars)
+    tools = ToolActivities(
+        catalog,
+        services=services,
+        references=References(store, threshold_bytes=references.threshold_bytes),
+    )
     approvals = ApprovalActivities(catalog)
     messaging = MessagingActivities(client)
+    memory_activities = MemoryActivities(store, vector_memory)
+    # Summaries and fact extraction call the model: they run wherever its calls run.
+    model_memory = MemoryModelActivities(store)
+    model_activities: list[Callable[..., Any]] = [
+        llm.call_model,
+        model_memory.summarize,
+        model_memory.extract_facts,
+    ]
     queues = (
         list(task_queues)
         if task_queues
@@ -69,11 +89,14 @@ def build_workers(
                     client,
                     task_queue=queue,
                     activities=[
-                        llm.call_model,
+                        *model_activities,
                         tools.call_tool,
                         approvals.validate_arguments,
                         messaging.ask_session,
                         messaging.publish,
+                        memory_activities.recall,
+                        memory_activities.write,
+                        memory_activities.read_reference,
                     ],
                     max_concurrent_activities=max_concurrent_activities,
                     graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -85,7 +108,7 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=queue,
-                    activities=[llm.call_model],
+                    activities=model_activities,
                     max_concurrent_activities=max_concurrent_activities,
                     graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
                 )

@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 from activities import McpPool, McpUnavailable, ToolCatalog
 from keel.formation import Formation, FormationError, FormationProblem
 from keel.logging import get_logger
+from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from keel.tools import BUILTIN_TOOLS, PythonTool, load_python_tools
@@ -31,6 +32,7 @@ async def worker_host(
     services: Mapping[str, object] | None = None,
     task_queues: Sequence[str] | None = None,
     max_concurrent_activities: int = 100,
+    vector_memory: VectorMemory | None = None,
 ) -> AsyncIterator[list[Worker]]:
     """Load the formation's tools, build the workers, and close MCP sessions on exit.
 
@@ -51,6 +53,8 @@ async def worker_host(
         services: Objects for Python tools that `inject` them, by parameter name.
         task_queues: Poll only these queues (see `build_workers`).
         max_concurrent_activities: Per worker.
+        vector_memory: The vector memory, when the formation enables it (the caller
+            owns and closes it).
 
     Yields:
         The workers, built but not running.
@@ -75,6 +79,7 @@ async def worker_host(
             services=services,
             task_queues=task_queues,
             max_concurrent_activities=max_concurrent_activities,
+            vector_memory=vector_memory,
         )
     finally:
         await pool.aclose()

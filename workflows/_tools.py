@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows._approvals import ApprovalGate
 from workflows._delegation import delegate
+from workflows._memory import SessionMemory
 from workflows._messaging import MESSAGING_TOOLS, run_messaging_tool
 
 TOOL_TIMEOUT = timedelta(minutes=5)
@@ -30,10 +31,13 @@ Publish = Callable[[EventType, "str | None", "dict[str, object]"], None]
 class ToolRunner:
     """Runs a model step's tool calls for a session workflow."""
 
-    def __init__(self, input: StartSessionInput, gate: ApprovalGate, publish: Publish) -> None:
+    def __init__(
+        self, input: StartSessionInput, gate: ApprovalGate, publish: Publish, memory: SessionMemory
+    ) -> None:
         self._input = input
         self._gate = gate
         self._publish = publish
+        self._memory = memory
 
     async def run(
         self, turn: TurnResult, calls: list[ToolCall]
@@ -74,11 +78,14 @@ class ToolRunner:
                     },
                 )
                 result = await self._call_approved(turn.turn_id, call, approval)
-            self._publish(
-                "tool.result",
-                turn.turn_id,
-                {"call_id": call.id, "tool": call.name, "is_error": result.is_error},
-            )
+            data: dict[str, object] = {
+                "call_id": call.id,
+                "tool": call.name,
+                "is_error": result.is_error,
+            }
+            if result.ref:  # a large result stayed out of history
+                data |= {"ref": result.ref, "glimpse": result.content}
+            self._publish("tool.result", turn.turn_id, data)
             yield call, result
 
     async def _call_approved(
@@ -107,6 +114,8 @@ class ToolRunner:
                 {"call_id": call.id, "from_agent": self._input.agent.name, "to_agent": call.name},
             )
             return await delegate(self._input, turn_id, call)
+        if self._memory.handles(call.name):
+            return await self._memory.call_builtin(turn_id, call)
         if call.name not in self._input.agent.tools:
             return CallToolResult(
                 content=f"tool {call.name!r} is not available to agent {self._input.agent.name!r}",

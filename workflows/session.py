@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows._approvals import ApprovalGate
 from workflows._delegation import delegation_specs
+from workflows._memory import SessionMemory
 from workflows._messaging import messaging_specs
 from workflows._tools import ToolRunner, error_text
 
@@ -84,7 +85,8 @@ class SessionWorkflow:
         self._continuing = False
         self._gate = ApprovalGate(input.approvals)
         self._topic_messages_seen: deque[str] = deque(maxlen=TOPIC_IDS_KEPT)
-        self._tools = ToolRunner(input, self._gate, self._publish)
+        self._memory = SessionMemory(input, carried.summary_upto, self._publish)
+        self._tools = ToolRunner(input, self._gate, self._publish, self._memory)
         # WorkflowStream registers its own signal/update/query handlers and must
         # be built here, in __init__, before any of them can be delivered.
         self._stream = WorkflowStream(prior_state=carried.stream)
@@ -255,6 +257,7 @@ class SessionWorkflow:
                 created_at=queued.received_at,
             )
         )
+        await self._memory.before_turn(turn.turn_id, queued.text, self._next_seq)
         try:
             answer = await self._agent_loop(turn, queued.response_schema)
         except (ActivityError, _TurnFailed) as err:
@@ -271,6 +274,8 @@ class SessionWorkflow:
                 turn.turn_id,
                 {"seq": answer.seq, "role": "assistant", "content": answer.content},
             )
+            # The turn is completed for callers waiting on it; its events end after the write.
+            await self._memory.after_turn(turn.turn_id, queued.text, answer.content)
             self._publish("turn.completed", turn.turn_id, {"usage": turn.usage.model_dump()})
         # Not in a `finally`: when a worker evicts this workflow mid-turn the
         # coroutine is closed, and workflow calls there would fail.
@@ -325,11 +330,13 @@ class SessionWorkflow:
             model=agent.model,
             system_prompt=agent.system_prompt,
             # The last step offers no tools, so the model has to answer.
-            tools=[] if last_step else agent.tools,
+            tools=[] if last_step else [*agent.tools, *self._memory.tools],
             extra_tools=[]
             if last_step
             else [*delegation_specs(agent, self._input.team), *messaging_specs(agent.tools)],
             buffer_messages=agent.buffer_messages,
+            owner=self._memory.scope,
+            memories=self._memory.recalled,
             response_schema=response_schema,
         )
         try:
@@ -372,6 +379,7 @@ class SessionWorkflow:
             tool_call_id=call.id,
             name=call.name,
             is_error=result.is_error,
+            ref=result.ref,
         )
 
     # -- bookkeeping --------------------------------------------------------
@@ -423,6 +431,7 @@ class SessionWorkflow:
             queued=list(self._queue),
             unsynced=self._unsynced,
             stream=self._stream.get_state(),
+            summary_upto=self._memory.summary_upto,
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api import create_app
 from keel.formation import Formation
 from keel.logging import get_logger
+from keel.memory import VectorMemory
 from keel.schedules import sync_schedules
 from keel.settings import Settings
 from keel.store import TranscriptStore, open_store
@@ -65,6 +66,13 @@ async def serve(
     """Run the API (at `api` = host, port) and/or the workers until `stop` is set."""
     client = await connect_with_retry(settings)
     store: TranscriptStore = open_store(formation.memory.store, data_dir=settings.resolved_data_dir)
+    vector = formation.memory.vector
+    # A local Qdrant directory admits one process: the worker's (shared with an API beside it).
+    vector_memory = (
+        VectorMemory.open(vector, data_dir=settings.resolved_data_dir)
+        if vector.enabled and (worker or vector.url)
+        else None
+    )
     tasks: list[asyncio.Task[None]] = []
     server: _QuietServer | None = None
     workers = []
@@ -80,13 +88,16 @@ async def serve(
                     store=store,
                     task_queues=task_queues,
                     max_concurrent_activities=max_concurrent_activities,
+                    vector_memory=vector_memory,
                 )
             )
             await sync_schedules(client, formation, settings)
             tasks += [asyncio.create_task(w.run()) for w in workers]
             log.info("worker polling", task_queues=[w.task_queue for w in workers])
         if api:
-            app = create_app(settings, formation, client=client, store=store)
+            app = create_app(
+                settings, formation, client=client, store=store, vector_memory=vector_memory
+            )
             host, port = api
             server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None))
             tasks.append(asyncio.create_task(server.serve()))
@@ -102,3 +113,5 @@ async def serve(
         await asyncio.gather(*tasks, return_exceptions=True)
         await hosting.aclose()
         await store.close()
+        if vector_memory:
+            await vector_memory.close()

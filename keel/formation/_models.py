@@ -124,22 +124,59 @@ class ApprovalsConfig(_Strict):
     on_timeout: Literal["reject", "approve"] = "reject"
 
 
+class EmbedderConfig(_Strict):
+    """The model that turns memories into vectors.
+
+    `static` (the default) needs nothing but the base install; `minilm` needs
+    the `keel[minilm]` extra (torch); `openai` calls the embeddings API.
+    """
+
+    provider: Literal["static", "minilm", "openai"] = "static"
+    model: str = "text-embedding-3-small"
+    """For `openai`: the embedding model."""
+    dimensions: int = Field(default=1536, ge=1, le=8192)
+    """For `openai`: the vector size the model returns."""
+    base_url: str | None = None
+    api_key_env: str | None = None
+    """For `openai`: the variable holding the key (default OPENAI_API_KEY)."""
+
+
 class VectorMemoryConfig(_Strict):
     """Long-term memory in Qdrant: a local path (embedded) or a server URL."""
 
     enabled: bool = False
     path: str = "qdrant"
     url: str | None = None
+    api_key_env: str | None = None
+    """For a Qdrant server that wants a key: the variable holding it."""
     top_k: int = Field(default=5, ge=1, le=100)
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    remember_tool: bool = True
+    """Offer agents the built-in `remember` tool, which stores a fact about the user."""
+    extract_facts: bool = False
+    """After each turn, ask the model for lasting facts about the user and store them."""
+
+
+class ReferencesConfig(_Strict):
+    """Large tool results are kept out of workflow history, as references."""
+
+    threshold_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    """Results larger than this go to the store; history keeps `{ref, glimpse}`."""
+    inline_max_chars: int = Field(default=64 * 1024, ge=1024)
+    """The model sees a referenced result whole up to this size; larger ones are cut,
+    and the model gets the `read_reference` tool to read on."""
 
 
 class MemoryConfig(_Strict):
     """Where transcripts live and how much of them the model sees."""
 
     buffer_messages: int = Field(default=50, ge=1, le=10_000)
+    summaries: bool = True
+    """Summarise messages older than the buffer, so the model keeps their gist."""
     store: str = "sqlite:///keel.db"
     """`sqlite:///PATH` (relative paths resolve inside the data dir) or `postgresql://…`."""
     vector: VectorMemoryConfig = Field(default_factory=VectorMemoryConfig)
+    references: ReferencesConfig = Field(default_factory=ReferencesConfig)
 
     @field_validator("store")
     @classmethod

@@ -5,16 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from keel.store._base import TranscriptStore
+from keel.store._postgres import PostgresTranscriptStore
 from keel.store._sqlite import SqliteTranscriptStore
 
-__all__ = ["SqliteTranscriptStore", "TranscriptStore", "open_store"]
+__all__ = ["PostgresTranscriptStore", "SqliteTranscriptStore", "TranscriptStore", "open_store"]
 
 
 def open_store(url: str, *, data_dir: Path) -> TranscriptStore:
     """Open the store a formation's `memory.store` names.
 
     Args:
-        url: `sqlite:///PATH`; a relative PATH resolves inside `data_dir`.
+        url: `sqlite:///PATH` (a relative PATH resolves inside `data_dir`) or
+            `postgresql://…` / `postgres://…` (connected on first use).
         data_dir: the process's data directory.
 
     Raises:
@@ -23,4 +25,9 @@ def open_store(url: str, *, data_dir: Path) -> TranscriptStore:
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///")).expanduser()
         return SqliteTranscriptStore(path if path.is_absolute() else data_dir / path)
-    raise ValueError(f"unsupported transcript store {url.split(':', 1)[0]!r}: use sqlite:///PATH")
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresTranscriptStore(url)
+    raise ValueError(
+        f"unsupported transcript store {url.split(':', 1)[0]!r}:"
+        " use sqlite:///PATH or postgresql://…"
+    )

@@ -6,13 +6,16 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from keel.messages import Message
+from keel.messages import Message, Summary
 
 # Each entry upgrades the schema by one version; `PRAGMA user_version` records
-# how many have run, so a new release can open an old file.
-_MIGRATIONS: tuple[str, ...] = (
+# how many have run, so a new release can open an old file. Never edit an entry
+# that has been released: add one.
+MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE messages (
         session TEXT NOT NULL,
@@ -25,7 +28,32 @@ _MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX messages_turn ON messages (session, turn_id);
     """,
+    """
+    CREATE TABLE sessions (
+        session TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        formation TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_user ON sessions (tenant, user_id);
+    CREATE TABLE summaries (
+        session TEXT NOT NULL,
+        upto_seq INTEGER NOT NULL,
+        content TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (session, upto_seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE refs (
+        session TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        content TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (session, ref)
+    ) WITHOUT ROWID;
+    """,
 )
+_SESSION_TABLES = ("messages", "summaries", "refs", "sessions")
 
 
 class SqliteTranscriptStore:
@@ -47,40 +75,51 @@ class SqliteTranscriptStore:
     def _migrate(self) -> None:
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 self._db.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
 
-    async def _run(self, sql: str, params: Sequence[object] = ()) -> list[tuple[str]]:
-        def run() -> list[tuple[str]]:
+    async def _run(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
             with self._lock:
                 return self._db.execute(sql, params).fetchall()
 
         return await asyncio.to_thread(run)
+
+    async def _write(self, statements: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> int:
+        """Run `executemany` statements in one transaction; returns the rows changed."""
+
+        def write() -> int:
+            with self._lock:
+                self._db.execute("BEGIN")
+                try:
+                    changed = sum(
+                        self._db.executemany(sql, rows).rowcount for sql, rows in statements
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                return changed
+
+        return await asyncio.to_thread(write)
 
     async def upsert(self, session: str, messages: Sequence[Message]) -> None:
         rows = [
             (session, m.seq, m.turn_id, m.role, m.created_at.isoformat(), m.model_dump_json())
             for m in messages
         ]
-
-        def write() -> None:
-            with self._lock:
-                self._db.execute("BEGIN")
-                try:
-                    self._db.executemany(
+        if rows:
+            await self._write(
+                [
+                    (
                         "INSERT INTO messages (session, seq, turn_id, role, created_at, body)"
                         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (session, seq) DO UPDATE SET"
                         " turn_id=excluded.turn_id, role=excluded.role,"
                         " created_at=excluded.created_at, body=excluded.body",
                         rows,
                     )
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-
-        if rows:
-            await asyncio.to_thread(write)
+                ]
+            )
 
     async def window(self, session: str, *, before_seq: int, limit: int) -> list[Message]:
         rows = await self._run(
@@ -104,6 +143,62 @@ class SqliteTranscriptStore:
             (session, turn_id),
         )
         return [Message.model_validate_json(body) for (body,) in rows]
+
+    async def register_session(
+        self, session: str, *, tenant: str, user_id: str, formation: str
+    ) -> None:
+        await self._run(
+            "INSERT INTO sessions (session, tenant, user_id, formation, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (session) DO NOTHING",
+            (session, tenant, user_id, formation, datetime.now(UTC).isoformat()),
+        )
+
+    async def user_sessions(self, tenant: str, user_id: str) -> list[str]:
+        rows = await self._run(
+            "SELECT session FROM sessions WHERE tenant = ? AND user_id = ? ORDER BY session",
+            (tenant, user_id),
+        )
+        return [session for (session,) in rows]
+
+    async def delete_sessions(self, sessions: Sequence[str]) -> int:
+        keys = [(s,) for s in sessions]
+        return await self._write(
+            [(f"DELETE FROM {table} WHERE session = ?", keys) for table in _SESSION_TABLES]
+        )
+
+    async def save_summary(self, session: str, summary: Summary) -> None:
+        await self._run(
+            "INSERT INTO summaries (session, upto_seq, content, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (session, upto_seq) DO UPDATE SET content=excluded.content,"
+            " created_at=excluded.created_at",
+            (session, summary.upto_seq, summary.content, summary.created_at.isoformat()),
+        )
+
+    async def latest_summary(self, session: str) -> Summary | None:
+        rows = await self._run(
+            "SELECT upto_seq, content, created_at FROM summaries WHERE session = ?"
+            " ORDER BY upto_seq DESC LIMIT 1",
+            (session,),
+        )
+        if not rows:
+            return None
+        upto_seq, content, created_at = rows[0]
+        return Summary(
+            upto_seq=upto_seq, content=content, created_at=datetime.fromisoformat(created_at)
+        )
+
+    async def put_reference(self, session: str, ref: str, content: str) -> None:
+        await self._run(
+            "INSERT INTO refs (session, ref, content, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (session, ref) DO UPDATE SET content=excluded.content",
+            (session, ref, content, datetime.now(UTC).isoformat()),
+        )
+
+    async def get_reference(self, session: str, ref: str) -> str | None:
+        rows = await self._run(
+            "SELECT content FROM refs WHERE session = ? AND ref = ?", (session, ref)
+        )
+        return rows[0][0] if rows else None
 
     async def close(self) -> None:
         with self._lock:

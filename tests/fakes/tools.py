@@ -19,3 +19,9 @@ def lookup(invoice: int) -> str:
 def search(query: str) -> str:
     """Search the knowledge base."""
     return f"nothing found for {query!r}"
+
+
+@keel.tool
+def big(size: int) -> str:
+    """A result of `size` characters, to test results too large for history."""
+    return "x" * size

@@ -27,16 +27,17 @@ async def start_session(
     formation: Formation,
     *,
     agent: str | None = None,
+    user_id: str = "tester",
     **options: Any,
 ) -> WorkflowHandle[Any, Any]:
-    """Start a session workflow for `agent` (default: the formation's)."""
+    """Start a session workflow for `agent` (default: the formation's) and `user_id`."""
     config = formation.agent(agent) if agent else formation.default_agent
     session_id = uuid.uuid4().hex
     start = new_session_input(
         formation,
         config,
         tenant="test",
-        user_id="tester",
+        user_id=user_id,
         activities_task_queue=settings.activities_task_queue,
         session_id=session_id,
     )

@@ -1,0 +1,143 @@
+"""`/v1/memory`: a user's long-term memories: list, delete one, forget the user entirely."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from api import _sessions
+from api.deps import Caller, CurrentCaller, State, TemporalClient
+from api.problems import Problem
+from api.schemas import ID_PATTERN, ForgetResult, ForgetUser, MemoryOut, MemoryPage
+from keel.logging import get_logger
+from keel.memory import MemoryItem, MemoryScope, VectorMemory
+from keel.session import SESSION_WORKFLOW
+from keel.temporal import TENANT_ATTR, USER_ATTR
+
+router = APIRouter(prefix="/v1/memory", tags=["memory"])
+log = get_logger(__name__)
+
+
+@router.get("")
+async def list_memories(
+    state: State,
+    caller: CurrentCaller,
+    user_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[str | None, Query(max_length=64)] = None,
+) -> MemoryPage:
+    """The user's memories in this formation (the caller's own user for client callers)."""
+    user = _user(caller, user_id)
+    if not state.formation.memory.vector.enabled:
+        return MemoryPage(memories=[])
+    scope = MemoryScope(tenant=caller.tenant, user_id=user, formation=state.formation.id)
+    items, next_offset = await _vector(state.vector_memory).list(scope, limit=limit, offset=offset)
+    return MemoryPage(memories=[_out(item) for item in items], next_offset=next_offset)
+
+
+@router.delete("/{memory_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_memory(memory_id: str, state: State, caller: CurrentCaller) -> Response:
+    """Delete one memory; 404 unless it is the caller's to delete."""
+    memory = _vector(state.vector_memory) if state.formation.memory.vector.enabled else None
+    item = await memory.get(memory_id) if memory and _is_uuid(memory_id) else None
+    if (
+        memory is None
+        or item is None
+        or item.tenant != caller.tenant
+        or (caller.user_given and item.user_id != caller.user_id)
+    ):
+        raise Problem(404, f"no memory {memory_id!r}", type_="memory-not-found")
+    await memory.delete([memory_id])
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/forget")
+async def forget_user(
+    body: ForgetUser, state: State, client: TemporalClient, caller: CurrentCaller
+) -> ForgetResult:
+    """Remove every trace of a user from the vector store and the transcript store.
+
+    The user's running sessions are terminated first, so nothing writes again;
+    then their transcripts (with summaries and references) and all their
+    memories, in every formation, are deleted. Safe to repeat.
+    """
+    if caller.user_given and body.user_id != caller.user_id:
+        raise Problem(403, "a caller bound to a user may forget only that user", type_="forbidden")
+    # Refuse before deleting anything rather than halfway.
+    vector = _vector(state.vector_memory) if state.formation.memory.vector.enabled else None
+    tenant, user = caller.tenant, body.user_id
+    query = (
+        f"WorkflowType = '{SESSION_WORKFLOW}' AND {TENANT_ATTR.name} = '{tenant}'"
+        f" AND {USER_ATTR.name} = '{user}'"
+    )
+    # Visibility may lag behind a new session and may have dropped old ones; the store's
+    # session records cover both, so every session that holds data is found.
+    sessions = set(await state.store.user_sessions(tenant, user))
+    with _sessions.temporal_errors():
+        async for execution in client.list_workflows(query):
+            sessions.add(execution.id)
+        terminated = sum([await _terminate(client, session) for session in sorted(sessions)])
+    rows = await state.store.delete_sessions(sorted(sessions))
+    memories = await vector.forget(tenant, user) if vector else 0
+    log.info("user forgotten", sessions=len(sessions), rows=rows, memories=memories)
+    return ForgetResult(
+        user_id=user,
+        sessions_terminated=terminated,
+        sessions_deleted=len(sessions),
+        rows_deleted=rows,
+        memories_deleted=memories,
+    )
+
+
+async def _terminate(client: Client, workflow_id: str) -> int:
+    """Terminate a session so nothing writes for it again; 1 if it was running."""
+    try:
+        await client.get_workflow_handle(workflow_id).terminate(reason="user forgotten")
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return 0  # closed already, or never started
+        raise
+    return 1
+
+
+def _user(caller: Caller, user_id: str | None) -> str:
+    if caller.user_given:
+        return caller.user_id
+    if user_id is None:
+        raise Problem(422, "user_id: required", type_="invalid-request")
+    return user_id
+
+
+def _vector(memory: VectorMemory | None) -> VectorMemory:
+    if memory is None:
+        raise Problem(
+            503,
+            "vector memory in local mode is held by the worker process: run the API with the"
+            " worker (keel dev) or give memory.vector a Qdrant server url",
+            type_="memory-unavailable",
+        )
+    return memory
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _out(item: MemoryItem) -> MemoryOut:
+    return MemoryOut(
+        id=item.id,
+        kind=item.kind,
+        text=item.text,
+        user_id=item.user_id,
+        formation=item.formation,
+        session_id=item.session.rsplit("/", 1)[-1],
+        created_at=item.created_at,
+    )

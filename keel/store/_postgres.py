@@ -1,0 +1,221 @@
+"""PostgreSQL transcript store: for deployments whose workers and APIs run on several machines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from keel.messages import Message, Summary
+
+# Each entry upgrades the schema by one version; `keel_migrations` records the
+# ones applied, so a new release can open an old database. Never edit an entry
+# that has been released: add one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE messages (
+        session TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        turn_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (session, seq)
+    );
+    CREATE INDEX messages_turn ON messages (session, turn_id);
+    """,
+    """
+    CREATE TABLE sessions (
+        session TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        formation TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE INDEX sessions_user ON sessions (tenant, user_id);
+    CREATE TABLE summaries (
+        session TEXT NOT NULL,
+        upto_seq INTEGER NOT NULL,
+        content TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (session, upto_seq)
+    );
+    CREATE TABLE refs (
+        session TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        content TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (session, ref)
+    );
+    """,
+)
+_SESSION_TABLES = ("messages", "summaries", "refs", "sessions")
+_MIGRATION_LOCK = 0x6B65656C  # "keel": one process migrates, the others wait for it
+
+
+async def migrate(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, *, upto: int = len(MIGRATIONS)
+) -> int:
+    """Apply the migrations the database lacks, up to version `upto`; returns the version."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS keel_migrations ("
+            " version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        version: int = await conn.fetchval("SELECT coalesce(max(version), 0) FROM keel_migrations")
+        for number in range(version + 1, upto + 1):
+            await conn.execute(MIGRATIONS[number - 1])
+            await conn.execute("INSERT INTO keel_migrations (version) VALUES ($1)", number)
+            version = number
+    return version
+
+
+class PostgresTranscriptStore:
+    """A `TranscriptStore` in PostgreSQL, through an asyncpg connection pool.
+
+    The pool is made on first use (and the schema migrated then), because
+    stores are opened from synchronous code and a pool belongs to the event
+    loop that made it. URL query parameters such as `search_path` become
+    server settings, so a deployment can keep Keel's tables in a schema.
+    """
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self._url = url
+        self._sizes = (min_size, max_size)
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    pool = await asyncpg.create_pool(
+                        self._url, min_size=self._sizes[0], max_size=self._sizes[1]
+                    )
+                    async with pool.acquire() as conn:
+                        await migrate(conn)
+                    self._pool = pool
+        return self._pool
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        pool = await self._get_pool()
+        return await pool.fetch(sql, *args)
+
+    async def _execute(self, sql: str, *args: Any) -> None:
+        pool = await self._get_pool()
+        await pool.execute(sql, *args)
+
+    async def upsert(self, session: str, messages: Sequence[Message]) -> None:
+        rows = [
+            (session, m.seq, m.turn_id, m.role, m.created_at, m.model_dump_json()) for m in messages
+        ]
+        if rows:
+            pool = await self._get_pool()
+            await pool.executemany(
+                "INSERT INTO messages (session, seq, turn_id, role, created_at, body)"
+                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (session, seq) DO UPDATE SET"
+                " turn_id=excluded.turn_id, role=excluded.role,"
+                " created_at=excluded.created_at, body=excluded.body",
+                rows,
+            )
+
+    async def window(self, session: str, *, before_seq: int, limit: int) -> list[Message]:
+        rows = await self._fetch(
+            "SELECT body FROM messages WHERE session = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+            session,
+            before_seq,
+            limit,
+        )
+        return [Message.model_validate_json(row["body"]) for row in reversed(rows)]
+
+    async def messages(
+        self, session: str, *, after_seq: int = -1, limit: int = 1000
+    ) -> list[Message]:
+        rows = await self._fetch(
+            "SELECT body FROM messages WHERE session = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            session,
+            after_seq,
+            limit,
+        )
+        return [Message.model_validate_json(row["body"]) for row in rows]
+
+    async def turn_messages(self, session: str, turn_id: str) -> list[Message]:
+        rows = await self._fetch(
+            "SELECT body FROM messages WHERE session = $1 AND turn_id = $2 ORDER BY seq",
+            session,
+            turn_id,
+        )
+        return [Message.model_validate_json(row["body"]) for row in rows]
+
+    async def register_session(
+        self, session: str, *, tenant: str, user_id: str, formation: str
+    ) -> None:
+        await self._execute(
+            "INSERT INTO sessions (session, tenant, user_id, formation) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (session) DO NOTHING",
+            session,
+            tenant,
+            user_id,
+            formation,
+        )
+
+    async def user_sessions(self, tenant: str, user_id: str) -> list[str]:
+        rows = await self._fetch(
+            "SELECT session FROM sessions WHERE tenant = $1 AND user_id = $2 ORDER BY session",
+            tenant,
+            user_id,
+        )
+        return [row["session"] for row in rows]
+
+    async def delete_sessions(self, sessions: Sequence[str]) -> int:
+        pool = await self._get_pool()
+        deleted = 0
+        async with pool.acquire() as conn, conn.transaction():
+            for table in _SESSION_TABLES:
+                status = await conn.execute(
+                    f"DELETE FROM {table} WHERE session = ANY($1::text[])", list(sessions)
+                )
+                deleted += int(status.rsplit(" ", 1)[-1])  # "DELETE <count>"
+        return deleted
+
+    async def save_summary(self, session: str, summary: Summary) -> None:
+        await self._execute(
+            "INSERT INTO summaries (session, upto_seq, content, created_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (session, upto_seq) DO UPDATE SET"
+            " content=excluded.content, created_at=excluded.created_at",
+            session,
+            summary.upto_seq,
+            summary.content,
+            summary.created_at,
+        )
+
+    async def latest_summary(self, session: str) -> Summary | None:
+        rows = await self._fetch(
+            "SELECT upto_seq, content, created_at FROM summaries WHERE session = $1"
+            " ORDER BY upto_seq DESC LIMIT 1",
+            session,
+        )
+        return Summary(**dict(rows[0])) if rows else None
+
+    async def put_reference(self, session: str, ref: str, content: str) -> None:
+        await self._execute(
+            "INSERT INTO refs (session, ref, content) VALUES ($1, $2, $3)"
+            " ON CONFLICT (session, ref) DO UPDATE SET content=excluded.content",
+            session,
+            ref,
+            content,
+        )
+
+    async def get_reference(self, session: str, ref: str) -> str | None:
+        rows = await self._fetch(
+            "SELECT content FROM refs WHERE session = $1 AND ref = $2", session, ref
+        )
+        return rows[0]["content"] if rows else None
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -1,0 +1,152 @@
+"""Transcript stores: the same contract on SQLite and PostgreSQL, and migrations of old stores."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from keel.messages import Message, Summary
+from keel.store import (
+    PostgresTranscriptStore,
+    SqliteTranscriptStore,
+    TranscriptStore,
+    _postgres,
+    _sqlite,
+    open_store,
+)
+from tests._postgres import postgres_schema
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _message(seq: int, turn: str = "t1", content: str | None = None) -> Message:
+    role = "user" if seq % 2 == 0 else "assistant"
+    return Message(seq=seq, role=role, content=content or f"m{seq}", turn_id=turn, created_at=NOW)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[TranscriptStore]:
+    if request.param == "sqlite":
+        store: TranscriptStore = open_store("sqlite:///keel.db", data_dir=tmp_path)
+        yield store
+        await store.close()
+        return
+    async with postgres_schema() as url:
+        store = open_store(url, data_dir=tmp_path)
+        assert isinstance(store, PostgresTranscriptStore)
+        yield store
+        await store.close()
+
+
+async def test_upserts_are_idempotent_and_windows_read_back(any_store: TranscriptStore) -> None:
+    await any_store.upsert("s", [_message(i) for i in range(6)])
+    await any_store.upsert("s", [_message(5, content="retried")])
+    await any_store.upsert("other", [_message(0)])
+
+    window = await any_store.window("s", before_seq=5, limit=3)
+    assert [m.seq for m in window] == [2, 3, 4]
+    everything = await any_store.messages("s")
+    assert [m.seq for m in everything] == list(range(6)) and everything[-1].content == "retried"
+    assert [m.seq for m in await any_store.messages("s", after_seq=3, limit=1)] == [4]
+    assert len(await any_store.turn_messages("s", "t1")) == 6
+    assert everything[0].created_at == NOW
+
+
+async def test_summaries_keep_the_one_covering_most(any_store: TranscriptStore) -> None:
+    assert await any_store.latest_summary("s") is None
+    await any_store.save_summary("s", Summary(upto_seq=10, content="early", created_at=NOW))
+    await any_store.save_summary("s", Summary(upto_seq=20, content="later", created_at=NOW))
+    await any_store.save_summary("s", Summary(upto_seq=20, content="redone", created_at=NOW))
+    latest = await any_store.latest_summary("s")
+    assert latest is not None and (latest.upto_seq, latest.content) == (20, "redone")
+
+
+async def test_references_belong_to_their_session(any_store: TranscriptStore) -> None:
+    await any_store.put_reference("s", "ref_1", "x" * 100_000)
+    await any_store.put_reference("s", "ref_1", "y" * 10)
+    assert await any_store.get_reference("s", "ref_1") == "y" * 10
+    assert await any_store.get_reference("elsewhere", "ref_1") is None
+
+
+async def test_deleting_a_users_sessions_leaves_nothing(any_store: TranscriptStore) -> None:
+    for session, user in (("a1", "ann"), ("a2", "ann"), ("b1", "bob")):
+        await any_store.register_session(session, tenant="t", user_id=user, formation="f")
+        await any_store.upsert(session, [_message(0), _message(1)])
+        await any_store.put_reference(session, "r", "content")
+        await any_store.save_summary(session, Summary(upto_seq=1, content="s", created_at=NOW))
+    await any_store.register_session("a1", tenant="t", user_id="someone-else", formation="f")
+
+    sessions = await any_store.user_sessions("t", "ann")
+    assert sessions == ["a1", "a2"]
+    assert await any_store.user_sessions("other-tenant", "ann") == []
+    assert await any_store.delete_sessions(sessions) == 2 * 5
+    assert await any_store.user_sessions("t", "ann") == []
+    for gone in sessions:
+        assert await any_store.messages(gone) == []
+        assert await any_store.get_reference(gone, "r") is None
+        assert await any_store.latest_summary(gone) is None
+    assert len(await any_store.messages("b1")) == 2
+
+
+async def test_sqlite_migrates_a_store_of_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(f"BEGIN; {_sqlite.MIGRATIONS[0]}; PRAGMA user_version=1; COMMIT;")
+    message = _message(0)
+    old.execute(
+        "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)",
+        ("s", 0, "t1", "user", NOW.isoformat(), message.model_dump_json()),
+    )
+    old.close()
+
+    store = SqliteTranscriptStore(path)
+    try:
+        assert await store.messages("s") == [message]
+        await store.register_session("s", tenant="t", user_id="u", formation="f")
+        assert await store.user_sessions("t", "u") == ["s"]
+    finally:
+        await store.close()
+    reopened = sqlite3.connect(path)
+    assert reopened.execute("PRAGMA user_version").fetchone()[0] == len(_sqlite.MIGRATIONS)
+    reopened.close()
+
+
+async def test_postgres_migrates_a_store_of_version_1() -> None:
+    message = _message(0)
+    async with postgres_schema() as url:
+        conn = await asyncpg.connect(url)
+        try:
+            assert await _postgres.migrate(conn, upto=1) == 1
+            await conn.execute(
+                "INSERT INTO messages VALUES ($1, $2, $3, $4, $5, $6)",
+                "s",
+                0,
+                "t1",
+                "user",
+                NOW,
+                message.model_dump_json(),
+            )
+            store = PostgresTranscriptStore(url)
+            try:
+                assert await store.messages("s") == [message]
+                await store.register_session("s", tenant="t", user_id="u", formation="f")
+                assert await store.user_sessions("t", "u") == ["s"]
+            finally:
+                await store.close()
+            version = await conn.fetchval("SELECT max(version) FROM keel_migrations")
+            assert version == len(_postgres.MIGRATIONS)
+            assert await _postgres.migrate(conn) == version  # a second start changes nothing
+        finally:
+            await conn.close()
+
+
+def test_unknown_store_urls_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="postgresql://"):
+        open_store("mysql://db", data_dir=tmp_path)
