@@ -58,6 +58,8 @@ class CarriedState(BaseModel):
     unsynced: list[Message] = Field(default_factory=list)
     """Messages the transcript store may not have yet (e.g. of a failed turn)."""
     stream: WorkflowStreamState | None = None
+    recent_turns: list[TurnResult] = Field(default_factory=list)
+    """The last turns that ended, so a `wait_turn` that reaches the new run still finds them."""
 
 
 class StartSessionInput(BaseModel):

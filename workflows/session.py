@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -46,6 +47,8 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 VALIDATE_TIMEOUT = timedelta(seconds=30)
 TURNS_KEPT_IN_STATE = 50
 """Older turns of a run are answered from the transcript store, not the workflow."""
+TURNS_CARRIED = 10
+"""Ended turns handed to the next run: a client may ask for one just after the hand-over."""
 
 
 @workflow.defn(name=SESSION_WORKFLOW)
@@ -66,9 +69,10 @@ class SessionWorkflow:
         self._queue: deque[QueuedTurn] = deque(carried.queued)
         self._unsynced: list[Message] = list(carried.unsynced)
         self._run_messages: list[Message] = list(carried.unsynced)
-        self._turns: dict[str, TurnResult] = {
-            q.turn_id: TurnResult(turn_id=q.turn_id, status="queued") for q in carried.queued
-        }
+        self._turns: dict[str, TurnResult] = {t.turn_id: t for t in carried.recent_turns}
+        self._turns.update(
+            {q.turn_id: TurnResult(turn_id=q.turn_id, status="queued") for q in carried.queued}
+        )
         self._turns_this_run = 0
         self._current: str | None = None
         self._closing = False
@@ -89,12 +93,14 @@ class SessionWorkflow:
             await workflow.wait_condition(
                 lambda: bool(self._queue) or self._closing or self._should_continue_as_new()
             )
-            if self._queue:
-                await self._run_turn(self._queue.popleft())
-            elif self._closing:
-                break
-            else:
+            if self._closing:
+                break  # `close` has cancelled the queued turns.
+            if self._should_continue_as_new():
+                # Before the next queued turn, not once the queue drains: under steady
+                # traffic it never does, and history would grow without bound.
                 await self._continue_as_new()
+            else:
+                await self._run_turn(self._queue.popleft())
         self._publish("session.closed", None, {"reason": "closed"})
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -357,14 +363,15 @@ class SessionWorkflow:
             or self._turns_this_run >= self._input.options.continue_as_new_after_turns
         )
 
-    async def _continue_as_new(self) -> None:
-        """Start a fresh run of this session, so history stays bounded."""
+    async def _continue_as_new(self) -> NoReturn:
+        """Start a fresh run of this session, carrying queued turns, so history stays bounded."""
         self._continuing = True
         # Subscribers re-attach to the new run from their last offset; the
         # events they have already read need not travel to it.
         self._stream.truncate(self._offset)
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        ended = [t for t in self._turns.values() if t.status in FINAL_TURN_STATUSES]
         carried = CarriedState(
             next_seq=self._next_seq,
             turn_count=self._turn_count,
@@ -372,6 +379,7 @@ class SessionWorkflow:
             queued=list(self._queue),
             unsynced=self._unsynced,
             stream=self._stream.get_state(),
+            recent_turns=ended[-TURNS_CARRIED:],
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 
