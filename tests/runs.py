@@ -1,11 +1,15 @@
-"""Read what happened from workflow histories: the runs of a session and their activities."""
+"""Read what a session did from Temporal: its runs, their activities, what is pending now."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 
 
@@ -62,3 +66,26 @@ def activities(history: WorkflowHistory, name: str | None = None) -> Iterator[Ac
             identity=start.identity if start else "",
             outcome=ended.get(event_id, "open"),
         )
+
+
+async def pending_activities(handle: WorkflowHandle[Any, Any]) -> list[PendingActivityInfo]:
+    """The activities of the session's latest run that have not ended."""
+    description = await handle.describe()
+    return list(description.raw_description.pending_activities)
+
+
+async def wait_for_pending(
+    handle: WorkflowHandle[Any, Any],
+    name: str,
+    state: PendingActivityState.ValueType = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
+    *,
+    timeout_s: float = 30,
+) -> PendingActivityInfo:
+    """Wait until an activity called `name` is pending in `state` (by default: running)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for pending in await pending_activities(handle):
+            if pending.activity_type.name == name and pending.state == state:
+                return pending
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {name} activity in state {PendingActivityState.Name(state)}")
