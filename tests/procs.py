@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from keel.formation import Formation, formation_from_data
@@ -30,17 +33,17 @@ def write_formation(directory: Path, data: dict[str, Any]) -> tuple[Path, Format
 
 
 class KeelProcess:
-    """A `keel worker` or `keel api` child process, its output in a log file.
+    """A Keel child process (`keel worker`, `keel api`, ...), its output in a log file.
 
     Args:
-        args: the command after `keel`, e.g. `["worker", "--task-queue", "q"]`.
+        argv: the command line.
         settings: the test's settings (Temporal address, data dir, queues), passed as env.
         formation: the formation file the process loads.
         log: where its stdout and stderr go.
     """
 
-    def __init__(self, args: list[str], *, settings: Settings, formation: Path, log: Path):
-        self._args = [*KEEL, *args]
+    def __init__(self, argv: list[str], *, settings: Settings, formation: Path, log: Path):
+        self._args = argv
         self._log = log
         self.env = {
             **os.environ,
@@ -60,9 +63,12 @@ class KeelProcess:
         return self._process.pid
 
     async def start(self, *, ready: str, timeout_s: float = 60) -> KeelProcess:
-        """Start the process and wait until its log shows `ready`."""
+        """Start the process and wait until `ready` is in its log, or answers 200 if a URL."""
         self._spawn()
-        await self.wait_for_log(ready, timeout_s=timeout_s)
+        if ready.startswith("http"):
+            await self._wait_for_http(ready, timeout_s=timeout_s)
+        else:
+            await self.wait_for_log(ready, timeout_s=timeout_s)
         return self
 
     def _spawn(self) -> None:
@@ -78,6 +84,17 @@ class KeelProcess:
             assert self._process is not None and self._process.poll() is None, self.log()
             assert time.monotonic() < deadline, f"no {text!r} in the log:\n{self.log()}"
             await asyncio.sleep(0.1)
+
+    async def _wait_for_http(self, url: str, *, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=2) as http:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(url)).status_code == 200:
+                        return
+                assert self._process is not None and self._process.poll() is None, self.log()
+                assert time.monotonic() < deadline, f"{url} did not answer:\n{self.log()}"
+                await asyncio.sleep(0.2)
 
     def log(self) -> str:
         """Everything the process has written."""
@@ -104,5 +121,19 @@ class KeelProcess:
 
 def worker_process(tmp_path: Path, settings: Settings, formation: Path, *args: str) -> KeelProcess:
     """A `keel worker` (by default on all of the test's queues); `args` are its flags."""
-    log = tmp_path / f"worker-{uuid.uuid4().hex[:6]}.log"
-    return KeelProcess(["worker", *args], settings=settings, formation=formation, log=log)
+    return keel_process(tmp_path, settings, formation, [*KEEL, "worker", *args], name="worker")
+
+
+def keel_process(
+    tmp_path: Path, settings: Settings, formation: Path, argv: list[str], *, name: str
+) -> KeelProcess:
+    """A process running `argv`, logging to `tmp_path/<name>-<random>.log`."""
+    log = tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.log"
+    return KeelProcess(argv, settings=settings, formation=formation, log=log)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
