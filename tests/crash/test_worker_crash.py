@@ -38,7 +38,9 @@ async def _start(processes: list[KeelProcess], process: KeelProcess) -> KeelProc
     return await process.start(ready=WORKER_READY)
 
 
-async def _roles_and_contents(store: TranscriptStore, handle: WorkflowHandle[Any, Any]) -> list:
+async def _roles_and_contents(
+    store: TranscriptStore, handle: WorkflowHandle[Any, Any]
+) -> list[tuple[str, str]]:
     return [(m.role, m.content) for m in await store.messages(handle.id)]
 
 

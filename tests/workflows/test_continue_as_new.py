@@ -15,18 +15,12 @@ from activities.llm import CALL_MODEL
 from keel.devserver import TUNING, temporal_binary
 from keel.formation import Formation, formation_from_data
 from keel.messages import Usage
-from keel.session import (
-    SendMessageInput,
-    SendMessageResult,
-    SessionState,
-    TurnResult,
-    WaitTurnInput,
-)
+from keel.session import SessionState, TurnResult, WaitTurnInput
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.conftest import running_workers
 from tests.runs import activities, session_runs
-from tests.workflows.helpers import chat, start_session, wait_for_turn
+from tests.workflows.helpers import chat, send, start_session, wait_for_turn
 
 TURNS = 300
 EVERY = 25
@@ -42,13 +36,6 @@ def scripted() -> Formation:
     )
 
 
-async def _send(handle: WorkflowHandle[Any, Any], text: str) -> str:
-    sent = await handle.execute_update(
-        "send_message", SendMessageInput(text=text), result_type=SendMessageResult
-    )
-    return sent.turn_id
-
-
 async def _turns_queued_across_a_boundary(
     handle: WorkflowHandle[Any, Any], turn: int
 ) -> list[TurnResult]:
@@ -56,8 +43,8 @@ async def _turns_queued_across_a_boundary(
 
     The run must continue as new before the queued turn starts, and hand it on.
     """
-    last = await _send(handle, f"{turn} [[sleep 1]]")
-    queued = await _send(handle, f"{turn + 1}")
+    last = await send(handle, f"{turn} [[sleep 1]]")
+    queued = await send(handle, f"{turn + 1}")
     early = await handle.execute_update(
         "wait_turn", WaitTurnInput(turn_id=queued), result_type=TurnResult
     )
