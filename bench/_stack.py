@@ -5,40 +5,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import yaml
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from keel.cli._serve import connect_with_retry
 from keel.devserver import dev_server_args
+from keel.settings import Settings
+from tests.procs import free_port
 
 FLOOR_QUEUE = "bench-floor"
 
 
 @dataclass
 class Stack:
-    """Addresses of the running stack and its processes."""
+    """What a benchmark talks to."""
 
-    temporal: str
     api_url: str
     client: Client
     """A client with Keel's data converter (it also serves the floor)."""
     worker: subprocess.Popen[bytes]
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Keel's worker, whose memory is measured."""
 
 
 def _formation(llm_url: str) -> dict[str, object]:
@@ -75,15 +69,13 @@ async def running_stack(workdir: Path, *, profile: Path | None = None) -> AsyncI
         return process
 
     try:
-        temporal = f"127.0.0.1:{_free_port()}"
-        spawn(
-            "temporal",
-            dev_server_args(db_file=None, port=int(temporal.split(":")[1]), ui_port=None),
-        )
+        temporal_port = free_port()
+        temporal = f"127.0.0.1:{temporal_port}"
+        spawn("temporal", dev_server_args(db_file=None, port=temporal_port, ui_port=None))
         port_file = workdir / "llm.port"
         spawn("fake-llm", [sys.executable, "-m", "bench.fake_llm", str(port_file)])
         llm_url = f"http://127.0.0.1:{await _read_port(port_file)}/v1"
-        client = await _connect(temporal)
+        client = await connect_with_retry(Settings(temporal_address=temporal))
 
         formation = workdir / "formation.yaml"
         formation.write_text(yaml.safe_dump(_formation(llm_url)))
@@ -94,15 +86,14 @@ async def running_stack(workdir: Path, *, profile: Path | None = None) -> AsyncI
             "KEEL_LOG_FORMAT": "json",
             "BENCH_FAKE_KEY": "k",
         }
-        keel = [sys.executable, "-m", "keel.cli"]
         python = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
         worker = spawn("worker", [*python, "-m", "keel.cli", "worker"], env)
-        api_port = _free_port()
-        spawn("api", [*keel, "api", "--port", str(api_port)], env)
+        api_port = free_port()
+        spawn("api", [sys.executable, "-m", "keel.cli", "api", "--port", str(api_port)], env)
         spawn("floor", [sys.executable, "-m", "bench.floor", temporal, FLOOR_QUEUE, llm_url])
         api_url = f"http://127.0.0.1:{api_port}"
         await _healthy(f"{api_url}/health", processes, workdir)
-        yield Stack(temporal, api_url, client, worker, processes)
+        yield Stack(api_url, client, worker)
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -125,17 +116,6 @@ async def _read_port(port_file: Path, timeout_s: float = 30) -> int:
 def _port_in(port_file: Path) -> int | None:
     text = port_file.read_text() if port_file.exists() else ""
     return int(text) if text else None
-
-
-async def _connect(address: str, timeout_s: float = 30) -> Client:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return await Client.connect(address, data_converter=pydantic_data_converter)
-        except RuntimeError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
 
 
 async def _healthy(
