@@ -18,9 +18,11 @@ async def with_heartbeat(awaitable: Awaitable[T], *, every_s: float = HEARTBEAT_
     """Await `awaitable`, heartbeating every `every_s` seconds meanwhile."""
 
     async def beat() -> None:
+        # Not at once: the server times a silent attempt out from its start, so a
+        # call shorter than `every_s` (most are) need not pay for a heartbeat RPC.
         while True:
-            activity.heartbeat()
             await asyncio.sleep(every_s)
+            activity.heartbeat()
 
     beater = asyncio.create_task(beat())
     try:

@@ -105,6 +105,8 @@ class CarriedState(BaseModel):
     stream: WorkflowStreamState | None = None
     summary_upto: int = 0
     """Messages before this seq are summarised in the transcript store."""
+    recent_turns: list[TurnResult] = Field(default_factory=list)
+    """The last turns that ended, so a `wait_turn` that reaches the new run still finds them."""
 
 
 class StartSessionInput(BaseModel):

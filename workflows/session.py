@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -54,6 +54,8 @@ TOPIC_IDS_KEPT = 1000
 """Recent topic message ids, to drop a publish that a retry delivered twice."""
 TURNS_KEPT_IN_STATE = 50
 """Older turns of a run are answered from the transcript store, not the workflow."""
+TURNS_CARRIED = 10
+"""Ended turns handed to the next run: a client may ask for one just after the hand-over."""
 
 
 @workflow.defn(name=SESSION_WORKFLOW)
@@ -75,9 +77,10 @@ class SessionWorkflow:
         self._queue: deque[QueuedTurn] = deque(carried.queued)
         self._unsynced: list[Message] = list(carried.unsynced)
         self._run_messages: list[Message] = list(carried.unsynced)
-        self._turns: dict[str, TurnResult] = {
-            q.turn_id: TurnResult(turn_id=q.turn_id, status="queued") for q in carried.queued
-        }
+        self._turns: dict[str, TurnResult] = {t.turn_id: t for t in carried.recent_turns}
+        self._turns.update(
+            {q.turn_id: TurnResult(turn_id=q.turn_id, status="queued") for q in carried.queued}
+        )
         self._turns_this_run = 0
         self._current: str | None = None
         self._last_turn: TurnResult | None = None
@@ -103,13 +106,15 @@ class SessionWorkflow:
             await workflow.wait_condition(
                 lambda: bool(self._queue) or self._closing or self._should_continue_as_new()
             )
-            if self._queue:
+            if self._closing:
+                break  # `close` has cancelled the queued turns.
+            if self._should_continue_as_new():
+                # Before the next queued turn, not once the queue drains: under steady
+                # traffic it never does, and history would grow without bound.
+                await self._continue_as_new()
+            else:
                 await self._run_turn(self._queue.popleft())
                 self._closing = self._closing or (input.close_when_idle and not self._queue)
-            elif self._closing:
-                break
-            else:
-                await self._continue_as_new()
         self._publish("session.closed", None, {"reason": "closed"})
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -416,14 +421,15 @@ class SessionWorkflow:
             or self._turns_this_run >= self._input.options.continue_as_new_after_turns
         )
 
-    async def _continue_as_new(self) -> None:
-        """Start a fresh run of this session, so history stays bounded."""
+    async def _continue_as_new(self) -> NoReturn:
+        """Start a fresh run of this session, carrying queued turns, so history stays bounded."""
         self._continuing = True
         # Subscribers re-attach to the new run from their last offset; the
         # events they have already read need not travel to it.
         self._stream.truncate(self._offset)
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        ended = [t for t in self._turns.values() if t.status in FINAL_TURN_STATUSES]
         carried = CarriedState(
             next_seq=self._next_seq,
             turn_count=self._turn_count,
@@ -432,6 +438,7 @@ class SessionWorkflow:
             unsynced=self._unsynced,
             stream=self._stream.get_state(),
             summary_upto=self._memory.summary_upto,
+            recent_turns=ended[-TURNS_CARRIED:],
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -12,6 +13,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities import CallToolInput, CallToolResult, McpPool, ToolActivities, ToolCatalog
+from activities._heartbeat import with_heartbeat
 from keel.tools import load_python_tools
 from tests.mcp_servers import PROBE, TIME, everything_stdio
 
@@ -115,10 +117,14 @@ async def test_tools_outside_the_exposed_set_are_refused(pool: McpPool) -> None:
     )
 
 
-async def test_calls_heartbeat(tools: ToolActivities) -> None:
+async def test_calls_heartbeat(tools: ToolActivities, monkeypatch: pytest.MonkeyPatch) -> None:
     env = environment()
     beats: list[object] = []
     env.on_heartbeat = lambda *details: beats.append(details)
+    # The first heartbeat comes after one interval: short calls pay for none.
+    monkeypatch.setattr(
+        "activities.tools.with_heartbeat", functools.partial(with_heartbeat, every_s=0.01)
+    )
     await call(tools, "nap", {"seconds": 0.05}, env=env)
     assert beats
 

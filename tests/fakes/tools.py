@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 import keel
 
 
@@ -25,3 +28,21 @@ def search(query: str) -> str:
 def big(size: int) -> str:
     """A result of `size` characters, to test results too large for history."""
     return "x" * size
+
+
+@keel.tool
+async def slow(seconds: float, context: keel.ToolContext) -> str:
+    """Wait, then answer; each attempt's idempotency key goes to $KEEL_TEST_TOOL_LOG if set.
+
+    Crash tests kill a worker during this call and check the retry carries the same key.
+    """
+    log = os.environ.get("KEEL_TEST_TOOL_LOG")
+    if log:
+        await asyncio.to_thread(_append, log, context.idempotency_key)
+    await asyncio.sleep(seconds)
+    return "slow done"
+
+
+def _append(path: str, line: str) -> None:
+    with open(path, "a") as out:
+        out.write(line + "\n")

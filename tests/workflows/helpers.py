@@ -67,3 +67,11 @@ async def wait_for_turn(handle: WorkflowHandle[Any, Any], turn_id: str) -> TurnR
         )
         if result.status in ("completed", "failed", "cancelled"):
             return result
+
+
+async def send(handle: WorkflowHandle[Any, Any], text: str) -> str:
+    """Send a message; the id of the turn it queued."""
+    sent = await handle.execute_update(
+        "send_message", SendMessageInput(text=text), result_type=SendMessageResult
+    )
+    return sent.turn_id

@@ -1,0 +1,90 @@
+"""SIGKILL the Temporal dev server between turns, restart it on its SQLite file: nothing is lost."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from activities.llm import CALL_MODEL
+from keel.cli._serve import connect_with_retry
+from keel.devserver import dev_server_args
+from keel.formation import Formation
+from keel.session import SessionState
+from keel.settings import Settings
+from keel.store import TranscriptStore
+from tests.conftest import running_workers
+from tests.procs import free_port
+from tests.runs import activities
+from tests.workflows.helpers import chat, start_session
+
+
+class _Server:
+    """A dev server of this test alone, its data in one SQLite file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self._args = dev_server_args(
+            db_file=directory / "temporal.db", port=self.port, ui_port=None
+        )
+        self._log = directory / "temporal.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log.open("ab") as out:
+            self._process = subprocess.Popen(self._args, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[_Server]:
+    own = _Server(tmp_path)
+    own.start()
+    yield own
+    own.kill()
+
+
+async def test_a_dev_server_killed_between_turns_restarts_with_every_session_intact(
+    server: _Server, formation: Formation, store: TranscriptStore, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        temporal_address=f"127.0.0.1:{server.port}",
+        sessions_task_queue=f"sessions-{suffix}",
+        activities_task_queue=f"activities-{suffix}",
+    )
+    client = await connect_with_retry(settings)
+    # The worker keeps running through the outage and reconnects by itself.
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(client, settings, formation)
+        assert (await chat(handle, "one")).status == "completed"
+        assert (await chat(handle, "two")).status == "completed"
+        server.kill()
+        server.start()
+        await connect_with_retry(settings)  # up again
+        third = await chat(handle, "three")
+        state = await handle.query("state", result_type=SessionState)
+        history = await handle.fetch_history()
+
+    assert third.status == "completed" and third.message is not None
+    assert third.message.content == "echo: three"
+    assert state.turn_count == 3
+    assert [m.content for m in await store.messages(handle.id)] == [
+        "one",
+        "echo: one",
+        "two",
+        "echo: two",
+        "three",
+        "echo: three",
+    ]
+    # The run's history from before the crash is all there: three calls, each run once.
+    calls = [(c.outcome, c.attempt) for c in activities(history, CALL_MODEL)]
+    assert calls == [("completed", 1)] * 3
