@@ -9,9 +9,11 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities._deltas import DeltaSender
 from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
 from activities.providers import ModelRequest, ToolSpec, get_provider
+from keel.deltas import DeltaBus
 from keel.formation import ModelConfig
 from keel.logging import get_logger
 from keel.messages import Message, Usage
@@ -43,6 +45,8 @@ class CallModelInput(BaseModel):
     system_prompt: str | None = None
     tools: list[str] = Field(default_factory=list)
     buffer_messages: int = 50
+    stream_offset: int | None = None
+    """The session's stream offset when the call was scheduled; its token deltas carry it."""
 
 
 class CallModelResult(BaseModel):
@@ -64,11 +68,24 @@ class ToolCatalog:
 
 
 class LlmActivities:
-    """LLM activities bound to this worker's transcript store and tool catalog."""
+    """LLM activities bound to this worker's transcript store and tool catalog.
 
-    def __init__(self, store: TranscriptStore, tools: ToolCatalog | None = None) -> None:
+    Args:
+        store: The transcript store.
+        tools: Schemas of the tools this worker can offer the model.
+        deltas: Where streamed text goes; None means models are not streamed.
+    """
+
+    def __init__(
+        self,
+        store: TranscriptStore,
+        tools: ToolCatalog | None = None,
+        *,
+        deltas: DeltaBus | None = None,
+    ) -> None:
         self._store = store
         self._tools = tools or ToolCatalog()
+        self._deltas = deltas
 
     @activity.defn(name=CALL_MODEL)
     async def call_model(self, input: CallModelInput) -> CallModelResult:
@@ -104,7 +121,18 @@ class LlmActivities:
             attempt=activity.info().attempt,
         )
         started = time.perf_counter()
-        response = await with_heartbeat(get_provider(input.model).complete(request))
+        on_delta = None
+        if self._deltas is not None:
+            on_delta = DeltaSender(
+                self._deltas,
+                session_key=input.session,
+                turn_id=input.turn_id,
+                step=input.step,
+                stream_offset=input.stream_offset,
+            )
+        response = await with_heartbeat(
+            get_provider(input.model).complete(request, on_delta=on_delta)
+        )
         log.info(
             "model answered",
             provider=input.model.provider,

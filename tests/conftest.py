@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from keel.deltas import DeltaBus
 from keel.devserver import TUNING, temporal_binary
 from keel.formation import Formation, load_formation
 from keel.settings import Settings
@@ -64,10 +65,18 @@ async def store(settings: Settings) -> AsyncIterator[TranscriptStore]:
 
 @contextlib.asynccontextmanager
 async def running_workers(
-    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+    client: Client,
+    settings: Settings,
+    formation: Formation,
+    store: TranscriptStore,
+    *,
+    deltas: DeltaBus | None = None,
 ) -> AsyncIterator[None]:
-    """Workers for this test's queues, stopped on exit."""
+    """Workers for this test's queues, stopped on exit; LLM calls stream to `deltas` if given."""
     async with contextlib.AsyncExitStack() as stack:
-        for worker in build_workers(client, settings=settings, formation=formation, store=store):
+        workers = build_workers(
+            client, settings=settings, formation=formation, store=store, deltas=deltas
+        )
+        for worker in workers:
             await stack.enter_async_context(worker)
         yield

@@ -9,6 +9,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import LlmActivities, ToolActivities
+from keel.deltas import DeltaBus
 from keel.formation import Formation
 from keel.settings import Settings
 from keel.store import TranscriptStore
@@ -27,6 +28,7 @@ def build_workers(
     store: TranscriptStore,
     task_queues: Sequence[str] | None = None,
     max_concurrent_activities: int = 100,
+    deltas: DeltaBus | None = None,
 ) -> list[Worker]:
     """One worker per task queue this process serves.
 
@@ -38,8 +40,9 @@ def build_workers(
         task_queues: poll only these queues; by default the sessions queue,
             the activities queue and every per-model queue.
         max_concurrent_activities: per worker.
+        deltas: where LLM activities stream text; None: no streaming.
     """
-    llm = LlmActivities(store)
+    llm = LlmActivities(store, deltas=deltas)
     tools = ToolActivities()
     queues = (
         list(task_queues)

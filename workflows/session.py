@@ -14,7 +14,18 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.llm import CALL_MODEL, PREFIX_MISSING, CallModelInput, CallModelResult
     from activities.tools import CALL_TOOL, CallToolInput, CallToolResult
-    from keel.events import EVENTS_TOPIC, EventType, SessionEvent
+    from keel.events import (
+        EVENTS_TOPIC,
+        EventPayload,
+        MessageCompleted,
+        SessionClosed,
+        SessionEvent,
+        ToolCallEvent,
+        ToolResultEvent,
+        TurnCompleted,
+        TurnFailed,
+        TurnStarted,
+    )
     from keel.messages import Message, ToolCall
     from keel.session import (
         FINAL_TURN_STATUSES,
@@ -38,6 +49,11 @@ TOOL_TIMEOUT = timedelta(minutes=5)
 TOOL_RETRY = RetryPolicy(maximum_attempts=3)
 TURNS_KEPT_IN_STATE = 50
 """Older turns of a run are answered from the transcript store, not the workflow."""
+EVENTS_KEPT_AT_CONTINUE = 100
+"""Step events carried into the next run, so a client that dropped just before
+continue-as-new still resumes without a gap. Bounded, so history stays constant."""
+GLIMPSE_CHARS = 200
+"""How much of a tool result its `tool.result` event shows."""
 
 
 @workflow.defn(name=SESSION_WORKFLOW)
@@ -85,7 +101,7 @@ class SessionWorkflow:
                 break
             else:
                 await self._continue_as_new()
-        self._publish("session.closed", None, {"reason": "closed"})
+        self._publish(SessionClosed(reason="closed"), turn_id=None)
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return SessionResult(turn_count=self._turn_count, usage=self._usage)
@@ -165,7 +181,7 @@ class SessionWorkflow:
         turn.status = "running"
         self._current = turn.turn_id
         workflow.set_current_details(f"turn {self._turn_count + 1}: running")
-        self._publish("turn.started", turn.turn_id, {"agent": self._input.agent.name})
+        self._publish(TurnStarted(agent=self._input.agent.name), turn_id=turn.turn_id)
         self._append(
             Message(
                 seq=self._next_seq,
@@ -180,16 +196,14 @@ class SessionWorkflow:
         except ActivityError as err:
             turn.status = "failed"
             turn.error = _error_text(err)
-            self._publish("turn.failed", turn.turn_id, {"error": turn.error})
+            self._publish(TurnFailed(error=turn.error), turn_id=turn.turn_id)
         else:
             turn.status = "completed"
             turn.message = AssistantReply(content=answer.content)
             self._publish(
-                "message.completed",
-                turn.turn_id,
-                {"seq": answer.seq, "role": "assistant", "content": answer.content},
+                MessageCompleted(seq=answer.seq, content=answer.content), turn_id=turn.turn_id
             )
-            self._publish("turn.completed", turn.turn_id, {"usage": turn.usage.model_dump()})
+            self._publish(TurnCompleted(usage=turn.usage), turn_id=turn.turn_id)
         # Not in a `finally`: when a worker evicts this workflow mid-turn the
         # coroutine is closed, and workflow calls there would fail.
         self._current = None
@@ -228,6 +242,7 @@ class SessionWorkflow:
             system_prompt=agent.system_prompt,
             tools=tools,
             buffer_messages=agent.buffer_messages,
+            stream_offset=self._offset,
         )
         try:
             return await self._execute_model_call(call)
@@ -260,7 +275,10 @@ class SessionWorkflow:
         )
 
     async def _call_tool(self, turn_id: str, call: ToolCall) -> Message:
-        self._publish("tool.call", turn_id, {"call_id": call.id, "tool": call.name})
+        self._publish(
+            ToolCallEvent(call_id=call.id, tool=call.name, arguments=call.arguments),
+            turn_id=turn_id,
+        )
         if call.name in self._input.agent.tools:
             try:
                 result = await workflow.execute_activity(
@@ -289,9 +307,13 @@ class SessionWorkflow:
                 is_error=True,
             )
         self._publish(
-            "tool.result",
-            turn_id,
-            {"call_id": call.id, "tool": call.name, "is_error": result.is_error},
+            ToolResultEvent(
+                call_id=call.id,
+                tool=call.name,
+                is_error=result.is_error,
+                glimpse=result.content[:GLIMPSE_CHARS],
+            ),
+            turn_id=turn_id,
         )
         return Message(
             seq=self._next_seq,
@@ -313,14 +335,11 @@ class SessionWorkflow:
         if message.role != "assistant":
             self._unsynced.append(message)
 
-    def _publish(self, type: EventType, turn_id: str | None, data: dict[str, object]) -> None:
+    def _publish(self, payload: EventPayload, *, turn_id: str | None) -> None:
+        """Append a step event to the session's stream (no history cost: subscribers poll)."""
         self._events.publish(
-            SessionEvent(
-                type=type,
-                session_id=self._input.session_id,
-                turn_id=turn_id,
-                ts=workflow.now(),
-                data=data,
+            SessionEvent.of(
+                payload, session_id=self._input.session_id, turn_id=turn_id, ts=workflow.now()
             )
         )
         self._offset += 1
@@ -341,9 +360,9 @@ class SessionWorkflow:
     async def _continue_as_new(self) -> None:
         """Start a fresh run of this session, so history stays bounded."""
         self._continuing = True
-        # Subscribers re-attach to the new run from their last offset; the
-        # events they have already read need not travel to it.
-        self._stream.truncate(self._offset)
+        # Subscribers re-attach to the new run from their last offset; only a
+        # short tail travels to it, for clients that are reconnecting.
+        self._stream.truncate(self._offset - EVENTS_KEPT_AT_CONTINUE)
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
         carried = CarriedState(
