@@ -13,8 +13,9 @@ from temporalio.client import Client
 from api._metrics import install_request_middleware
 from api.deps import AppState
 from api.problems import install_problem_handlers
-from api.routes import agents, chat, health, sessions
+from api.routes import agents, chat, events, health, sessions
 from keel import __version__
+from keel.deltas import DeltaBus
 from keel.formation import Formation
 from keel.logging import get_logger
 from keel.settings import Settings
@@ -31,6 +32,7 @@ def create_app(
     *,
     client: Client | None = None,
     store: TranscriptStore | None = None,
+    deltas: DeltaBus | None = None,
 ) -> FastAPI:
     """Build the API.
 
@@ -40,12 +42,15 @@ def create_app(
         client: a connected Temporal client; without one the app connects at
             start and keeps retrying in the background while Temporal is down.
         store: the transcript store; by default the formation's, opened here.
+        deltas: where token deltas arrive from LLM activities; None: the
+            event streams carry step events only. The caller owns it.
     """
     state = AppState(
         settings=settings,
         formation=formation,
         store=store or open_store(formation.memory.store, data_dir=settings.resolved_data_dir),
         client=client,
+        deltas=deltas,
     )
 
     @asynccontextmanager
@@ -58,6 +63,7 @@ def create_app(
                 connecting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await connecting
+            await state.streams.close()
             if store is None:
                 await state.store.close()
 
@@ -70,9 +76,15 @@ def create_app(
     app.state.keel = state
     install_problem_handlers(app)
     install_request_middleware(app, state)
-    for module in (health, agents, sessions, chat):
+    for module in (health, agents, sessions, chat, events):
         app.include_router(module.router)
     return app
+
+
+async def stop_streams(app: FastAPI) -> None:
+    """End every open event stream, so that a stopping server is not held open by SSE clients."""
+    state: AppState = app.state.keel
+    await state.streams.close()
 
 
 async def _connect_until_up(state: AppState) -> None:

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     admin_keys: str = ""
     client_keys: str = ""
     redis_url: str | None = None
+    """Redis for token deltas between processes; without it only `keel dev` streams tokens."""
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    """How often an idle event stream gets a heartbeat comment."""
+    events_refresh_s: float = Field(default=5.0, gt=0)
+    """How often `GET /v1/events` looks for the caller's new sessions."""
     sessions_task_queue: str = SESSIONS_TASK_QUEUE
     activities_task_queue: str = ACTIVITIES_TASK_QUEUE
     tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")

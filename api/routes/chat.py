@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Response, status
+from sse_starlette import EventSourceResponse
 
 from api import _sessions
-from api.deps import CurrentCaller, State, TemporalClient
+from api.deps import CurrentCaller, RequestStack, State, TemporalClient
 from api.problems import Problem
+from api.routes.events import stream_turn
 from api.schemas import ChatAccepted, ChatRequest, ChatResponse
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -16,7 +18,11 @@ router = APIRouter(prefix="/v1", tags=["chat"])
 
 @router.post(
     "/chat",
-    responses={202: {"model": ChatAccepted, "description": "async mode, or sync past `wait_s`"}},
+    response_model=ChatResponse | ChatAccepted,
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        202: {"model": ChatAccepted, "description": "async mode, or sync past `wait_s`"},
+    },
 )
 async def chat(
     body: ChatRequest,
@@ -24,13 +30,14 @@ async def chat(
     client: TemporalClient,
     caller: CurrentCaller,
     response: Response,
-) -> ChatResponse | ChatAccepted:
+    stack: RequestStack,
+) -> ChatResponse | ChatAccepted | EventSourceResponse:
     """Send `message`; in `sync` mode answer with the reply, in `async` mode with a turn URL.
 
     Without `session_id` a new session starts with `agent` (or the default agent).
+    With `stream: true` the answer is the SSE stream of the turn, from
+    `turn.started` to `turn.completed` or `turn.failed` (see GET …/events).
     """
-    if body.stream:
-        raise Problem(501, "streaming chat is not available yet", type_="not-implemented")
     if body.response_schema is not None:
         raise Problem(501, "response_schema is not available yet", type_="not-implemented")
     if body.session_id:
@@ -51,6 +58,8 @@ async def chat(
             metadata={},
         )
         handle = client.get_workflow_handle(session.workflow_id)
+    if body.stream:
+        return await stream_turn(state, client, stack, session, handle, body.message)
     sent = await _sessions.send_message(handle, body.message)
     accepted = ChatAccepted(
         session_id=session.id,

@@ -8,9 +8,11 @@ import signal
 from collections.abc import Iterator, Sequence
 
 import uvicorn
+from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import create_app
+from api import create_app, stop_streams
+from keel.deltas import delta_bus_for
 from keel.formation import Formation
 from keel.logging import get_logger
 from keel.settings import Settings
@@ -64,6 +66,10 @@ async def serve(
     """Run the API (at `api` = host, port) and/or the workers until `stop` is set."""
     client = await connect_with_retry(settings)
     store: TranscriptStore = open_store(formation.memory.store, data_dir=settings.resolved_data_dir)
+    # Token deltas: Redis when configured; else in-process when the API and the
+    # worker share this process (keel dev); else none.
+    deltas = delta_bus_for(settings.redis_url, in_process=bool(api) and worker)
+    app: FastAPI | None = None
     tasks: list[asyncio.Task[None]] = []
     server: _QuietServer | None = None
     workers = []
@@ -76,11 +82,13 @@ async def serve(
                 store=store,
                 task_queues=task_queues,
                 max_concurrent_activities=max_concurrent_activities,
+                deltas=deltas,
             )
             tasks += [asyncio.create_task(w.run()) for w in workers]
             log.info("worker polling", task_queues=[w.task_queue for w in workers])
         if api:
-            app = create_app(settings, formation, client=client, store=store)
+            app = create_app(settings, formation, client=client, store=store, deltas=deltas)
+            log.info("token deltas", channel=deltas.kind if deltas else "none")
             host, port = api
             server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None))
             tasks.append(asyncio.create_task(server.serve()))
@@ -90,8 +98,11 @@ async def serve(
             task.result()  # a part that died surfaces its error
     finally:
         log.info("shutting down")
-        if server:
+        if server and app:
             server.should_exit = True
+            await stop_streams(app)
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         await asyncio.gather(*tasks, return_exceptions=True)
         await store.close()
+        if deltas:
+            await deltas.close()
