@@ -103,10 +103,10 @@ class ApprovalDecided(EventPayload):
     call_id: str
     tool: str
     decision: Literal["approve", "reject", "revise"]
+    decided_by: Literal["signal", "update", "timeout"]
     feedback: str | None = None
     arguments: dict[str, Any] | None = None
     """For `revise`: the arguments the tool runs with instead."""
-    timed_out: bool = False
 
 
 class ToolResultEvent(EventPayload):
@@ -140,6 +140,8 @@ class Handoff(EventPayload):
     TYPE = "handoff"
     from_agent: str
     to_agent: str
+    call_id: str | None = None
+    """The tool call through which the model handed over, if any."""
     reason: str | None = None
 
 

@@ -101,7 +101,7 @@ class SessionWorkflow:
                 break
             else:
                 await self._continue_as_new()
-        self._publish(SessionClosed(reason="closed"), turn_id=None)
+        self._publish(SessionClosed(reason="closed"), None)
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return SessionResult(turn_count=self._turn_count, usage=self._usage)
@@ -181,7 +181,7 @@ class SessionWorkflow:
         turn.status = "running"
         self._current = turn.turn_id
         workflow.set_current_details(f"turn {self._turn_count + 1}: running")
-        self._publish(TurnStarted(agent=self._input.agent.name), turn_id=turn.turn_id)
+        self._publish(TurnStarted(agent=self._input.agent.name), turn.turn_id)
         self._append(
             Message(
                 seq=self._next_seq,
@@ -196,14 +196,12 @@ class SessionWorkflow:
         except ActivityError as err:
             turn.status = "failed"
             turn.error = _error_text(err)
-            self._publish(TurnFailed(error=turn.error), turn_id=turn.turn_id)
+            self._publish(TurnFailed(error=turn.error), turn.turn_id)
         else:
             turn.status = "completed"
             turn.message = AssistantReply(content=answer.content)
-            self._publish(
-                MessageCompleted(seq=answer.seq, content=answer.content), turn_id=turn.turn_id
-            )
-            self._publish(TurnCompleted(usage=turn.usage), turn_id=turn.turn_id)
+            self._publish(MessageCompleted(seq=answer.seq, content=answer.content), turn.turn_id)
+            self._publish(TurnCompleted(usage=turn.usage), turn.turn_id)
         # Not in a `finally`: when a worker evicts this workflow mid-turn the
         # coroutine is closed, and workflow calls there would fail.
         self._current = None
@@ -277,7 +275,7 @@ class SessionWorkflow:
     async def _call_tool(self, turn_id: str, call: ToolCall) -> Message:
         self._publish(
             ToolCallEvent(call_id=call.id, tool=call.name, arguments=call.arguments),
-            turn_id=turn_id,
+            turn_id,
         )
         if call.name in self._input.agent.tools:
             try:
@@ -313,7 +311,7 @@ class SessionWorkflow:
                 is_error=result.is_error,
                 glimpse=result.content[:GLIMPSE_CHARS],
             ),
-            turn_id=turn_id,
+            turn_id,
         )
         return Message(
             seq=self._next_seq,
@@ -335,7 +333,7 @@ class SessionWorkflow:
         if message.role != "assistant":
             self._unsynced.append(message)
 
-    def _publish(self, payload: EventPayload, *, turn_id: str | None) -> None:
+    def _publish(self, payload: EventPayload, turn_id: str | None) -> None:
         """Append a step event to the session's stream (no history cost: subscribers poll)."""
         self._events.publish(
             SessionEvent.of(
