@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._deltas import DeltaSender
+from activities._deltas import streaming
 from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
 from activities.providers import ModelRequest, ToolSpec, get_provider
@@ -121,18 +121,16 @@ class LlmActivities:
             attempt=activity.info().attempt,
         )
         started = time.perf_counter()
-        on_delta = None
-        if self._deltas is not None:
-            on_delta = DeltaSender(
-                self._deltas,
-                session_key=input.session,
-                turn_id=input.turn_id,
-                step=input.step,
-                stream_offset=input.stream_offset,
+        async with streaming(
+            self._deltas,
+            session_key=input.session,
+            turn_id=input.turn_id,
+            step=input.step,
+            stream_offset=input.stream_offset,
+        ) as on_delta:
+            response = await with_heartbeat(
+                get_provider(input.model).complete(request, on_delta=on_delta)
             )
-        response = await with_heartbeat(
-            get_provider(input.model).complete(request, on_delta=on_delta)
-        )
         log.info(
             "model answered",
             provider=input.model.provider,

@@ -1,4 +1,4 @@
-"""One SSE connection: step events and token deltas merged, in the order section 5 promises."""
+"""One SSE connection: step events and token deltas merged, in the order the contract promises."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ from keel.logging import get_logger
 
 MAX_HELD_DELTAS = 10_000
 ENDED_TURNS_KEPT = 64
+MUX_BACKLOG = 1_000
+"""Items waiting for a slow client; past it the sources wait (and the delta bus drops)."""
+SEND_TIMEOUT_S = 30.0
+"""A client that takes no data for this long is disconnected (it can resume)."""
 ENDED = object()
 """What a `Mux` yields for a source that has ended."""
 log = get_logger(__name__)
@@ -93,7 +97,7 @@ class Mux:
     """Items of several async sources as they come, tagged with their source's key."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[tuple[Hashable, object]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Hashable, object]] = asyncio.Queue(MUX_BACKLOG)
         self._pumps: dict[Hashable, asyncio.Task[None]] = {}
 
     def add(self, key: Hashable, source: AsyncIterable[object]) -> None:
@@ -192,4 +196,9 @@ def sse_response(
     headers: Mapping[str, str] | None = None,
 ) -> EventSourceResponse:
     """The streaming response, with a heartbeat comment that keeps idle connections open."""
-    return EventSourceResponse(frames, ping=state.settings.sse_heartbeat_s, headers=headers)
+    return EventSourceResponse(
+        frames,
+        ping=state.settings.sse_heartbeat_s,
+        headers=headers,
+        send_timeout=SEND_TIMEOUT_S,
+    )

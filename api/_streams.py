@@ -2,8 +2,9 @@
 
 Every long-poll of a Workflow Streams subscriber is an Update, recorded in the
 session's history. So however many SSE clients watch a session, this process
-polls it once; a listener that resumes from an older offset reads the missing
-events with a Query (free of history) and then joins the shared subscription.
+polls it once. A listener that starts behind the shared subscription first gets
+the events it missed, from the subscription's recent events or else by Query
+(free of history), then joins it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,6 +27,8 @@ from keel.logging import get_logger
 POLL_QUERY = "__temporal_workflow_stream_poll"
 """The Workflow Streams query that reads retained items without waiting (its README names it)."""
 QUERY_TIMEOUT = timedelta(seconds=10)
+RECENT_KEPT = 256
+"""Events a subscription keeps, so a listener that joins a moment late needs no query."""
 log = get_logger(__name__)
 
 
@@ -49,7 +53,7 @@ class Listener:
     def __init__(self, start: int) -> None:
         self.next = start
         self._queue: asyncio.Queue[StreamItem | object] = asyncio.Queue()
-        self._backlog: list[StreamItem] = []
+        self._backlog: deque[StreamItem] = deque()
         self._error: BaseException | None = None
 
     def put(self, item: StreamItem) -> None:
@@ -71,7 +75,7 @@ class Listener:
     async def _items(self) -> AsyncIterator[StreamItem]:
         while True:
             if self._backlog:
-                item: StreamItem | object = self._backlog.pop(0)
+                item: StreamItem | object = self._backlog.popleft()
             else:
                 item = await self._queue.get()
             if item is _END:
@@ -95,6 +99,7 @@ class _Feed:
         self.next = start
         """Offset of the next item the subscription will deliver."""
         self.listeners: set[Listener] = set()
+        self.recent: deque[StreamItem] = deque(maxlen=RECENT_KEPT)
         self.ended = False
         self.closer: asyncio.TimerHandle | None = None
         self._cooldown = cooldown
@@ -103,21 +108,24 @@ class _Feed:
     async def _run(self) -> None:
         error: BaseException | None = None
         stream = WorkflowStreamClient.create(self.client, self.workflow_id)
+        items = stream.subscribe(
+            [EVENTS_TOPIC],
+            from_offset=self.next,
+            result_type=SessionEvent,
+            poll_cooldown=self._cooldown,
+        )
         try:
-            async for item in stream.subscribe(
-                [EVENTS_TOPIC],
-                from_offset=self.next,
-                result_type=SessionEvent,
-                poll_cooldown=self._cooldown,
-            ):
+            async for item in items:
                 if item.offset < self.next:
                     continue
                 if item.offset > self.next:
                     # Only when the offset was truncated at continue-as-new.
                     log.warning("events lost to truncation", workflow_id=self.workflow_id)
                 self.next = item.offset + 1
+                passed = StreamItem(item.offset, item.data)
+                self.recent.append(passed)
                 for listener in self.listeners:
-                    listener.put(StreamItem(item.offset, item.data))
+                    listener.put(passed)
                 if item.data.type == "session.closed":
                     break
         except asyncio.CancelledError:
@@ -129,6 +137,8 @@ class _Feed:
             self.ended = True
             for listener in self.listeners:
                 listener.end(error)
+            if isinstance(items, AsyncGenerator):  # typed as an iterator; it is a generator
+                await items.aclose()
 
 
 class SessionStreams:
@@ -144,7 +154,7 @@ class SessionStreams:
     def __init__(
         self,
         *,
-        poll_cooldown: timedelta = timedelta(milliseconds=100),
+        poll_cooldown: timedelta = timedelta(milliseconds=25),
         linger: timedelta = timedelta(seconds=10),
     ) -> None:
         self._cooldown = poll_cooldown
@@ -174,7 +184,7 @@ class SessionStreams:
         feed.listeners.add(listener)
         try:
             if start < behind:
-                listener.catch_up(await _read_retained(feed, start, behind))
+                listener.catch_up(await _passed(feed, start, behind))
             yield listener
         finally:
             feed.listeners.discard(listener)
@@ -219,6 +229,13 @@ class SessionStreams:
             stop()
         else:
             feed.closer = asyncio.get_running_loop().call_later(self._linger.total_seconds(), stop)
+
+
+async def _passed(feed: _Feed, start: int, upto: int) -> list[StreamItem]:
+    """The events in [start, upto) that the feed has already passed on."""
+    if feed.recent and feed.recent[0].offset <= start:
+        return [item for item in feed.recent if start <= item.offset < upto]
+    return await _read_retained(feed, start, upto)
 
 
 async def _read_retained(feed: _Feed, start: int, upto: int) -> list[StreamItem]:

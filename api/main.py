@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from temporalio.client import Client
 
 from api._metrics import install_request_middleware
+from api._streams import SessionStreams
 from api.deps import AppState
 from api.problems import install_problem_handlers
 from api.routes import agents, chat, events, health, sessions
@@ -47,6 +49,7 @@ def create_app(
     """
     state = AppState(
         settings=settings,
+        streams=SessionStreams(poll_cooldown=timedelta(seconds=settings.events_poll_cooldown_s)),
         formation=formation,
         store=store or open_store(formation.memory.store, data_dir=settings.resolved_data_dir),
         client=client,

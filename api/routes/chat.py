@@ -59,7 +59,9 @@ async def chat(
         )
         handle = client.get_workflow_handle(session.workflow_id)
     if body.stream:
-        return await stream_turn(state, client, stack, session, handle, body.message)
+        return await stream_turn(
+            state, client, stack, session, handle, body.message, new_session=not body.session_id
+        )
     sent = await _sessions.send_message(handle, body.message)
     accepted = ChatAccepted(
         session_id=session.id,

@@ -81,13 +81,21 @@ async def stream_turn(
     session: SessionOut,
     handle: WorkflowHandle[Any, Any],
     text: str,
+    *,
+    new_session: bool,
 ) -> EventSourceResponse:
     """Send a message, then stream its turn from `turn.started` to `turn.completed`/`failed`."""
     # Subscribed before sending, so no delta of the turn can come too early to be seen.
     deltas = await open_deltas(state, stack, session.workflow_id)
+    # A new session's stream starts at 0: listening before sending saves a
+    # round trip before `turn.started` (which the turn's first deltas wait for).
+    listener = None
+    if new_session:
+        listener = await open_listener(state, client, stack, session.workflow_id, 0)
     sent = await _sessions.send_message(handle, text)
     start = sent.stream_offset
-    listener = await open_listener(state, client, stack, session.workflow_id, start)
+    if listener is None:
+        listener = await open_listener(state, client, stack, session.workflow_id, start)
     headers = {
         "X-Session-Id": session.id,
         "X-Turn-Id": sent.turn_id,

@@ -146,6 +146,22 @@ async def test_resuming_after_a_dropped_connection_gives_exactly_the_missing_eve
     assert live.state.streams.subscriptions == 1
 
 
+async def test_a_listener_from_before_the_shared_subscription_reads_the_retained_events(
+    live: LiveApi,
+) -> None:
+    session_id = await _session(live.http, 2)
+    url = f"/v1/sessions/{session_id}/events"
+    # The shared subscription starts at offset 4, so offsets 0-3 were never in this process.
+    late = asyncio.create_task(read_events(live.http, "GET", f"{url}?after=3", limit=5))
+    await asyncio.sleep(0.3)
+    early = asyncio.create_task(read_events(live.http, "GET", url, limit=9))
+    await asyncio.sleep(0.3)
+    await _session_turn(live.http, session_id, "third")
+    assert _ids(await asyncio.wait_for(late, 30)) == [4, 5, 6, 7, 8]
+    assert _ids(await asyncio.wait_for(early, 30)) == list(range(9))
+    assert live.state.streams.subscriptions == 1
+
+
 async def _session_turn(http: httpx.AsyncClient, session_id: str, message: str) -> None:
     answer = await http.post("/v1/chat", json={"message": message, "session_id": session_id})
     assert answer.json()["status"] == "completed", answer.text
@@ -217,8 +233,8 @@ async def _settled_history(client: Client, session_id: str) -> list[Any]:
         await asyncio.sleep(0.4)
 
 
-async def _one_watched_turn(api: LiveApi, client: Client, text: str) -> tuple[int, int]:
-    """History events a turn adds while one SSE client watches, and the deltas it got."""
+async def _one_watched_turn(api: LiveApi, client: Client, text: str) -> tuple[int, str]:
+    """History events a turn adds while one SSE client watches, and the text of its deltas."""
     session_id = (await api.http.post("/v1/sessions", json={})).json()["id"]
     url = f"/v1/sessions/{session_id}/events"
     watcher = asyncio.create_task(read_events(api.http, "GET", url, until="turn.completed"))
@@ -227,7 +243,9 @@ async def _one_watched_turn(api: LiveApi, client: Client, text: str) -> tuple[in
     assert answer.json()["status"] == "completed", answer.text
     events = await asyncio.wait_for(watcher, 30)
     after = len(await _settled_history(client, session_id))
-    return after - before, _types(events).count("message.delta")
+    texts = [e.json()["text"] for e in events if e.event == "message.delta"]
+    assert len(texts) != 1, "a streamed answer comes in many pieces"
+    return after - before, "".join(texts)
 
 
 async def test_streaming_2000_tokens_adds_no_history_beyond_a_non_streaming_turn(
@@ -257,7 +275,7 @@ async def test_streaming_2000_tokens_adds_no_history_beyond_a_non_streaming_turn
         server.enqueue_reply(text)
         async with live_api(client, fast, remote, store, deltas=None) as api:
             plain, no_deltas = await _one_watched_turn(api, client, "talk")
-    assert (deltas, no_deltas) == (2000, 0)
+    assert (deltas, no_deltas) == (text, "")
     assert [r.body.get("stream") for r in server.requests] == [True, None]
     assert streamed <= plain + 4, f"streamed turn added {streamed} events, plain {plain}"
 
