@@ -49,10 +49,10 @@ def create_app(
     """
     state = AppState(
         settings=settings,
-        streams=SessionStreams(poll_cooldown=timedelta(seconds=settings.events_poll_cooldown_s)),
         formation=formation,
         store=store or open_store(formation.memory.store, data_dir=settings.resolved_data_dir),
         client=client,
+        streams=SessionStreams(poll_cooldown=timedelta(seconds=settings.events_poll_cooldown_s)),
         deltas=deltas,
     )
 

@@ -9,6 +9,12 @@ What it measures
     and of the lag from a turn's last token to its durable `message.completed`
     (which travels through Workflow Streams, for comparison).
 
+    The API sends a delta only after the step events that precede its model
+    call (`turn.started` for a turn's first call). With a model that answers
+    at once (`--first-token-ms 0`, the default and the worst case) the first
+    token's figure therefore includes `turn.started`'s trip through Workflow
+    Streams; a real model's time to first token usually hides it.
+
 Set-ups
     redis       `keel worker` and `keel api` as separate processes against a
                 Temporal dev server, with deltas over Redis (KEEL_REDIS_URL).
@@ -71,8 +77,11 @@ def free_port() -> int:
 # -- the fake model (its own process) -----------------------------------------
 
 
-def serve_fake_model(port: int, tokens: int, interval_s: float) -> None:
-    """An OpenAI chat-completions endpoint that streams `tokens` time-stamped tokens."""
+def serve_fake_model(port: int, tokens: int, interval_s: float, first_s: float) -> None:
+    """An OpenAI chat-completions endpoint that streams `tokens` time-stamped tokens.
+
+    The first comes `first_s` after the request (the model's time to first token).
+    """
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -88,8 +97,7 @@ def serve_fake_model(port: int, tokens: int, interval_s: float) -> None:
 
         yield chunk({"role": "assistant", "content": ""})
         for i in range(tokens):
-            if i:
-                await asyncio.sleep(interval_s)
+            await asyncio.sleep(interval_s if i else first_s)
             yield chunk({"content": f"t{time.time_ns()} "})
         yield chunk({}, "stop")
         usage = {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1}
@@ -250,6 +258,8 @@ async def main(args: argparse.Namespace) -> None:
         str(args.tokens),
         "--token-interval-ms",
         str(args.token_interval_ms),
+        "--first-token-ms",
+        str(args.first_token_ms),
     )
     rows = []
     try:
@@ -269,7 +279,8 @@ async def main(args: argparse.Namespace) -> None:
         await fake.wait()
     load = os.getloadavg()
     lines = [
-        f"{args.tokens} tokens per turn, {args.token_interval_ms:g} ms apart; {args.alone_turns}"
+        f"{args.tokens} tokens per turn, the first after {args.first_token_ms:g} ms, then"
+        f" {args.token_interval_ms:g} ms apart; {args.alone_turns}"
         f" turns alone, {args.turns} per session loaded; Python {platform.python_version()},"
         f" {os.cpu_count()} CPUs, load average {load[0]:.1f} at the end",
         "",
@@ -291,6 +302,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--alone-turns", type=int, default=15, help="measured turns alone")
     parser.add_argument("--tokens", type=int, default=200, help="tokens per answer")
     parser.add_argument("--token-interval-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--first-token-ms",
+        type=float,
+        default=0.0,
+        help="the model's time to first token (0: at once, the worst case for the first delta)",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--serve-fake-model", type=int, metavar="PORT", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -300,7 +317,10 @@ if __name__ == "__main__":
     arguments = parse_args()
     if arguments.serve_fake_model:
         serve_fake_model(
-            arguments.serve_fake_model, arguments.tokens, arguments.token_interval_ms / 1000
+            arguments.serve_fake_model,
+            arguments.tokens,
+            arguments.token_interval_ms / 1000,
+            arguments.first_token_ms / 1000,
         )
     else:
         asyncio.run(main(arguments))
