@@ -59,6 +59,14 @@ class SessionView:
         self._held: list[Delta] = []
         self._ended: deque[str | None] = deque(maxlen=ENDED_TURNS_KEPT)
 
+    def take(self, item: object) -> list[Out]:
+        """The frames that a step event (`StreamItem`) or a `Delta` lets out."""
+        if isinstance(item, StreamItem):
+            return self.on_event(item)
+        if isinstance(item, Delta):
+            return self.on_delta(item)
+        return []
+
     def on_event(self, item: StreamItem) -> list[Out]:
         """The frames that a step event lets out: itself (unless filtered) and held deltas."""
         event = item.event
@@ -148,17 +156,9 @@ async def session_frames(
     try:
         while not view.done:
             key, item = await mux.next()
-            if item is ENDED:
-                if key == "events":
-                    return
-                continue
-            if isinstance(item, StreamItem):
-                outs = view.on_event(item)
-            elif isinstance(item, Delta):
-                outs = view.on_delta(item)
-            else:
-                continue
-            for out in outs:
+            if item is ENDED and key == "events":
+                return
+            for out in view.take(item):
                 yield frame(out)
     finally:
         mux.close()

@@ -23,11 +23,9 @@ from api._event_stream import (
     session_frames,
     sse_response,
 )
-from api._streams import StreamItem
 from api.deps import AppState, Caller, CurrentCaller, RequestStack, State, TemporalClient
 from api.problems import Problem
 from api.schemas import ID_PATTERN, SessionOut
-from keel.deltas import Delta
 from keel.logging import get_logger
 from keel.session import SESSION_WORKFLOW, session_id_of, session_workflow_id
 from keel.temporal import TENANT_ATTR, USER_ATTR
@@ -188,23 +186,15 @@ class _Merged:
         self._mux.add("refresh", _ticks(self._state.settings.events_refresh_s))
         while True:
             key, item = await self._mux.next()
-            if key == "refresh":
+            if not isinstance(key, tuple):  # the refresh ticker
                 await self._refresh()
-                continue
-            if not isinstance(key, tuple):
                 continue
             workflow_id, _ = key
             view = self._views.get(workflow_id)
             if view is None:
                 continue
-            if isinstance(item, StreamItem):
-                outs = view.on_event(item)
-            elif isinstance(item, Delta):
-                outs = view.on_delta(item)
-            else:
-                outs = []
             prefix = session_id_of(workflow_id) + ":"
-            for out in outs:
+            for out in view.take(item):
                 yield frame(out, id_prefix=prefix)
             if view.done or (item is ENDED and key == (workflow_id, "events")):
                 await self._unfollow(workflow_id)

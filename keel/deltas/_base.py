@@ -63,6 +63,7 @@ def delta_bus_for(redis_url: str | None, *, in_process: bool) -> DeltaBus | None
         The bus, or None: no Redis and the API runs apart from the worker,
         so no deltas (step events still stream).
     """
+    # Imported here: both modules import this one.
     if redis_url:
         from keel.deltas._redis import RedisDeltaBus
 

@@ -135,3 +135,15 @@ def test_a_retried_model_call_replaces_its_partial_text() -> None:
         chat.handle(_event("message.delta", text=text, step=1, attempt=attempt, index=0))
     chat.handle(_event("message.completed", seq=1, role="assistant", content="Hello there"))
     assert out.getvalue() == "assistant> Hello\n[retrying]\nassistant> Hello there\n"
+
+
+def test_without_deltas_the_answer_shows_whole() -> None:
+    out = io.StringIO()
+    chat = ChatClient(httpx.Client(base_url="http://keel"), io.StringIO(), out)
+    for event in (
+        _event("turn.started"),
+        _event("message.completed", seq=1, role="assistant", content="all at once"),
+        _event("turn.completed"),
+    ):
+        chat.handle(event)
+    assert out.getvalue() == "assistant> all at once\n"
