@@ -58,6 +58,9 @@ class _DeltaSender:
         self._pending.append(text)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send())
+        # Let the sender start: a model that hands over all its text without
+        # waiting (echo, scripted) still streams piece by piece when idle.
+        await asyncio.sleep(0)
 
     async def drain(self) -> None:
         """Wait until every piece given so far is published."""

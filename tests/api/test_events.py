@@ -344,3 +344,9 @@ async def test_deltas_of_a_retried_call_carry_its_attempt(live: LiveApi) -> None
     deltas = [e.json() for e in events if e.event == "message.delta"]
     assert {d["attempt"] for d in deltas} == {2}
     assert "".join(d["text"] for d in deltas) == "second time lucky"
+
+
+async def test_an_offline_model_streams_word_by_word_in_process(live: LiveApi) -> None:
+    events = await _chat(live.http, "one two three")
+    texts = [e.json()["text"] for e in events if e.event == "message.delta"]
+    assert texts == ["echo: ", "one ", "two ", "three"]
