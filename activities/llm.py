@@ -11,12 +11,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._catalog import ToolCatalog
+from activities._deltas import streaming
 from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
 from activities._references import DEFAULT_INLINE_MAX_CHARS, expand_references
 from activities._structured import STRUCTURED_RETRIES, correction, schema_problems
 from activities.memory import BUILTIN_TOOL_SPECS, READ_REFERENCE_TOOL
 from activities.providers import ModelRequest, ModelResponse, ToolSpec, get_provider
+from keel.deltas import DeltaBus
 from keel.formation import ModelConfig
 from keel.logging import get_logger
 from keel.memory import MemoryScope
@@ -58,6 +60,8 @@ class CallModelInput(BaseModel):
     """Whose session this is; recorded with the first message, so it can be forgotten."""
     memories: list[str] = Field(default_factory=list)
     """Recalled long-term memories for this turn (bounded), shown to the model as context."""
+    stream_offset: int | None = None
+    """The session's stream offset when the call was scheduled; its token deltas carry it."""
 
 
 class CallModelResult(BaseModel):
@@ -68,17 +72,27 @@ class CallModelResult(BaseModel):
 
 
 class LlmActivities:
-    """LLM activities bound to this worker's transcript store and tool catalog."""
+    """LLM activities bound to this worker's transcript store and tool catalog.
+
+    Args:
+        store: The transcript store.
+        tools: Schemas of the tools this worker can offer the model.
+        deltas: Where streamed text goes; None means models are not streamed.
+        inline_max_chars: Referenced content longer than this is shown to the model
+            truncated, with the `read_reference` tool to read on.
+    """
 
     def __init__(
         self,
         store: TranscriptStore,
         tools: ToolCatalog | None = None,
         *,
+        deltas: DeltaBus | None = None,
         inline_max_chars: int = DEFAULT_INLINE_MAX_CHARS,
     ) -> None:
         self._store = store
         self._tools = tools or ToolCatalog()
+        self._deltas = deltas
         self._inline_max_chars = inline_max_chars
 
     @activity.defn(name=CALL_MODEL)
@@ -125,7 +139,7 @@ class LlmActivities:
             response_schema=input.response_schema,
             attempt=activity.info().attempt,
         )
-        response = await self._complete(request, input.step)
+        response = await self._complete(request, input)
         if input.response_schema is not None and not response.tool_calls:
             response = await self._until_valid(request, response, input)
         answer = Message(
@@ -153,14 +167,26 @@ class LlmActivities:
             )
         return "\n\n".join(parts) or None
 
-    async def _complete(self, request: ModelRequest, step: int) -> ModelResponse:
+    async def _complete(self, request: ModelRequest, input: CallModelInput) -> ModelResponse:
         started = time.perf_counter()
-        response = await with_heartbeat(get_provider(request.model).complete(request))
+        # A structured answer may be asked for again, and a client would see each
+        # attempt's text under one step: stream only free-form answers.
+        deltas = self._deltas if input.response_schema is None else None
+        async with streaming(
+            deltas,
+            session_key=input.session,
+            turn_id=input.turn_id,
+            step=input.step,
+            stream_offset=input.stream_offset,
+        ) as on_delta:
+            response = await with_heartbeat(
+                get_provider(request.model).complete(request, on_delta=on_delta)
+            )
         log.info(
             "model answered",
             provider=request.model.provider,
             model=request.model.model,
-            step=step,
+            step=input.step,
             tool_calls=len(response.tool_calls),
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
@@ -184,7 +210,7 @@ class LlmActivities:
                 _transient("user", correction(problems), input),
             ]
             request = request.model_copy(update={"messages": [*request.messages, *retry]})
-            response = await self._complete(request, input.step)
+            response = await self._complete(request, input)
             usage = usage + response.usage
         problems = schema_problems(response.content, schema)
         if problems:

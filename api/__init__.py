@@ -1,5 +1,5 @@
 """The HTTP API: a FastAPI facade over sessions running as Temporal workflows."""
 
-from api.main import create_app
+from api.main import create_app, stop_streams
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "stop_streams"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -10,7 +12,9 @@ from fastapi import Depends, Header, Request
 from temporalio.client import Client
 
 from api._metrics import Metrics
+from api._streams import SessionStreams
 from api.problems import Problem
+from keel.deltas import DeltaBus
 from keel.formation import Formation
 from keel.memory import VectorMemory
 from keel.settings import Settings
@@ -32,6 +36,9 @@ class AppState:
     started_at: float = field(default_factory=time.monotonic)
     requests: int = 0
     metrics: Metrics = field(default_factory=Metrics)
+    streams: SessionStreams = field(default_factory=SessionStreams)
+    deltas: DeltaBus | None = None
+    """Token deltas; None when this API cannot receive them (no Redis, no worker here)."""
 
 
 @dataclass(frozen=True)
@@ -72,5 +79,12 @@ def get_caller(
     )
 
 
+async def request_stack() -> AsyncIterator[AsyncExitStack]:
+    """Resources that live as long as the response: closed after a stream ends or drops."""
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
 TemporalClient = Annotated[Client, Depends(get_client)]
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
+RequestStack = Annotated[AsyncExitStack, Depends(request_stack)]

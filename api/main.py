@@ -6,15 +6,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from temporalio.client import Client
 
 from api._metrics import install_request_middleware
+from api._streams import SessionStreams
 from api.deps import AppState
 from api.problems import install_problem_handlers
-from api.routes import agents, approvals, chat, health, memory, sessions, triggers
+from api.routes import agents, approvals, chat, events, health, memory, sessions, triggers
 from keel import __version__
+from keel.deltas import DeltaBus
 from keel.formation import Formation
 from keel.logging import get_logger
 from keel.memory import VectorMemory
@@ -33,6 +36,7 @@ def create_app(
     client: Client | None = None,
     store: TranscriptStore | None = None,
     vector_memory: VectorMemory | None = None,
+    deltas: DeltaBus | None = None,
 ) -> FastAPI:
     """Build the API.
 
@@ -43,6 +47,8 @@ def create_app(
             start and keeps retrying in the background while Temporal is down.
         store: the transcript store; by default the formation's, opened here.
         vector_memory: the vector memory when the formation enables it (the caller closes it).
+        deltas: where token deltas arrive from LLM activities; None: the
+            event streams carry step events only. The caller owns it.
     """
     state = AppState(
         settings=settings,
@@ -50,6 +56,8 @@ def create_app(
         store=store or open_store(formation.memory.store, data_dir=settings.resolved_data_dir),
         client=client,
         vector_memory=vector_memory,
+        streams=SessionStreams(poll_cooldown=timedelta(seconds=settings.events_poll_cooldown_s)),
+        deltas=deltas,
     )
 
     @asynccontextmanager
@@ -62,6 +70,7 @@ def create_app(
                 connecting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await connecting
+            await state.streams.close()
             if store is None:
                 await state.store.close()
 
@@ -74,9 +83,15 @@ def create_app(
     app.state.keel = state
     install_problem_handlers(app)
     install_request_middleware(app, state)
-    for module in (health, agents, sessions, approvals, chat, triggers, memory):
+    for module in (health, agents, sessions, approvals, chat, events, triggers, memory):
         app.include_router(module.router)
     return app
+
+
+async def stop_streams(app: FastAPI) -> None:
+    """End every open event stream, so that a stopping server is not held open by SSE clients."""
+    state: AppState = app.state.keel
+    await state.streams.close()
 
 
 async def _connect_until_up(state: AppState) -> None:

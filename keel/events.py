@@ -1,11 +1,13 @@
-"""Step events: the durable, offset-addressed record of what a session did."""
+"""Step events: the vocabulary of what a session did, with a typed payload per event type."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
+
+from keel.messages import Usage
 
 EVENTS_TOPIC = "events"
 """The Workflow Streams topic that carries step events."""
@@ -26,16 +28,217 @@ EventType = Literal[
     "turn.failed",
     "session.closed",
 ]
+TURN_END_TYPES: frozenset[str] = frozenset({"turn.completed", "turn.failed"})
+"""Nothing of a turn follows one of these."""
+
+
+class EventPayload(BaseModel):
+    """The typed part of an event; each subclass is the payload of one event type."""
+
+    TYPE: ClassVar[EventType]
+
+
+class TurnStarted(EventPayload):
+    """A turn began: always the first event of a turn."""
+
+    TYPE = "turn.started"
+    agent: str
+
+
+class AgentSelected(EventPayload):
+    """A coordinator chose the agent that answers."""
+
+    TYPE = "agent.selected"
+    agent: str
+    reason: str | None = None
+
+
+class MessageDelta(EventPayload):
+    """A piece of the model's text as it streams. Side channel only: never durable."""
+
+    TYPE = "message.delta"
+    text: str
+    step: int
+    """The model call of the turn (1, 2, … as tools are called)."""
+    attempt: int
+    """The activity attempt: a higher one means the call restarted; drop the partial text."""
+    index: int
+    """Position of this piece within (step, attempt), from 0."""
+
+
+class MessageCompleted(EventPayload):
+    """The turn's final answer, whole."""
+
+    TYPE = "message.completed"
+    seq: int
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ToolCallEvent(EventPayload):
+    """The model asked for a tool."""
+
+    TYPE = "tool.call"
+    call_id: str
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApprovalRequested(EventPayload):
+    """A tool call waits for a human decision (`POST …/approvals/{approval_id}`)."""
+
+    TYPE = "approval.requested"
+    approval_id: str
+    call_id: str
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    expires_at: datetime | None = None
+
+
+class ApprovalDecided(EventPayload):
+    """A pending approval was decided, by a person or by its timeout."""
+
+    TYPE = "approval.decided"
+    approval_id: str
+    call_id: str
+    tool: str
+    decision: Literal["approve", "reject", "revise"]
+    decided_by: Literal["signal", "update", "timeout"]
+    feedback: str | None = None
+    arguments: dict[str, Any] | None = None
+    """For `revise`: the arguments the tool runs with instead."""
+
+
+class ToolResultEvent(EventPayload):
+    """A tool answered (or failed). The whole result is in the transcript, not here."""
+
+    TYPE = "tool.result"
+    call_id: str
+    tool: str
+    is_error: bool = False
+    glimpse: str = ""
+    """The first characters of the result."""
+    ref: str | None = None
+    """Set when the result was too large for history: read it whole from the store."""
+
+
+class MemoryItem(BaseModel):
+    """One long-term memory, as events show it."""
+
+    id: str
+    kind: str
+    text: str | None = None
+    score: float | None = None
+
+
+class MemoryRecalled(EventPayload):
+    """Long-term memory found entries relevant to the turn."""
+
+    TYPE = "memory.recalled"
+    memories: list[MemoryItem] = Field(default_factory=list)
+
+
+class MemoryStored(EventPayload):
+    """The turn wrote entries to long-term memory."""
+
+    TYPE = "memory.stored"
+    memories: list[MemoryItem] = Field(default_factory=list)
+
+
+class Handoff(EventPayload):
+    """One agent handed the conversation to another."""
+
+    TYPE = "handoff"
+    from_agent: str
+    to_agent: str
+    call_id: str | None = None
+    """The tool call through which the model handed over, if any."""
+    reason: str | None = None
+
+
+class TurnCompleted(EventPayload):
+    """The turn ended with an answer."""
+
+    TYPE = "turn.completed"
+    usage: Usage = Field(default_factory=Usage)
+
+
+class TurnFailed(EventPayload):
+    """The turn ended without an answer."""
+
+    TYPE = "turn.failed"
+    error: str
+
+
+class SessionClosed(EventPayload):
+    """The session ended: the last event of its stream."""
+
+    TYPE = "session.closed"
+    reason: str = "closed"
+
+
+PAYLOADS: dict[str, type[EventPayload]] = {
+    cls.TYPE: cls
+    for cls in (
+        TurnStarted,
+        AgentSelected,
+        MessageDelta,
+        MessageCompleted,
+        ToolCallEvent,
+        ApprovalRequested,
+        ApprovalDecided,
+        ToolResultEvent,
+        MemoryRecalled,
+        MemoryStored,
+        Handoff,
+        TurnCompleted,
+        TurnFailed,
+        SessionClosed,
+    )
+}
+"""The payload model of each event type."""
 
 
 class SessionEvent(BaseModel):
-    """One step of a session. On the wire `data` is flattened into the event object."""
+    """One step of a session. On the wire `data` is flattened into the event object.
+
+    `data` stays a plain dict in the stream, so events published by an older
+    or newer release still decode; `payload()` gives the typed view.
+    """
 
     type: EventType
     session_id: str
     turn_id: str | None = None
     ts: datetime
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, payload: EventPayload, *, session_id: str, turn_id: str | None, ts: datetime
+    ) -> SessionEvent:
+        """The event that carries `payload`.
+
+        Args:
+            payload: The typed payload; its class names the event type.
+            session_id: The session's id (not its workflow id).
+            turn_id: The turn it belongs to, or None for session-wide events.
+            ts: When it happened.
+        """
+        return cls(
+            type=payload.TYPE,
+            session_id=session_id,
+            turn_id=turn_id,
+            ts=ts,
+            data=payload.model_dump(mode="json"),
+        )
+
+    def payload(self) -> EventPayload:
+        """The typed payload.
+
+        Raises:
+            pydantic.ValidationError: If `data` does not match the type's model.
+        """
+        return PAYLOADS[self.type].model_validate(self.data)
 
     def wire(self) -> dict[str, Any]:
         """The JSON object clients see: `{type, session_id, turn_id, ts, …payload}`."""

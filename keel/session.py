@@ -23,6 +23,11 @@ def session_workflow_id(tenant: str, session_id: str) -> str:
     return f"keel/{tenant}/{session_id}"
 
 
+def session_id_of(workflow_id: str) -> str:
+    """The session id inside a session's workflow id."""
+    return workflow_id.rsplit("/", 1)[-1]
+
+
 class AgentSnapshot(BaseModel):
     """The agent as it was when the session started.
 

@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     admin_keys: str = ""
     client_keys: str = ""
     redis_url: str | None = None
+    """Redis for token deltas between processes; without it only `keel dev` streams tokens."""
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    """How often an idle event stream gets a heartbeat comment."""
+    events_refresh_s: float = Field(default=5.0, gt=0)
+    """How often `GET /v1/events` looks for the caller's new sessions."""
+    events_poll_cooldown_s: float = Field(default=0.025, ge=0.005)
+    """Pause between two polls of a session's step events while they flow. Each
+    poll costs history events (a few per batch of step events, never per token);
+    lower means step events, and the first token deltas that wait for them, arrive sooner."""
     sessions_task_queue: str = SESSIONS_TASK_QUEUE
     activities_task_queue: str = ACTIVITIES_TASK_QUEUE
     tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from keel.deltas import DeltaBus
 from keel.devserver import TUNING, temporal_binary
 from keel.formation import Formation, VectorMemoryConfig, load_formation
 from keel.memory import VectorMemory
@@ -82,8 +83,12 @@ async def running_workers(
     *,
     services: Mapping[str, object] | None = None,
     vector_memory: VectorMemory | None = None,
+    deltas: DeltaBus | None = None,
 ) -> AsyncIterator[None]:
-    """Workers for this test's queues, hosted as `keel worker` hosts them, stopped on exit."""
+    """Workers for this test's queues, hosted as `keel worker` hosts them, stopped on exit.
+
+    LLM calls stream their text to `deltas` when given.
+    """
     host = worker_host(
         client,
         settings=settings,
@@ -91,6 +96,7 @@ async def running_workers(
         store=store,
         services=services,
         vector_memory=vector_memory,
+        deltas=deltas,
     )
     async with host as workers, contextlib.AsyncExitStack() as stack:
         for worker in workers:

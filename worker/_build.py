@@ -15,6 +15,7 @@ from activities.approvals import ApprovalActivities
 from activities.memory import MemoryActivities
 from activities.memory_model import MemoryModelActivities
 from activities.messaging import MessagingActivities
+from keel.deltas import DeltaBus
 from keel.formation import Formation
 from keel.memory import VectorMemory
 from keel.settings import Settings
@@ -37,6 +38,7 @@ def build_workers(
     task_queues: Sequence[str] | None = None,
     max_concurrent_activities: int = 100,
     vector_memory: VectorMemory | None = None,
+    deltas: DeltaBus | None = None,
 ) -> list[Worker]:
     """One worker per task queue this process serves.
 
@@ -51,10 +53,11 @@ def build_workers(
             the activities queue and every per-model queue.
         max_concurrent_activities: per worker.
         vector_memory: the vector memory, when the formation enables it (the caller closes it).
+        deltas: where LLM activities stream text; None: no streaming.
     """
     catalog = catalog or ToolCatalog()
     references = formation.memory.references
-    llm = LlmActivities(store, catalog, inline_max_chars=references.inline_max_chars)
+    llm = LlmActivities(store, catalog, deltas=deltas, inline_max_chars=references.inline_max_chars)
     tools = ToolActivities(
         catalog,
         services=services,

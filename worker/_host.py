@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import McpPool, McpUnavailable, ToolCatalog
+from keel.deltas import DeltaBus
 from keel.formation import Formation, FormationError, FormationProblem
 from keel.logging import get_logger
 from keel.memory import VectorMemory
@@ -33,6 +34,7 @@ async def worker_host(
     task_queues: Sequence[str] | None = None,
     max_concurrent_activities: int = 100,
     vector_memory: VectorMemory | None = None,
+    deltas: DeltaBus | None = None,
 ) -> AsyncIterator[list[Worker]]:
     """Load the formation's tools, build the workers, and close MCP sessions on exit.
 
@@ -55,6 +57,7 @@ async def worker_host(
         max_concurrent_activities: Per worker.
         vector_memory: The vector memory, when the formation enables it (the caller
             owns and closes it).
+        deltas: Where LLM activities stream text; None: no streaming.
 
     Yields:
         The workers, built but not running.
@@ -80,6 +83,7 @@ async def worker_host(
             task_queues=task_queues,
             max_concurrent_activities=max_concurrent_activities,
             vector_memory=vector_memory,
+            deltas=deltas,
         )
     finally:
         await pool.aclose()

@@ -38,13 +38,13 @@ with workflow.unsafe.imports_passed_through():
         SummarizeResult,
     )
     from activities.tools import CallToolResult
-    from keel.events import EventType
+    from keel.events import EventPayload, MemoryItem, MemoryRecalled, MemoryStored
     from keel.memory import MemoryScope
     from keel.messages import ToolCall
     from keel.session import StartSessionInput
 
 R = TypeVar("R")
-Publish = Callable[[EventType, str | None, dict[str, object]], None]
+Publish = Callable[["EventPayload", "str | None"], None]
 
 MEMORY_PATCH = "keel-memory-1"
 """Sessions started before memory steps existed replay without them."""
@@ -107,9 +107,8 @@ class SessionMemory:
             return
         self.recalled = [m.text for m in result.memories]
         self._publish(
-            "memory.recalled",
+            MemoryRecalled(memories=[MemoryItem(**m.model_dump()) for m in result.memories]),
             turn_id,
-            {"memories": [m.model_dump() for m in result.memories]},
         )
 
     async def after_turn(self, turn_id: str, text: str, answer: str) -> None:
@@ -180,13 +179,12 @@ class SessionMemory:
         if written is None:
             return None
         self._publish(
-            "memory.stored",
-            turn_id,
-            {
-                "memories": [
-                    {"id": i, "kind": d.kind} for i, d in zip(written.ids, drafts, strict=True)
+            MemoryStored(
+                memories=[
+                    MemoryItem(id=i, kind=d.kind) for i, d in zip(written.ids, drafts, strict=True)
                 ]
-            },
+            ),
+            turn_id,
         )
         return written.ids
 

@@ -12,7 +12,14 @@ from temporalio.exceptions import ActivityError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.tools import CALL_TOOL, CallToolInput, CallToolResult
     from keel.approvals import Approval
-    from keel.events import EventType
+    from keel.events import (
+        ApprovalDecided,
+        ApprovalRequested,
+        EventPayload,
+        Handoff,
+        ToolCallEvent,
+        ToolResultEvent,
+    )
     from keel.messages import ToolCall
     from keel.session import StartSessionInput, TurnResult
 
@@ -25,7 +32,10 @@ TOOL_TIMEOUT = timedelta(minutes=5)
 TOOL_RETRY = RetryPolicy(maximum_attempts=3)
 HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 
-Publish = Callable[[EventType, "str | None", "dict[str, object]"], None]
+Publish = Callable[["EventPayload", "str | None"], None]
+"""The workflow's `_publish`: a step event and the turn it belongs to."""
+GLIMPSE_CHARS = 200
+"""How much of a tool result its `tool.result` event shows."""
 
 
 class ToolRunner:
@@ -45,19 +55,21 @@ class ToolRunner:
         """Run calls in order, yielding each result; gated calls are all asked for up front."""
         approvals: dict[str, Approval] = {}
         for call in calls:
-            self._publish("tool.call", turn.turn_id, {"call_id": call.id, "tool": call.name})
+            self._publish(
+                ToolCallEvent(call_id=call.id, tool=call.name, arguments=call.arguments),
+                turn.turn_id,
+            )
             if self._gate.requires(call.name):
                 approval = approvals[call.id] = self._gate.request(turn.turn_id, call)
                 self._publish(
-                    "approval.requested",
+                    ApprovalRequested(
+                        approval_id=approval.id,
+                        call_id=call.id,
+                        tool=call.name,
+                        arguments=call.arguments,
+                        expires_at=approval.expires_at,
+                    ),
                     turn.turn_id,
-                    {
-                        "approval_id": approval.id,
-                        "call_id": call.id,
-                        "tool": call.name,
-                        "arguments": call.arguments,
-                        "expires_at": approval.expires_at.isoformat(),
-                    },
                 )
         for call in calls:
             pending = approvals.get(call.id)
@@ -67,25 +79,31 @@ class ToolRunner:
                 turn.status = "awaiting_approval"
                 approval = await self._gate.wait(pending.id)
                 turn.status = "awaiting_approval" if self._gate.pending() else "running"
+                assert approval.decision is not None and approval.decided_by is not None
                 self._publish(
-                    "approval.decided",
+                    ApprovalDecided(
+                        approval_id=approval.id,
+                        call_id=call.id,
+                        tool=call.name,
+                        decision=approval.decision,
+                        decided_by=approval.decided_by,
+                        feedback=approval.feedback,
+                        arguments=approval.revised_arguments,
+                    ),
                     turn.turn_id,
-                    {
-                        "approval_id": approval.id,
-                        "decision": approval.decision,
-                        "decided_by": approval.decided_by,
-                        "feedback": approval.feedback,
-                    },
                 )
                 result = await self._call_approved(turn.turn_id, call, approval)
-            data: dict[str, object] = {
-                "call_id": call.id,
-                "tool": call.name,
-                "is_error": result.is_error,
-            }
-            if result.ref:  # a large result stayed out of history
-                data |= {"ref": result.ref, "glimpse": result.content}
-            self._publish("tool.result", turn.turn_id, data)
+            self._publish(
+                ToolResultEvent(
+                    call_id=call.id,
+                    tool=call.name,
+                    is_error=result.is_error,
+                    # A large result stayed out of history: its content is already a glimpse.
+                    glimpse=result.content if result.ref else result.content[:GLIMPSE_CHARS],
+                    ref=result.ref,
+                ),
+                turn.turn_id,
+            )
             yield call, result
 
     async def _call_approved(
@@ -109,9 +127,8 @@ class ToolRunner:
     async def _call_tool(self, turn_id: str, call: ToolCall) -> CallToolResult:
         if call.name in self._input.agent.routes:
             self._publish(
-                "handoff",
+                Handoff(from_agent=self._input.agent.name, to_agent=call.name, call_id=call.id),
                 turn_id,
-                {"call_id": call.id, "from_agent": self._input.agent.name, "to_agent": call.name},
             )
             return await delegate(self._input, turn_id, call)
         if self._memory.handles(call.name):

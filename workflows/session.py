@@ -29,7 +29,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.messaging import TOPIC_SIGNAL, TopicMessage
     from activities.tools import CallToolResult
     from keel.approvals import Approval, ApprovalDecisionInput
-    from keel.events import EVENTS_TOPIC, EventType, SessionEvent
+    from keel.events import (
+        EVENTS_TOPIC,
+        EventPayload,
+        MessageCompleted,
+        SessionClosed,
+        SessionEvent,
+        TurnCompleted,
+        TurnFailed,
+        TurnStarted,
+    )
     from keel.messages import Message, ToolCall
     from keel.session import (
         FINAL_TURN_STATUSES,
@@ -56,6 +65,9 @@ TURNS_KEPT_IN_STATE = 50
 """Older turns of a run are answered from the transcript store, not the workflow."""
 TURNS_CARRIED = 10
 """Ended turns handed to the next run: a client may ask for one just after the hand-over."""
+EVENTS_KEPT_AT_CONTINUE = 100
+"""Step events carried into the next run, so a client that dropped just before
+continue-as-new still resumes without a gap. Bounded, so history stays constant."""
 
 
 @workflow.defn(name=SESSION_WORKFLOW)
@@ -115,7 +127,7 @@ class SessionWorkflow:
             else:
                 await self._run_turn(self._queue.popleft())
                 self._closing = self._closing or (input.close_when_idle and not self._queue)
-        self._publish("session.closed", None, {"reason": "closed"})
+        self._publish(SessionClosed(reason="closed"), None)
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return SessionResult(
@@ -252,7 +264,7 @@ class SessionWorkflow:
         turn.status = "running"
         self._current = turn.turn_id
         workflow.set_current_details(f"turn {self._turn_count + 1}: running")
-        self._publish("turn.started", turn.turn_id, {"agent": self._input.agent.name})
+        self._publish(TurnStarted(agent=self._input.agent.name), turn.turn_id)
         self._append(
             Message(
                 seq=self._next_seq,
@@ -268,20 +280,16 @@ class SessionWorkflow:
         except (ActivityError, _TurnFailed) as err:
             turn.status = "failed"
             turn.error = error_text(err) if isinstance(err, ActivityError) else str(err)
-            self._publish("turn.failed", turn.turn_id, {"error": turn.error})
+            self._publish(TurnFailed(error=turn.error), turn.turn_id)
         else:
             turn.status = "completed"
             turn.message = AssistantReply(content=answer.content)
             if queued.response_schema is not None:
                 turn.data = json.loads(answer.content)
-            self._publish(
-                "message.completed",
-                turn.turn_id,
-                {"seq": answer.seq, "role": "assistant", "content": answer.content},
-            )
+            self._publish(MessageCompleted(seq=answer.seq, content=answer.content), turn.turn_id)
             # The turn is completed for callers waiting on it; its events end after the write.
             await self._memory.after_turn(turn.turn_id, queued.text, answer.content)
-            self._publish("turn.completed", turn.turn_id, {"usage": turn.usage.model_dump()})
+            self._publish(TurnCompleted(usage=turn.usage), turn.turn_id)
         # Not in a `finally`: when a worker evicts this workflow mid-turn the
         # coroutine is closed, and workflow calls there would fail.
         self._current = None
@@ -343,6 +351,7 @@ class SessionWorkflow:
             owner=self._memory.scope,
             memories=self._memory.recalled,
             response_schema=response_schema,
+            stream_offset=self._offset,
         )
         try:
             return await self._execute_model_call(call)
@@ -396,14 +405,11 @@ class SessionWorkflow:
         if message.role != "assistant":
             self._unsynced.append(message)
 
-    def _publish(self, type: EventType, turn_id: str | None, data: dict[str, object]) -> None:
+    def _publish(self, payload: EventPayload, turn_id: str | None) -> None:
+        """Append a step event to the session's stream (no history cost: subscribers poll)."""
         self._events.publish(
-            SessionEvent(
-                type=type,
-                session_id=self._session_id,
-                turn_id=turn_id,
-                ts=workflow.now(),
-                data=data,
+            SessionEvent.of(
+                payload, session_id=self._session_id, turn_id=turn_id, ts=workflow.now()
             )
         )
         self._offset += 1
@@ -424,9 +430,9 @@ class SessionWorkflow:
     async def _continue_as_new(self) -> NoReturn:
         """Start a fresh run of this session, carrying queued turns, so history stays bounded."""
         self._continuing = True
-        # Subscribers re-attach to the new run from their last offset; the
-        # events they have already read need not travel to it.
-        self._stream.truncate(self._offset)
+        # Subscribers re-attach to the new run from their last offset; only a
+        # short tail travels to it, for clients that are reconnecting.
+        self._stream.truncate(self._offset - EVENTS_KEPT_AT_CONTINUE)
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
         ended = [t for t in self._turns.values() if t.status in FINAL_TURN_STATUSES]

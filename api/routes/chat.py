@@ -6,10 +6,12 @@ from typing import Any
 
 import jsonschema
 from fastapi import APIRouter, Response
+from sse_starlette import EventSourceResponse
 
 from api import _sessions
-from api.deps import CurrentCaller, State, TemporalClient
+from api.deps import CurrentCaller, RequestStack, State, TemporalClient
 from api.problems import Problem
+from api.routes.events import stream_turn
 from api.schemas import ChatAccepted, ChatRequest, ChatResponse
 from keel.session import SendMessageInput
 
@@ -18,7 +20,11 @@ router = APIRouter(prefix="/v1", tags=["chat"])
 
 @router.post(
     "/chat",
-    responses={202: {"model": ChatAccepted, "description": "async mode, or sync past `wait_s`"}},
+    response_model=ChatResponse | ChatAccepted,
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        202: {"model": ChatAccepted, "description": "async mode, or sync past `wait_s`"},
+    },
 )
 async def chat(
     body: ChatRequest,
@@ -26,13 +32,14 @@ async def chat(
     client: TemporalClient,
     caller: CurrentCaller,
     response: Response,
-) -> ChatResponse | ChatAccepted:
+    stack: RequestStack,
+) -> ChatResponse | ChatAccepted | EventSourceResponse:
     """Send `message`; in `sync` mode answer with the reply, in `async` mode with a turn URL.
 
     Without `session_id` a new session starts with `agent` (or the default agent).
+    With `stream: true` the answer is the SSE stream of the turn, from
+    `turn.started` to `turn.completed` or `turn.failed` (see GET …/events).
     """
-    if body.stream:
-        raise Problem(501, "streaming chat is not available yet", type_="not-implemented")
     if body.response_schema is not None:
         _check_schema(body.response_schema)
     if body.session_id and body.agent is not None:
@@ -49,9 +56,12 @@ async def chat(
         agent=body.agent,
         user_id=body.user_id,
     )
-    sent = await _sessions.send_message(
-        handle, SendMessageInput(text=body.message, response_schema=body.response_schema)
-    )
+    message = SendMessageInput(text=body.message, response_schema=body.response_schema)
+    if body.stream:
+        return await stream_turn(
+            state, client, stack, session, handle, message, new_session=not body.session_id
+        )
+    sent = await _sessions.send_message(handle, message)
     return await _sessions.answer_or_accept(
         handle,
         session,

@@ -29,6 +29,9 @@ _process = psutil.Process(os.getpid())
 async def health(state: State, response: Response) -> dict[str, Any]:
     """Status, uptime, requests served, memory, CPU, Temporal reachability, pollers per queue.
 
+    `events.deltas` says where token deltas come from (`in-process`, `redis`),
+    or null when this API streams step events only.
+
     Answers 503 when Temporal cannot be reached, so load balancers stop sending traffic.
     """
     temporal = await _temporal_health(state)
@@ -44,6 +47,10 @@ async def health(state: State, response: Response) -> dict[str, Any]:
         "memory": {"rss_bytes": memory.rss},
         "cpu": {"percent": _process.cpu_percent(interval=None), "count": psutil.cpu_count()},
         "temporal": temporal,
+        "events": {
+            "deltas": state.deltas.kind if state.deltas else None,
+            "subscriptions": state.streams.subscriptions,
+        },
     }
 
 

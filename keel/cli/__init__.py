@@ -1,4 +1,4 @@
-"""The `keel` command: dev, api, worker, validate."""
+"""The `keel` command: dev, api, worker, chat, validate."""
 
 from __future__ import annotations
 
@@ -33,6 +33,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             _fail(f"{field}: {problem['msg']}")
         return EXIT_INVALID
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    if args.command == "chat":
+        from keel.cli._chat import run_chat
+
+        return run_chat(
+            args.url,
+            session_id=args.session,
+            agent=args.agent,
+            user=args.user,
+            api_key=os.environ.get("KEEL_API_KEY"),
+        )
     if args.command == "validate":
         return _validate(args.path)
     try:
@@ -101,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
         help="poll only this queue (repeatable); default: sessions, activities and model queues",
     )
     worker.add_argument("--max-concurrent-activities", type=int, default=100)
+
+    chat = commands.add_parser("chat", help="talk to an agent from this terminal")
+    chat.add_argument("--session", help="resume this session")
+    chat.add_argument("--agent", help="the agent of a new session (default: the formation's)")
+    chat.add_argument("--url", default=os.environ.get("KEEL_URL", "http://127.0.0.1:8000"))
+    chat.add_argument("--user", help="your user id (X-User-Id)")
 
     validate = commands.add_parser("validate", help="check a formation file")
     validate.add_argument("path", type=Path)

@@ -8,9 +8,11 @@ import signal
 from collections.abc import Iterator, Sequence
 
 import uvicorn
+from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import create_app
+from api import create_app, stop_streams
+from keel.deltas import delta_bus_for
 from keel.formation import Formation
 from keel.logging import get_logger
 from keel.memory import VectorMemory
@@ -73,6 +75,10 @@ async def serve(
         if vector.enabled and (worker or vector.url)
         else None
     )
+    # Token deltas: Redis when configured; else in-process when the API and the
+    # worker share this process (keel dev); else none.
+    deltas = delta_bus_for(settings.redis_url, in_process=bool(api) and worker)
+    app: FastAPI | None = None
     tasks: list[asyncio.Task[None]] = []
     server: _QuietServer | None = None
     workers = []
@@ -89,6 +95,7 @@ async def serve(
                     task_queues=task_queues,
                     max_concurrent_activities=max_concurrent_activities,
                     vector_memory=vector_memory,
+                    deltas=deltas,
                 )
             )
             await sync_schedules(client, formation, settings)
@@ -96,8 +103,14 @@ async def serve(
             log.info("worker polling", task_queues=[w.task_queue for w in workers])
         if api:
             app = create_app(
-                settings, formation, client=client, store=store, vector_memory=vector_memory
+                settings,
+                formation,
+                client=client,
+                store=store,
+                vector_memory=vector_memory,
+                deltas=deltas,
             )
+            log.info("token deltas", channel=deltas.kind if deltas else "none")
             host, port = api
             server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None))
             tasks.append(asyncio.create_task(server.serve()))
@@ -107,11 +120,14 @@ async def serve(
             task.result()  # a part that died surfaces its error
     finally:
         log.info("shutting down")
-        if server:
+        if server and app:
             server.should_exit = True
+            await stop_streams(app)
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
         await asyncio.gather(*tasks, return_exceptions=True)
         await hosting.aclose()
         await store.close()
         if vector_memory:
             await vector_memory.close()
+        if deltas:
+            await deltas.close()

@@ -1,0 +1,273 @@
+"""Event streams as SSE: a session's (resumable), a chat turn's, and all the caller's sessions'."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from temporalio.client import Client, WorkflowHandle
+
+from api import _sessions
+from api._event_stream import (
+    ENDED,
+    Mux,
+    SessionView,
+    frame,
+    open_deltas,
+    open_listener,
+    session_frames,
+    sse_response,
+)
+from api.deps import AppState, Caller, CurrentCaller, RequestStack, State, TemporalClient
+from api.problems import Problem
+from api.schemas import ID_PATTERN, SessionOut
+from keel.logging import get_logger
+from keel.session import (
+    SESSION_WORKFLOW,
+    SendMessageInput,
+    session_id_of,
+    session_workflow_id,
+)
+from keel.temporal import TENANT_ATTR, USER_ATTR
+
+router = APIRouter(prefix="/v1", tags=["events"])
+log = get_logger(__name__)
+MAX_FOLLOWED = 200
+"""Sessions one `GET /v1/events` connection follows at most."""
+_SSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "a stream of events"}
+}
+_OFFSET = re.compile(r"^(-1|\d{1,18})$")
+_CURSOR_ITEM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._@-]{0,127}):(-1|\d{1,18})$")
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=8192)]
+
+
+@router.get("/sessions/{session_id}/events", response_class=EventSourceResponse, responses=_SSE)
+async def session_events(
+    session_id: str,
+    state: State,
+    client: TemporalClient,
+    caller: CurrentCaller,
+    stack: RequestStack,
+    last_event_id: LastEventId = None,
+    after: Annotated[int | None, Query(ge=-1)] = None,
+    turn_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+) -> EventSourceResponse:
+    """The session's step events (`id:` = offset) and token deltas (no `id:`), as they happen.
+
+    Without a resume point it starts at the first event the session retains.
+    `Last-Event-ID` (sent by EventSource on reconnect; it wins over `after`)
+    or `?after=N` resumes after offset N. `?turn_id=` keeps one turn's events
+    and ends after that turn. The stream of a closed session ends after
+    `session.closed`.
+    """
+    if last_event_id is not None:
+        after = _offset(last_event_id)
+    session, _ = await _sessions.describe_session(state, client, caller, session_id)
+    start = 0 if after is None else after + 1
+    deltas = None
+    if session.status == "active":
+        deltas = await open_deltas(state, stack, session.workflow_id)
+    listener = await open_listener(state, client, stack, session.workflow_id, start)
+    return sse_response(state, session_frames(listener, deltas, SessionView(start, turn_id)))
+
+
+async def stream_turn(
+    state: AppState,
+    client: Client,
+    stack: AsyncExitStack,
+    session: SessionOut,
+    handle: WorkflowHandle[Any, Any],
+    message: SendMessageInput,
+    *,
+    new_session: bool,
+) -> EventSourceResponse:
+    """Send a message, then stream its turn from `turn.started` to `turn.completed`/`failed`."""
+    # Subscribed before sending, so no delta of the turn can come too early to be seen.
+    deltas = await open_deltas(state, stack, session.workflow_id)
+    # A new session's stream starts at 0: listening before sending saves a
+    # round trip before `turn.started` (which the turn's first deltas wait for).
+    listener = None
+    if new_session:
+        listener = await open_listener(state, client, stack, session.workflow_id, 0)
+    sent = await _sessions.send_message(handle, message)
+    start = sent.stream_offset
+    if listener is None:
+        listener = await open_listener(state, client, stack, session.workflow_id, start)
+    headers = {
+        "X-Session-Id": session.id,
+        "X-Turn-Id": sent.turn_id,
+        "Location": f"/v1/sessions/{session.id}/turns/{sent.turn_id}",
+    }
+    view = SessionView(start, turn_id=sent.turn_id)
+    return sse_response(state, session_frames(listener, deltas, view), headers)
+
+
+@router.get("/events", response_class=EventSourceResponse, responses=_SSE)
+async def all_events(
+    state: State,
+    client: TemporalClient,
+    caller: CurrentCaller,
+    stack: RequestStack,
+    last_event_id: LastEventId = None,
+    after: Annotated[str | None, Query(max_length=65536)] = None,
+) -> EventSourceResponse:
+    """Events of all the caller's running sessions, merged; sessions started later join.
+
+    `id:` is `<session_id>:<offset>`. Resume with `Last-Event-ID` or
+    `?after=<session_id>:<offset>,…`: the sessions named resume after their
+    offset, the others start live.
+    """
+    cursor = _cursor(last_event_id if last_event_id is not None else after)
+    running = await _running_sessions(client, caller)
+    merged = _Merged(state, client, caller, stack, known=running)
+    for session_id, offset in cursor.items():
+        workflow_id = session_workflow_id(caller.tenant, session_id)
+        if workflow_id not in running:
+            try:  # closed since, perhaps: its remaining events still come
+                await _sessions.describe_session(state, client, caller, session_id)
+            except Problem:
+                continue
+        await merged.follow(workflow_id, offset + 1)
+    live = [w for w in running if session_id_of(w) not in cursor]
+    offsets = await asyncio.gather(
+        *(state.streams.current_offset(client, w) for w in live), return_exceptions=True
+    )
+    for workflow_id, live_offset in zip(live, offsets, strict=True):
+        if isinstance(live_offset, int):
+            await merged.follow(workflow_id, live_offset)
+        else:
+            merged.forget(workflow_id)  # retried from its start at the next refresh
+    return sse_response(state, merged.frames())
+
+
+class _Merged:
+    """`GET /v1/events`: follows each of the caller's sessions, finds new ones as they start."""
+
+    def __init__(
+        self,
+        state: AppState,
+        client: Client,
+        caller: Caller,
+        stack: AsyncExitStack,
+        *,
+        known: list[str],
+    ) -> None:
+        self._state = state
+        self._client = client
+        self._caller = caller
+        self._stack = stack
+        self._mux = Mux()
+        stack.callback(self._mux.close)
+        self._seen = set(known)
+        """Sessions followed now or before, or running when the connection opened."""
+        self._views: dict[str, SessionView] = {}
+        self._session_stacks: dict[str, AsyncExitStack] = {}
+
+    def forget(self, workflow_id: str) -> None:
+        """Let the next refresh follow this session afresh."""
+        self._seen.discard(workflow_id)
+
+    async def follow(self, workflow_id: str, start: int) -> None:
+        """Merge a session's events (from `start`) and deltas into the stream."""
+        self._seen.add(workflow_id)
+        session_stack = AsyncExitStack()
+        self._stack.push_async_callback(session_stack.aclose)
+        listener = await open_listener(self._state, self._client, session_stack, workflow_id, start)
+        deltas = await open_deltas(self._state, session_stack, workflow_id)
+        self._views[workflow_id] = SessionView(start)
+        self._session_stacks[workflow_id] = session_stack
+        self._mux.add((workflow_id, "events"), listener)
+        if deltas is not None:
+            self._mux.add((workflow_id, "deltas"), deltas)
+
+    async def frames(self) -> AsyncIterator[ServerSentEvent]:
+        """The merged frames, until the client leaves."""
+        self._mux.add("refresh", _ticks(self._state.settings.events_refresh_s))
+        while True:
+            key, item = await self._mux.next()
+            if not isinstance(key, tuple):  # the refresh ticker
+                await self._refresh()
+                continue
+            workflow_id, _ = key
+            view = self._views.get(workflow_id)
+            if view is None:
+                continue
+            prefix = session_id_of(workflow_id) + ":"
+            for out in view.take(item):
+                yield frame(out, id_prefix=prefix)
+            if view.done or (item is ENDED and key == (workflow_id, "events")):
+                await self._unfollow(workflow_id)
+
+    async def _unfollow(self, workflow_id: str) -> None:
+        self._mux.remove((workflow_id, "events"))
+        self._mux.remove((workflow_id, "deltas"))
+        self._views.pop(workflow_id, None)
+        if (session_stack := self._session_stacks.pop(workflow_id, None)) is not None:
+            await session_stack.aclose()
+
+    async def _refresh(self) -> None:
+        try:
+            running = await _running_sessions(self._client, self._caller)
+        except Exception as err:  # Temporal unreachable for a moment: try at the next tick
+            log.warning("cannot list sessions", error=str(err))
+            return
+        for workflow_id in running:
+            if workflow_id not in self._seen and len(self._views) < MAX_FOLLOWED:
+                try:
+                    await self.follow(workflow_id, 0)
+                except Problem:
+                    self.forget(workflow_id)
+
+
+async def _ticks(every_s: float) -> AsyncIterator[None]:
+    while True:
+        await asyncio.sleep(every_s)
+        yield None
+
+
+async def _running_sessions(client: Client, caller: Caller) -> list[str]:
+    """Workflow ids of the caller's running sessions (all the tenant's for admins and dev)."""
+    clauses = [
+        f"WorkflowType = '{SESSION_WORKFLOW}'",
+        f"{TENANT_ATTR.name} = '{caller.tenant}'",
+        "ExecutionStatus = 'Running'",
+    ]
+    if caller.user_given:
+        clauses.append(f"{USER_ATTR.name} = '{caller.user_id}'")
+    with _sessions.temporal_errors():
+        return [
+            execution.id
+            async for execution in client.list_workflows(" AND ".join(clauses), limit=MAX_FOLLOWED)
+        ]
+
+
+def _offset(value: str) -> int:
+    """A per-session resume point: the offset of the last event received."""
+    if _OFFSET.match(value.strip()) is None:
+        raise _bad_resume(f"Last-Event-ID must be an event offset, got {value[:40]!r}")
+    return int(value)
+
+
+def _cursor(value: str | None) -> dict[str, int]:
+    """A merged-stream resume point: `<session_id>:<offset>`, comma-separated."""
+    cursor: dict[str, int] = {}
+    for part in (value or "").split(","):
+        if not part.strip():
+            continue
+        match = _CURSOR_ITEM.match(part.strip())
+        if match is None:
+            raise _bad_resume(f"expected <session_id>:<offset>, got {part[:80]!r}")
+        cursor[match.group(1)] = int(match.group(2))
+    if len(cursor) > MAX_FOLLOWED:
+        raise _bad_resume(f"at most {MAX_FOLLOWED} sessions can resume at once")
+    return cursor
+
+
+def _bad_resume(detail: str) -> Problem:
+    return Problem(422, detail, type_="invalid-resume-id")

@@ -1,0 +1,221 @@
+"""`keel chat`: talk to an agent from a terminal; answers stream in as the model writes them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+import httpx
+
+from keel.sse import SseEvent, iter_sse
+
+HISTORY_SHOWN = 6
+"""Messages printed when resuming a session."""
+QUIT = frozenset({"/quit", "/exit"})
+
+
+class ChatClient:
+    """A prompt loop over the HTTP API: one `POST /v1/chat` stream per message.
+
+    Args:
+        http: A client with the API's base URL (and identity headers).
+        stdin: Where the user types.
+        stdout: Where the conversation appears.
+    """
+
+    def __init__(self, http: httpx.Client, stdin: TextIO, stdout: TextIO) -> None:
+        self._http = http
+        self._in = stdin
+        self._out = stdout
+        self.session_id: str | None = None
+        self.agent = "assistant"
+        self._attempts: dict[int, int] = {}
+        """The attempt whose text is showing, per model call (step) of the turn."""
+        self._mid_line = False
+        """Streamed text left the cursor at the end of a line of the answer."""
+        self._closed = False
+
+    def start(self, agent: str | None) -> bool:
+        """Start a new session with `agent` (the default one when None)."""
+        answer = self._http.post("/v1/sessions", json={"agent": agent} if agent else {})
+        if not self._ok(answer):
+            return False
+        session = answer.json()
+        self.session_id, self.agent = session["id"], session["agent"]
+        self._write(f"session {self.session_id} with {self.agent}; /quit to leave\n")
+        return True
+
+    def resume(self, session_id: str) -> bool:
+        """Continue a session, showing its last few messages first."""
+        answer = self._http.get(f"/v1/sessions/{session_id}")
+        if not self._ok(answer):
+            return False
+        session = answer.json()
+        self.session_id, self.agent = session["id"], session["agent"]
+        self._write(f"resuming session {self.session_id} with {self.agent}; /quit to leave\n")
+        for message in session["messages"][-HISTORY_SHOWN:]:
+            self._show_message(message)
+        if session["status"] == "closed":
+            self._write("(this session is closed)\n")
+            return False
+        return True
+
+    def loop(self) -> None:
+        """Prompt, send, stream the answer; until /quit, end of input or a closed session."""
+        while not self._closed:
+            self._write("you> ")
+            line = self._in.readline()
+            if not line:
+                self._write("\n")
+                return
+            text = line.strip()
+            if text in QUIT:
+                return
+            if text:
+                self.send(text)
+
+    def send(self, text: str) -> None:
+        """Send one message and show its turn as it streams."""
+        self._attempts.clear()
+        body = {"message": text, "stream": True, "session_id": self.session_id}
+        with self._http.stream("POST", "/v1/chat", json=body) as response:
+            if not self._ok(response):
+                return
+            for event in iter_sse(response.iter_lines()):
+                self.handle(event)
+
+    def handle(self, event: SseEvent) -> None:
+        """Show one event of a turn (and ask for a decision on an approval)."""
+        data = event.json()
+        kind = event.event
+        if kind == "message.delta":
+            self._delta(data)
+        elif kind == "message.completed":
+            # Without a delta channel nothing has streamed: show the answer whole.
+            self._write("\n" if self._mid_line else f"{self.agent}> {data['content']}\n")
+            self._mid_line = False
+        elif kind == "tool.call":
+            arguments = json.dumps(data.get("arguments") or {}, ensure_ascii=False)
+            self._write(f"{self._break()}  -> {data['tool']}({arguments})\n")
+        elif kind == "tool.result":
+            mark = "!!" if data.get("is_error") else "<-"
+            self._write(f"  {mark} {data['tool']}: {data.get('glimpse', '')}\n")
+        elif kind == "approval.requested":
+            self._approve(data)
+        elif kind == "approval.decided":
+            self._write(f"  approval {data['decision']}\n")
+        elif kind == "turn.failed":
+            self._write(f"{self._break()}[turn failed: {data.get('error', '')}]\n")
+        elif kind == "session.closed":
+            self._write(f"{self._break()}[session closed]\n")
+            self._closed = True
+
+    def _delta(self, data: dict[str, Any]) -> None:
+        step, attempt = data["step"], data["attempt"]
+        showing = self._attempts.get(step)
+        if showing is not None and attempt > showing:
+            # The model call was retried: what it wrote so far is void.
+            self._write(f"{self._break()}[retrying]\n")
+        if showing is None or attempt >= showing:
+            self._attempts[step] = attempt
+            if not self._mid_line:
+                self._write(f"{self.agent}> ")
+                self._mid_line = True
+            self._write(data["text"])
+
+    def _approve(self, data: dict[str, Any]) -> None:
+        arguments = json.dumps(data.get("arguments") or {}, ensure_ascii=False)
+        self._write(f"{self._break()}  ? {data['tool']}({arguments}) needs approval\n")
+        choice = ""
+        while choice not in ("a", "r", "v"):
+            choice = self._ask("  approve, reject or revise? [a/r/v] ")[:1].lower()
+        body: dict[str, Any] = {"decision": {"a": "approve", "r": "reject", "v": "revise"}[choice]}
+        if choice == "v":
+            edited = self._ask("  new arguments as JSON (empty keeps them): ")
+            try:
+                body["arguments"] = json.loads(edited) if edited else None
+            except json.JSONDecodeError:
+                self._write("  not JSON; keeping the arguments\n")
+        if choice in ("r", "v"):
+            body["feedback"] = self._ask("  feedback for the model (optional): ") or None
+        answer = self._http.post(
+            f"/v1/sessions/{self.session_id}/approvals/{data['approval_id']}",
+            json={k: v for k, v in body.items() if v is not None},
+        )
+        self._ok(answer)
+
+    def _show_message(self, message: dict[str, Any]) -> None:
+        role, content = message["role"], message["content"]
+        if role == "user":
+            self._write(f"you> {content}\n")
+        elif role == "tool":
+            self._write(f"  <- {message.get('name') or 'tool'}: {content[:200]}\n")
+        elif content:
+            self._write(f"{self.agent}> {content}\n")
+
+    def _break(self) -> str:
+        """A line break if streamed text left the cursor mid-line."""
+        if self._mid_line:
+            self._mid_line = False
+            return "\n"
+        return ""
+
+    def _ask(self, prompt: str) -> str:
+        self._write(prompt)
+        return self._in.readline().strip()
+
+    def _ok(self, response: httpx.Response) -> bool:
+        if response.status_code < 400:
+            return True
+        response.read()
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        self._write(f"error {response.status_code}: {detail}\n")
+        return False
+
+    def _write(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()
+
+
+def run_chat(
+    url: str,
+    *,
+    session_id: str | None = None,
+    agent: str | None = None,
+    user: str | None = None,
+    api_key: str | None = None,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+) -> int:
+    """Chat until the user leaves; returns the exit code.
+
+    Args:
+        url: The API's base URL.
+        session_id: Resume this session instead of starting one.
+        agent: The agent of a new session (default: the formation's).
+        user: Sent as `X-User-Id`.
+        api_key: Sent as a bearer token.
+        stdin: Where the user types.
+        stdout: Where the conversation appears.
+    """
+    headers = {}
+    if user:
+        headers["X-User-Id"] = user
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    # No read timeout: a turn may wait for a human approval for hours.
+    timeout = httpx.Timeout(30.0, read=None)
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=timeout) as http:
+            chat = ChatClient(http, stdin, stdout)
+            if not (chat.resume(session_id) if session_id else chat.start(agent)):
+                return 1
+            chat.loop()
+    except httpx.TransportError as err:
+        stdout.write(f"cannot reach {url}: {err}\n")
+        return 1
+    return 0
