@@ -106,7 +106,6 @@ async def _messages_once_answered(
     raise AssertionError("the turn never completed")
 
 
-@pytest.mark.skip(reason="needs streamed chat and resumable events (the events branch)")
 async def test_the_api_killed_during_a_streamed_turn_resumes_the_stream(
     keel: _Keel, client: Client
 ) -> None:
