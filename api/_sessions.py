@@ -86,6 +86,7 @@ async def start_session(
             buffer_messages=formation.memory.buffer_messages,
         ),
         options=formation.sessions,
+        privacy=formation.privacy,
         activities_task_queue=state.settings.activities_task_queue,
     )
     with temporal_errors():

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
-from keel.formation import ModelConfig, SessionsConfig
+from keel.formation import ModelConfig, PrivacyConfig, SessionsConfig
 from keel.messages import Message, Usage
 
 SESSION_WORKFLOW = "keel.Session"
@@ -67,6 +67,8 @@ class StartSessionInput(BaseModel):
     user_id: str
     agent: AgentSnapshot
     options: SessionsConfig = Field(default_factory=SessionsConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    """What the session's step events may show; the workflow cannot read the formation."""
     activities_task_queue: str
     carried: CarriedState | None = None
 

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.tools import CALL_TOOL, CallToolInput, CallToolResult
     from keel.events import EVENTS_TOPIC, EventType, SessionEvent
     from keel.messages import Message, ToolCall
+    from keel.redaction import redact_event_data
     from keel.session import (
         FINAL_TURN_STATUSES,
         SESSION_WORKFLOW,
@@ -38,6 +39,8 @@ TOOL_TIMEOUT = timedelta(minutes=5)
 TOOL_RETRY = RetryPolicy(maximum_attempts=3)
 TURNS_KEPT_IN_STATE = 50
 """Older turns of a run are answered from the transcript store, not the workflow."""
+RESULT_GLIMPSE_CHARS = 500
+"""What a `tool.result` event shows of the output; the transcript store keeps all of it."""
 
 
 @workflow.defn(name=SESSION_WORKFLOW)
@@ -260,7 +263,11 @@ class SessionWorkflow:
         )
 
     async def _call_tool(self, turn_id: str, call: ToolCall) -> Message:
-        self._publish("tool.call", turn_id, {"call_id": call.id, "tool": call.name})
+        self._publish(
+            "tool.call",
+            turn_id,
+            {"call_id": call.id, "tool": call.name, "arguments": call.arguments},
+        )
         if call.name in self._input.agent.tools:
             try:
                 result = await workflow.execute_activity(
@@ -291,7 +298,12 @@ class SessionWorkflow:
         self._publish(
             "tool.result",
             turn_id,
-            {"call_id": call.id, "tool": call.name, "is_error": result.is_error},
+            {
+                "call_id": call.id,
+                "tool": call.name,
+                "is_error": result.is_error,
+                "content": result.content[:RESULT_GLIMPSE_CHARS],
+            },
         )
         return Message(
             seq=self._next_seq,
@@ -320,7 +332,8 @@ class SessionWorkflow:
                 session_id=self._input.session_id,
                 turn_id=turn_id,
                 ts=workflow.now(),
-                data=data,
+                # Redacted here, the one place every event passes, so none escapes it.
+                data=redact_event_data(type, data, self._input.privacy),
             )
         )
         self._offset += 1

@@ -46,6 +46,7 @@ async def start_session(
             max_steps=config.max_steps,
         ),
         options=formation.sessions.model_copy(update=options),
+        privacy=formation.privacy,
         activities_task_queue=settings.activities_task_queue,
     )
     return await client.start_workflow(
