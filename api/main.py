@@ -10,9 +10,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from api._body_limit import install_body_limit
 from api._metrics import install_request_middleware
-from api.deps import AppState
-from api.problems import install_problem_handlers
+from api.deps import AUTHENTICATED, AppState
+from api.problems import install_problem_handlers, problem_responses
 from api.routes import agents, chat, health, sessions
 from keel import __version__
 from keel.formation import Formation
@@ -23,6 +24,10 @@ from keel.temporal import connect, ensure_search_attributes
 
 log = get_logger("keel.api")
 RECONNECT_EVERY_S = 2.0
+PUBLIC_ROUTERS = (health,)
+V1_ROUTERS = (agents, sessions, chat)
+"""Every router here needs a key (once keys are configured) and counts against its rate limit."""
+V1_PROBLEMS = problem_responses(400, 401, 403, 413, 422, 429, 503)
 
 
 def create_app(
@@ -69,9 +74,18 @@ def create_app(
     )
     app.state.keel = state
     install_problem_handlers(app)
+    # Added before the request middleware, so it runs inside it: 413s are logged and counted.
+    install_body_limit(app, settings.max_body_bytes)
     install_request_middleware(app, state)
-    for module in (health, agents, sessions, chat):
+    for module in PUBLIC_ROUTERS:
         app.include_router(module.router)
+    for module in V1_ROUTERS:
+        app.include_router(module.router, dependencies=AUTHENTICATED, responses=V1_PROBLEMS)
+    if not state.keys.enabled:
+        log.warning(
+            "no API keys configured: every caller is trusted; serve on loopback only",
+            hint="set KEEL_ADMIN_KEYS / KEEL_CLIENT_KEYS or KEEL_KEYS_FILE (keel keys new)",
+        )
     return app
 
 

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from fastapi import Header, Path
+from pydantic import AfterValidator, BaseModel, Field
 
 from keel.messages import Message, Usage
 from keel.session import AssistantReply, TurnStatus
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+
+
+def _max_json_bytes(limit: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()) > limit:
+            raise ValueError(f"must be at most {limit} bytes as JSON")
+        return value
+
+    return check
+
+
+# Path and header parameters: every id is checked before it reaches Temporal.
+SessionId = Annotated[str, Path(pattern=ID_PATTERN)]
+TurnId = Annotated[str, Path(pattern=ID_PATTERN)]
+AgentName = Annotated[str, Path(pattern=NAME_PATTERN)]
+LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**53)]
+"""An SSE resume offset; anything but a non-negative integer is a 422."""
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_max_json_bytes(16_384))]
+"""A session's free-form metadata: kept in the workflow's memo, so small."""
+ToolArguments = Annotated[dict[str, Any], AfterValidator(_max_json_bytes(65_536))]
+"""Tool arguments a person sends (an approval's revision): bounded like a model's."""
 
 
 class AgentOut(BaseModel):
@@ -33,9 +59,9 @@ class AgentList(BaseModel):
 class CreateSession(BaseModel):
     """`POST /v1/sessions`."""
 
-    agent: str | None = Field(default=None, max_length=64)
+    agent: str | None = Field(default=None, pattern=NAME_PATTERN)
     user_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    metadata: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    metadata: Metadata = Field(default_factory=dict, max_length=64)
 
 
 class SessionOut(BaseModel):
@@ -72,13 +98,13 @@ class ChatRequest(BaseModel):
 
     message: str = Field(min_length=1, max_length=1_000_000)
     session_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    agent: str | None = Field(default=None, max_length=64)
+    agent: str | None = Field(default=None, pattern=NAME_PATTERN)
     user_id: str | None = Field(default=None, pattern=ID_PATTERN)
     stream: bool = False
     mode: Literal["sync", "async"] = "sync"
     wait_s: float = Field(default=120, gt=0, le=3600)
     """In sync mode, how long to wait for the answer before answering 202."""
-    response_schema: dict[str, Any] | None = None
+    response_schema: ToolArguments | None = None
 
 
 class ChatResponse(BaseModel):

@@ -6,7 +6,8 @@ from fastapi import APIRouter
 
 from api._sessions import resolve_agent
 from api.deps import State
-from api.schemas import AgentList, AgentOut
+from api.problems import problem_responses
+from api.schemas import AgentList, AgentName, AgentOut
 from keel.formation import AgentConfig
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -29,7 +30,7 @@ async def list_agents(state: State) -> AgentList:
     return AgentList(agents=[_out(a) for a in state.formation.agents])
 
 
-@router.get("/{name}")
-async def get_agent(name: str, state: State) -> AgentOut:
+@router.get("/{name}", responses=problem_responses(404))
+async def get_agent(name: AgentName, state: State) -> AgentOut:
     """One agent; 404 if the formation has none of that name."""
     return _out(resolve_agent(state, name))
