@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -30,6 +31,7 @@ __all__ = [
     "CallerRole",
     "CurrentCaller",
     "State",
+    "StreamClaim",
     "StreamSlot",
     "TemporalClient",
     "enforce_rate_limit",
@@ -39,6 +41,7 @@ __all__ = [
     "hold_stream",
     "require_admin",
     "sees_internals",
+    "stream_claim",
 ]
 
 
@@ -86,6 +89,7 @@ _bearer = HTTPBearer(
 
 
 async def get_caller(
+    request: Request,
     state: State,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_user_id: Annotated[str | None, Header(pattern=ID_PATTERN)] = None,
@@ -97,13 +101,15 @@ async def get_caller(
     sent, names the user. Async, like the other limit dependencies, so they
     run on the event loop and never race in a thread pool.
     """
-    return resolve_caller(
+    caller = resolve_caller(
         state.keys,
         state.settings.tenant,
         bearer=credentials.credentials if credentials else None,
         user_id=x_user_id,
         tenant_id=x_tenant_id,
     )
+    request.state.caller = caller  # for the request's log line: who did it
+    return caller
 
 
 TemporalClient = Annotated[Client, Depends(get_client)]
@@ -136,14 +142,23 @@ async def sees_internals(
     return key is not None and key.role == "admin"
 
 
-async def hold_stream(state: State, caller: CurrentCaller) -> AsyncIterator[None]:
-    """Count an open event stream against the caller's key until its response ends.
+async def stream_claim(state: State, caller: CurrentCaller) -> AsyncIterator[Callable[[], None]]:
+    """A function that takes one of the caller's stream slots, 429 when none is free.
 
-    A dependency with `yield` exits after the response is sent, streaming
-    included, so the place is held exactly as long as the connection.
+    Slots taken are given back when the response ends, streaming included: a
+    dependency with `yield` exits only then. For routes that stream only
+    sometimes (`/v1/chat` with `stream: true`); SSE routes use `StreamSlot`.
     """
-    with state.limits.streams.hold(caller.limit_key):
-        yield
+    with contextlib.ExitStack() as held:
+        yield lambda: held.enter_context(state.limits.streams.hold(caller.limit_key))
+
+
+StreamClaim = Annotated[Callable[[], None], Depends(stream_claim)]
+
+
+async def hold_stream(claim: StreamClaim) -> None:
+    """Take a stream slot for the whole response."""
+    claim()
 
 
 AUTHENTICATED = [Depends(get_caller), Depends(enforce_rate_limit)]

@@ -19,7 +19,11 @@ NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 
 def _max_json_bytes(limit: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def check(value: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()) > limit:
+        try:
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        except UnicodeEncodeError:  # a lone surrogate: valid JSON, but no payload can carry it
+            raise ValueError("must hold valid Unicode text only") from None
+        if size > limit:
             raise ValueError(f"must be at most {limit} bytes as JSON")
         return value
 
@@ -29,14 +33,15 @@ def _max_json_bytes(limit: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
 # Path and header parameters: every id is checked before it reaches Temporal.
 SessionId = Annotated[str, Path(pattern=ID_PATTERN)]
 TurnId = Annotated[str, Path(pattern=ID_PATTERN)]
+ApprovalId = Annotated[str, Path(pattern=ID_PATTERN)]
 AgentName = Annotated[str, Path(pattern=NAME_PATTERN)]
 LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**53)]
 """An SSE resume offset; anything but a non-negative integer is a 422."""
 
 Metadata = Annotated[dict[str, Any], AfterValidator(_max_json_bytes(16_384))]
 """A session's free-form metadata: kept in the workflow's memo, so small."""
-ToolArguments = Annotated[dict[str, Any], AfterValidator(_max_json_bytes(65_536))]
-"""Tool arguments a person sends (an approval's revision): bounded like a model's."""
+JsonObject = Annotated[dict[str, Any], AfterValidator(_max_json_bytes(65_536))]
+"""A JSON object a caller sends (a response schema, revised tool arguments): 64 KiB at most."""
 
 
 class AgentOut(BaseModel):
@@ -104,7 +109,7 @@ class ChatRequest(BaseModel):
     mode: Literal["sync", "async"] = "sync"
     wait_s: float = Field(default=120, gt=0, le=3600)
     """In sync mode, how long to wait for the answer before answering 202."""
-    response_schema: ToolArguments | None = None
+    response_schema: JsonObject | None = None
 
 
 class ChatResponse(BaseModel):

@@ -12,14 +12,14 @@ __all__ = ["REDACTED", "redact_event_data", "redact_text", "scrub_exception"]
 REDACTED = "[redacted]"
 _ARGUMENT_EVENTS = frozenset({"tool.call", "approval.requested", "approval.decided"})
 _RESULT_EVENTS = frozenset({"tool.result"})
-_RESULT_KEYS = ("content", "result")
+_RESULT_KEYS = ("content", "glimpse", "result")
 
 
 def redact_event_data(type: str, data: dict[str, Any], privacy: PrivacyConfig) -> dict[str, Any]:
     """`data` of an event of `type`, with what `privacy` hides replaced by `REDACTED`.
 
-    Keys are matched by name (`arguments`; `content` or `result`), so payloads
-    added to these events later are covered as long as they keep those names.
+    Keys are matched by name (`arguments`; `content`, `glimpse` or `result`), so
+    payloads added to these events later are covered as long as they use those names.
     """
     hidden: tuple[str, ...] = ()
     if privacy.redact_tool_arguments and type in _ARGUMENT_EVENTS:

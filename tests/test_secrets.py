@@ -157,6 +157,7 @@ async def test_no_secret_in_history_events_logs_or_answers(
     assert {"tool.call", "tool.result", "turn.failed"} <= {e.type for e in events}
     logs = all_logs.getvalue()
     assert '"event": "model answered"' in logs  # the capture works
+    assert '"key": "admin-' in logs  # request lines name the key, never quote it
     places = {
         "history": history,
         "events": "\n".join(e.model_dump_json() for e in events),

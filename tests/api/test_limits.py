@@ -16,7 +16,7 @@ from temporalio.client import Client
 
 from api import create_app
 from api._limits import RateLimiter
-from api.deps import AUTHENTICATED, AppState, StreamSlot
+from api.deps import AUTHENTICATED, AppState, StreamClaim, StreamSlot
 from api.problems import Problem
 from api.schemas import LastEventId
 from keel.formation import Formation
@@ -96,6 +96,37 @@ async def test_a_message_over_the_api_limit_gets_422_before_any_session(
             await api.post("/v1/chat", json={"message": "x" * 11}), 422, "message-too-long"
         )
         assert "the limit is 10" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/sessions", {"metadata": {"a": "x" * 17_000}}, "body.metadata"),
+        ("/v1/sessions", '{"metadata": {"a": "\\udbfb"}}', "body.metadata"),
+        ("/v1/chat", {"message": "hi", "response_schema": {"a": "x" * 70_000}}, "response_schema"),
+        ("/v1/sessions/-x/turns/a%20b", None, "session_id"),
+    ],
+)
+async def test_oversized_or_malformed_input_gets_422(
+    client: Client,
+    settings: Settings,
+    formation: Formation,
+    store: TranscriptStore,
+    path: str,
+    body: object,
+    field: str,
+) -> None:
+    app = create_app(settings, formation, client=client, store=store)
+    async with serving(app) as api:
+        if body is None:
+            response = await api.get(path)
+        elif isinstance(body, str):  # JSON text Python's encoder would not write
+            response = await api.post(
+                path, content=body, headers={"content-type": "application/json"}
+            )
+        else:
+            response = await api.post(path, json=body)
+    assert field in _problem(response, 422, "invalid-request")["detail"]
 
 
 async def test_the_rate_limit_is_per_key_with_retry_after(
@@ -224,16 +255,23 @@ async def test_open_streams_per_key_are_limited_until_they_end(
     app = create_app(limited, formation, client=client, store=store)
     streams = _state(app).limits.streams
     release = asyncio.Event()
-    # An SSE route wired the way the events routes are: the slot dependency, a resume id.
+    # SSE routes wired the way the events routes will be: a slot, a resume id.
     router = APIRouter()
+
+    async def frames(last_event_id: int | None) -> AsyncIterator[bytes]:
+        await release.wait()
+        yield f"id: {last_event_id or 0}\ndata: done\n\n".encode()
 
     @router.get("/v1/test-events", dependencies=[StreamSlot])
     async def events(last_event_id: LastEventId = None) -> StreamingResponse:
-        async def frames() -> AsyncIterator[bytes]:
-            await release.wait()
-            yield f"id: {last_event_id or 0}\ndata: done\n\n".encode()
+        return StreamingResponse(frames(last_event_id), media_type="text/event-stream")
 
-        return StreamingResponse(frames(), media_type="text/event-stream")
+    # A route that streams only when asked, as /v1/chat does with `stream: true`.
+    @router.get("/v1/test-maybe")
+    async def maybe(claim: StreamClaim, stream: bool = False) -> StreamingResponse:
+        if stream:
+            claim()
+        return StreamingResponse(frames(None), media_type="text/event-stream")
 
     app.include_router(router, dependencies=AUTHENTICATED)
     headers = {"Authorization": f"Bearer {KEY}", "X-User-Id": "ann"}
@@ -242,9 +280,14 @@ async def test_open_streams_per_key_are_limited_until_they_end(
         key_name = f"client-{digest(KEY)[:8]}"
         await _until(lambda: streams.active(key_name) == 1)
         _problem(await api.get("/v1/test-events", headers=headers), 429, "too-many-streams")
+        _problem(
+            await api.get("/v1/test-maybe?stream=true", headers=headers), 429, "too-many-streams"
+        )
         release.set()
         assert (await first).status_code == 200
         assert streams.active(key_name) == 0  # released once the stream ended
+        assert (await api.get("/v1/test-maybe?stream=true", headers=headers)).status_code == 200
+        assert streams.active(key_name) == 0
         resumed = await api.get("/v1/test-events", headers={**headers, "Last-Event-ID": "7"})
         assert resumed.text.startswith("id: 7")
         for bad in ("abc", "-1", "1.5", "9" * 30):

@@ -34,10 +34,11 @@ def test_scrubbing_cleans_the_whole_chain_in_place() -> None:
 def test_events_are_redacted_only_where_privacy_asks() -> None:
     both = PrivacyConfig(redact_tool_arguments=True, redact_tool_results=True)
     call = {"call_id": "c1", "tool": "t", "arguments": {"card": "4111"}}
-    result = {"call_id": "c1", "tool": "t", "content": "ok", "is_error": False}
+    result = {"call_id": "c1", "tool": "t", "content": "ok", "glimpse": "o", "is_error": False}
     assert redact_event_data("tool.call", call, both)["arguments"] == REDACTED
     assert redact_event_data("approval.requested", call, both)["arguments"] == REDACTED
     assert redact_event_data("tool.result", result, both)["content"] == REDACTED
+    assert redact_event_data("tool.result", result, both)["glimpse"] == REDACTED
     assert redact_event_data("tool.result", result, both)["tool"] == "t"
     assert redact_event_data("message.completed", {"content": "hi"}, both) == {"content": "hi"}
     assert redact_event_data("tool.call", call, PrivacyConfig()) is call
