@@ -17,8 +17,8 @@ class BodyTooLarge(HTTPException):
     unchanged, where any other error would become a 400.
     """
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is over the limit of {limit} bytes")
+    def __init__(self) -> None:
+        super().__init__(413)
 
 
 class BodyLimit:
@@ -54,7 +54,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                    raise BodyTooLarge
             return message
 
         async def watching_send(message: Message) -> None:

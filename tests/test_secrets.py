@@ -139,7 +139,7 @@ async def test_no_secret_in_history_events_logs_or_answers(
         failed = await chat("and now?", session_id)
         assert failed["status"] == "failed" and "401" in failed["error"]
 
-        for path in (f"/v1/sessions/{session_id}", "/health", "/v1/sessions"):
+        for path in (f"/v1/sessions/{session_id}", "/health", "/v1/sessions", "/v1/agents"):
             answers.append((await api.get(path)).text)
         refused = await api.get("/v1/sessions", headers={"Authorization": f"Bearer {ADMIN_KEY}x"})
         assert refused.status_code == 401

@@ -85,6 +85,42 @@ async def test_bodies_over_the_limit_get_413_declared_or_streamed(
         _problem(await api.post("/v1/chat", json={"message": ""}), 422, "invalid-request")
 
 
+async def test_a_body_longer_than_its_content_length_is_still_counted(
+    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+) -> None:
+    app = create_app(
+        settings.model_copy(update={"max_body_bytes": 100}), formation, client=client, store=store
+    )
+    chunks = [b'{"message": "' + b"x" * 60, b"x" * 60 + b'"}']
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        body = chunks.pop(0)
+        return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"10")]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat",
+        "raw_path": b"/v1/chat",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"keel"), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("keel", 80),
+    }
+    await app(scope, receive, send)  # a raw ASGI call: httpx would not send a false length
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert b"/problems/body-too-large" in sent[1]["body"]
+
+
 async def test_a_message_over_the_api_limit_gets_422_before_any_session(
     client: Client, settings: Settings, formation: Formation, store: TranscriptStore
 ) -> None:
