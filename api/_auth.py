@@ -31,9 +31,9 @@ class Caller:
     """The key's name from the configuration; None in dev mode."""
 
     @property
-    def limit_key(self) -> str:
-        """What per-key limits count against: the key, or one shared budget in dev mode."""
-        return self.key_name or "dev"
+    def limited(self) -> bool:
+        """Whether limits apply: to callers with a key, not in dev mode (loopback only)."""
+        return self.key_name is not None
 
     def can_see(self, owner: str) -> bool:
         """Whether data of user `owner` is visible to this caller."""

@@ -33,14 +33,14 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         """key -> (tokens, when they were counted)."""
 
-    def check(self, key: str) -> None:
-        """Take one token for `key`.
+    def check(self, key: str | None) -> None:
+        """Take one token for `key`; None is not limited.
 
         Raises:
             Problem: 429 `rate-limited`, with Retry-After in whole seconds, when
                 the bucket is empty.
         """
-        if not self._rate:
+        if not self._rate or key is None:
             return
         now = self._clock()
         tokens, then = self._buckets.get(key, (self._burst, now))
@@ -88,13 +88,16 @@ class ConcurrencyLimit:
         return self._held.get(key, 0)
 
     @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        """Hold one place for `key` until the block ends.
+    def hold(self, key: str | None) -> Iterator[None]:
+        """Hold one place for `key` until the block ends; None is not limited.
 
         Raises:
             Problem: 429 with Retry-After when `key` already holds `limit` places;
                 raised on entry, before anything is started.
         """
+        if key is None:
+            yield
+            return
         count = self.active(key)
         if self.limit and count >= self.limit:
             raise Problem(

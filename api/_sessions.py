@@ -69,7 +69,8 @@ async def start_session(
     metadata: dict[str, Any],
 ) -> SessionOut:
     """Start the workflow of a new session and describe it; 409 past the user's session limit."""
-    await _check_session_quota(state, client, caller.tenant, user_id)
+    if caller.limited:
+        await _check_session_quota(state, client, caller.tenant, user_id)
     formation = state.formation
     session_id = uuid.uuid4().hex
     workflow_id = session_workflow_id(caller.tenant, session_id)

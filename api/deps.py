@@ -117,8 +117,11 @@ CurrentCaller = Annotated[Caller, Depends(get_caller)]
 
 
 async def enforce_rate_limit(state: State, caller: CurrentCaller) -> None:
-    """Take one request from the caller's key's budget; 429 with Retry-After when spent."""
-    state.limits.rate.check(caller.limit_key)
+    """Take one request from the caller's key's budget; 429 with Retry-After when spent.
+
+    Dev-mode callers have no key, and no budget to spend.
+    """
+    state.limits.rate.check(caller.key_name)
 
 
 async def require_admin(caller: CurrentCaller) -> Caller:
@@ -150,7 +153,7 @@ async def stream_claim(state: State, caller: CurrentCaller) -> AsyncIterator[Cal
     sometimes (`/v1/chat` with `stream: true`); SSE routes use `StreamSlot`.
     """
     with contextlib.ExitStack() as held:
-        yield lambda: held.enter_context(state.limits.streams.hold(caller.limit_key))
+        yield lambda: held.enter_context(state.limits.streams.hold(caller.key_name))
 
 
 StreamClaim = Annotated[Callable[[], None], Depends(stream_claim)]

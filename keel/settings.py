@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     activities_task_queue: str = ACTIVITIES_TASK_QUEUE
     tenant: str = Field(default="default", pattern=TENANT_PATTERN)
     """Tenant of callers whose key names none, and of every caller when no keys are set."""
-    # -- limits (0 disables one) ------------------------------------------------
+    # -- limits: 0 disables one; all but the two size limits apply to keyed callers only
     max_body_bytes: int = Field(default=1_048_576, ge=0)
     """Largest request body, counted as it streams in (413)."""
     max_message_chars: int = Field(default=32_000, ge=0)

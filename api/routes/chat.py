@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from fastapi import APIRouter, Response, status
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
@@ -57,12 +56,8 @@ async def chat(
         owner = caller.owner_for(body.user_id)
     # A sync chat holds a place among its user's waiting turns from before the
     # message is sent, so a refused request has started nothing.
-    waiting = (
-        state.limits.turns.hold(f"{caller.tenant}/{owner}")
-        if body.mode == "sync"
-        else contextlib.nullcontext()
-    )
-    with waiting:
+    waiting = f"{caller.tenant}/{owner}" if caller.limited and body.mode == "sync" else None
+    with state.limits.turns.hold(waiting):
         if not body.session_id:
             session = await _sessions.start_session(
                 state, client, caller, agent=agent, user_id=owner, metadata={}

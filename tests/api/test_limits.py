@@ -31,13 +31,20 @@ OTHER_KEY = "other-key-0123456789abcdef"
 
 @contextlib.asynccontextmanager
 async def serving(
-    app: FastAPI, *, workers: tuple[Client, Settings, Formation, TranscriptStore] | None = None
+    app: FastAPI,
+    *,
+    workers: tuple[Client, Settings, Formation, TranscriptStore] | None = None,
+    key: str | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `app` (sending `key`, if given), with workers if asked."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with contextlib.AsyncExitStack() as stack:
         if workers:
             await stack.enter_async_context(running_workers(*workers))
         yield await stack.enter_async_context(
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://keel")
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://keel", headers=headers
+            )
         )
 
 
@@ -192,6 +199,20 @@ async def test_the_rate_limit_is_per_key_with_retry_after(
         assert (await api.get("/health")).status_code == 200
 
 
+async def test_dev_mode_has_no_per_key_or_per_user_limits(
+    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+) -> None:
+    # Loopback only, one developer: no key to count against, and `keel dev`
+    # sessions that pile up over days must not lock anyone out.
+    strict = settings.model_copy(
+        update={"rate_limit_per_minute": 1, "rate_limit_burst": 1, "max_sessions_per_user": 1}
+    )
+    app = create_app(strict, formation, client=client, store=store)
+    async with serving(app, workers=(client, strict, formation, store)) as api:
+        for _ in range(3):
+            assert (await api.post("/v1/sessions", json={})).status_code == 201
+
+
 def test_the_token_bucket_refills_at_the_rate() -> None:
     now = [0.0]
     limiter = RateLimiter(per_minute=120, burst=2, clock=lambda: now[0])
@@ -210,6 +231,8 @@ def test_the_token_bucket_refills_at_the_rate() -> None:
     with pytest.raises(Problem):
         limiter.check("k")
     RateLimiter(per_minute=0, burst=1).check("k")  # 0 disables it
+    for _ in range(3):
+        limiter.check(None)  # dev mode: no key, no limit
 
 
 async def _active_ids(api: httpx.AsyncClient, user: str, want: int) -> list[str]:
@@ -228,11 +251,11 @@ async def _active_ids(api: httpx.AsyncClient, user: str, want: int) -> list[str]
 async def test_sessions_per_user_are_limited(
     client: Client, settings: Settings, formation: Formation, store: TranscriptStore
 ) -> None:
-    limited = settings.model_copy(update={"max_sessions_per_user": 2})
+    limited = settings.model_copy(update={"admin_keys": KEY, "max_sessions_per_user": 2})
     # Users of their own: the dev server, and so the sessions counted, outlive each test.
     ann, bob = f"ann-{uuid.uuid4().hex[:8]}", f"bob-{uuid.uuid4().hex[:8]}"
     app = create_app(limited, formation, client=client, store=store)
-    async with serving(app, workers=(client, limited, formation, store)) as api:
+    async with serving(app, workers=(client, limited, formation, store), key=KEY) as api:
         for _ in range(2):
             assert (await api.post("/v1/sessions", json={"user_id": ann})).status_code == 201
         first, _ = await _active_ids(api, ann, 2)
@@ -259,10 +282,10 @@ async def test_waiting_turns_per_user_are_limited(
             }
         }
     )
-    limited = settings.model_copy(update={"max_concurrent_turns_per_user": 1})
+    limited = settings.model_copy(update={"client_keys": KEY, "max_concurrent_turns_per_user": 1})
     app = create_app(limited, scripted, client=client, store=store)
     turns = _state(app).limits.turns
-    async with serving(app, workers=(client, limited, scripted, store)) as api:
+    async with serving(app, workers=(client, limited, scripted, store), key=KEY) as api:
         ann = {"X-User-Id": "ann"}
         slow = asyncio.create_task(
             api.post("/v1/chat", json={"message": "slow [[sleep 1]]"}, headers=ann)
