@@ -58,6 +58,7 @@ def install_request_middleware(app: FastAPI, state: AppState) -> None:
         state.metrics.requests.labels(request.method, route, str(response.status_code)).inc()
         state.metrics.latency.labels(request.method, route).observe(elapsed)
         response.headers["x-request-id"] = request_id
+        caller = getattr(request.state, "caller", None)
         log.info(
             "request",
             request_id=request_id,
@@ -65,5 +66,7 @@ def install_request_middleware(app: FastAPI, state: AppState) -> None:
             route=route,
             status=response.status_code,
             ms=round(elapsed * 1000, 1),
+            # Who made it (never the key itself): an audit trail per key.
+            **({"key": caller.key_name, "tenant": caller.tenant} if caller else {}),
         )
         return response

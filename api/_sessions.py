@@ -16,6 +16,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
@@ -74,7 +75,9 @@ async def start_session(
     metadata: dict[str, Any],
     topics: list[str] | None = None,
 ) -> SessionOut:
-    """Start the workflow of a new session and describe it."""
+    """Start the workflow of a new session and describe it; 409 past the user's session limit."""
+    if caller.limited:
+        await _check_session_quota(state, client, caller.tenant, user_id)
     formation = state.formation
     session_id = uuid.uuid4().hex
     workflow_id = session_workflow_id(caller.tenant, session_id)
@@ -170,7 +173,7 @@ async def describe_session(
     if description.workflow_type != SESSION_WORKFLOW:
         raise _not_found(session_id)
     session = await from_execution(state, description)
-    if caller.user_given and session.user_id != caller.user_id:
+    if not caller.can_see(session.user_id):
         # 404, not 403: a caller must not learn that another user's id exists.
         raise _not_found(session_id)
     return session, handle
@@ -193,7 +196,7 @@ async def open_or_start(
         client,
         caller,
         agent=resolve_agent(state, agent),
-        user_id=user_id or caller.user_id,
+        user_id=caller.owner_for(user_id),
         metadata={},
     )
     return session, client.get_workflow_handle(session.workflow_id)
@@ -211,7 +214,9 @@ async def answer_or_accept(
     if wait_s is not None:
         try:
             result = await asyncio.wait_for(wait_turn(handle, sent.turn_id), wait_s)
-        except TimeoutError:
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            # Past `wait_s`. The update call, cancelled by the timeout, may say so
+            # in its own words rather than as a CancelledError.
             pass
         else:
             return chat_response(session.id, result)
@@ -312,6 +317,29 @@ def temporal_errors() -> Iterator[None]:
         if exc.status == RPCStatusCode.ALREADY_EXISTS:
             raise Problem(409, "a session with this id exists", type_="session-exists") from exc
         raise
+
+
+async def _check_session_quota(state: AppState, client: Client, tenant: str, user_id: str) -> None:
+    """Refuse a new session to a user at `max_sessions_per_user` active ones.
+
+    Counted in Temporal's visibility store, which lags writes by a moment, so
+    sessions started at the same instant may pass the limit by a few.
+    """
+    limit = state.settings.max_sessions_per_user
+    if not limit:
+        return
+    query = (
+        f"WorkflowType = '{SESSION_WORKFLOW}' AND {TENANT_ATTR.name} = '{tenant}'"
+        f" AND {USER_ATTR.name} = '{user_id}' AND ExecutionStatus = 'Running'"
+    )
+    with temporal_errors():
+        active = (await client.count_workflows(query)).count
+    if active >= limit:
+        raise Problem(
+            409,
+            f"this user has {active} active sessions, the limit is {limit}; close one first",
+            type_="too-many-sessions",
+        )
 
 
 def _not_found(session_id: str) -> Problem:

@@ -1,26 +1,55 @@
-"""FastAPI dependencies: the app's shared objects and the caller's identity."""
+"""FastAPI dependencies: the app's shared objects, the caller's identity, and per-key limits."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from api._auth import ANONYMOUS, Caller, CallerRole, resolve_caller
+from api._limits import Limits
 from api._metrics import Metrics
+from api._page_tokens import PageTokens
 from api._streams import SessionStreams
 from api.problems import Problem
+from api.schemas import ID_PATTERN
 from keel.deltas import DeltaBus
 from keel.formation import Formation
+from keel.keys import KeyRing, load_keys
 from keel.memory import VectorMemory
-from keel.settings import Settings
+from keel.settings import TENANT_PATTERN, Settings
 from keel.store import TranscriptStore
 
-ANONYMOUS = "anonymous"
+__all__ = [
+    "ANONYMOUS",
+    "AUTHENTICATED",
+    "AppState",
+    "Caller",
+    "CallerRole",
+    "CurrentCaller",
+    "RequestStack",
+    "State",
+    "StreamClaim",
+    "StreamSlot",
+    "TemporalClient",
+    "bearer",
+    "enforce_rate_limit",
+    "get_caller",
+    "get_client",
+    "get_state",
+    "hold_stream",
+    "request_stack",
+    "require_admin",
+    "sees_internals",
+    "stream_claim",
+]
 
 
 @dataclass
@@ -39,16 +68,15 @@ class AppState:
     streams: SessionStreams = field(default_factory=SessionStreams)
     deltas: DeltaBus | None = None
     """Token deltas; None when this API cannot receive them (no Redis, no worker here)."""
+    keys: KeyRing = field(init=False)
+    """The accepted API keys, from the settings; empty means dev mode."""
+    limits: Limits = field(init=False)
+    page_tokens: PageTokens = field(init=False)
 
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: the tenant and user their sessions belong to."""
-
-    tenant: str
-    user_id: str
-    user_given: bool
-    """Whether the caller named a user (else `anonymous` is assumed)."""
+    def __post_init__(self) -> None:
+        self.keys = load_keys(self.settings)
+        self.limits = Limits.from_settings(self.settings)
+        self.page_tokens = PageTokens(self.settings.page_token_secret)
 
 
 def get_state(request: Request) -> AppState:
@@ -67,16 +95,31 @@ def get_client(state: State) -> Client:
     return state.client
 
 
-def get_caller(
+bearer = HTTPBearer(auto_error=False, description="An admin or a client key; see docs/security.md.")
+
+
+async def get_caller(
+    request: Request,
     state: State,
-    x_user_id: Annotated[str | None, Header(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    x_user_id: Annotated[str | None, Header(pattern=ID_PATTERN)] = None,
+    x_tenant_id: Annotated[str | None, Header(pattern=TENANT_PATTERN)] = None,
 ) -> Caller:
-    """The caller. Without API keys, `X-User-Id` names the user (dev mode)."""
-    return Caller(
-        tenant=state.settings.tenant,
-        user_id=x_user_id or ANONYMOUS,
-        user_given=x_user_id is not None,
+    """The caller: its key's role and tenant, and the user named by `X-User-Id`.
+
+    Without configured keys (dev mode) no key is needed and `X-User-Id`, if
+    sent, names the user. Async, like the other limit dependencies, so they
+    run on the event loop and never race in a thread pool.
+    """
+    caller = resolve_caller(
+        state.keys,
+        state.settings.tenant,
+        bearer=credentials.credentials if credentials else None,
+        user_id=x_user_id,
+        tenant_id=x_tenant_id,
     )
+    request.state.caller = caller  # for the request's log line: who did it
+    return caller
 
 
 async def request_stack() -> AsyncIterator[AsyncExitStack]:
@@ -88,3 +131,57 @@ async def request_stack() -> AsyncIterator[AsyncExitStack]:
 TemporalClient = Annotated[Client, Depends(get_client)]
 CurrentCaller = Annotated[Caller, Depends(get_caller)]
 RequestStack = Annotated[AsyncExitStack, Depends(request_stack)]
+
+
+async def enforce_rate_limit(state: State, caller: CurrentCaller) -> None:
+    """Take one request from the caller's key's budget; 429 with Retry-After when spent.
+
+    Dev-mode callers have no key, and no budget to spend.
+    """
+    state.limits.rate.check(caller.key_name)
+
+
+async def require_admin(caller: CurrentCaller) -> Caller:
+    """The caller, if it holds an admin key (or no keys are configured); else 403."""
+    if caller.role == "client":
+        raise Problem(403, "this needs an admin key", type_="admin-only")
+    return caller
+
+
+async def sees_internals(
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> bool:
+    """Whether the caller may see the process's internals: an admin key, or dev mode.
+
+    Never refuses: public routes (`/health`) answer everyone, in less detail.
+    """
+    if not state.keys.enabled:
+        return True
+    key = state.keys.match(credentials.credentials) if credentials else None
+    return key is not None and key.role == "admin"
+
+
+async def stream_claim(state: State, caller: CurrentCaller) -> AsyncIterator[Callable[[], None]]:
+    """A function that takes one of the caller's stream slots, 429 when none is free.
+
+    Slots taken are given back when the response ends, streaming included: a
+    dependency with `yield` exits only then. For routes that stream only
+    sometimes (`/v1/chat` with `stream: true`); SSE routes use `StreamSlot`.
+    """
+    with contextlib.ExitStack() as held:
+        yield lambda: held.enter_context(state.limits.streams.hold(caller.key_name))
+
+
+StreamClaim = Annotated[Callable[[], None], Depends(stream_claim)]
+
+
+async def hold_stream(claim: StreamClaim) -> None:
+    """Take a stream slot for the whole response."""
+    claim()
+
+
+AUTHENTICATED = [Depends(get_caller), Depends(enforce_rate_limit)]
+"""Router dependencies of every `/v1` router: a valid key (or dev mode), then the rate limit."""
+StreamSlot = Depends(hold_stream)
+"""Route dependency of every SSE route: `dependencies=[StreamSlot]`."""

@@ -11,10 +11,11 @@ from datetime import timedelta
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from api._body_limit import install_body_limit
 from api._metrics import install_request_middleware
 from api._streams import SessionStreams
-from api.deps import AppState
-from api.problems import install_problem_handlers
+from api.deps import AUTHENTICATED, AppState
+from api.problems import V1_PROBLEMS, install_problem_handlers
 from api.routes import agents, approvals, chat, events, health, memory, sessions, triggers
 from keel import __version__
 from keel.deltas import DeltaBus
@@ -27,6 +28,10 @@ from keel.temporal import connect, ensure_search_attributes
 
 log = get_logger("keel.api")
 RECONNECT_EVERY_S = 2.0
+PUBLIC_ROUTERS = (health, triggers)
+"""Routers that authenticate per route: signed webhooks carry a signature, not a key."""
+V1_ROUTERS = (agents, sessions, approvals, chat, events, memory)
+"""Every router here needs a key (once keys are configured) and counts against its rate limit."""
 
 
 def create_app(
@@ -82,9 +87,18 @@ def create_app(
     )
     app.state.keel = state
     install_problem_handlers(app)
+    # Added before the request middleware, so it runs inside it: 413s are logged and counted.
+    install_body_limit(app, settings.max_body_bytes)
     install_request_middleware(app, state)
-    for module in (health, agents, sessions, approvals, chat, events, triggers, memory):
+    for module in PUBLIC_ROUTERS:
         app.include_router(module.router)
+    for module in V1_ROUTERS:
+        app.include_router(module.router, dependencies=AUTHENTICATED, responses=V1_PROBLEMS)
+    if not state.keys.enabled:
+        log.warning(
+            "no API keys configured: every caller is trusted; serve on loopback only",
+            hint="set KEEL_ADMIN_KEYS / KEEL_CLIENT_KEYS or KEEL_KEYS_FILE (keel keys new)",
+        )
     return app
 
 

@@ -8,12 +8,46 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from keel.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger(__name__)
+
+
+class FieldProblem(BaseModel):
+    """One refused field of a 422."""
+
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """The body of every error (RFC 9457), for the OpenAPI document."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries declaring problem+json answers for `statuses`."""
+    content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {
+        status: {"description": HTTPStatus(status).phrase, "content": content}
+        for status in statuses
+    }
+
+
+V1_PROBLEMS = problem_responses(400, 401, 403, 413, 422, 429, 503)
+"""What any authenticated `/v1` route may answer, whatever it does."""
 
 
 class Problem(Exception):
@@ -67,6 +101,7 @@ def problem_response(
 
 def install_problem_handlers(app: FastAPI) -> None:
     """Make every error, including FastAPI's own, answer as problem+json."""
+    _add_problem_schema(app)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -106,3 +141,20 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             500, "internal error; see the server log", instance=request.url.path
         )
+
+
+def _add_problem_schema(app: FastAPI) -> None:
+    """Put the `Problem` schema that `problem_responses` refers to into the OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()  # FastAPI caches this very dict, so the additions stay
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(problem.pop("$defs", {}))
+        schemas["Problem"] = problem
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

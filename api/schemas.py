@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from fastapi import Header, Path
+from pydantic import AfterValidator, BaseModel, Field
 
 from keel.approvals import Approval
 from keel.messages import Message, Usage
 from keel.session import AssistantReply, TurnStatus
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+
+
+def _max_json_bytes(limit: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        except UnicodeEncodeError:  # a lone surrogate: valid JSON, but no payload can carry it
+            raise ValueError("must hold valid Unicode text only") from None
+        if size > limit:
+            raise ValueError(f"must be at most {limit} bytes as JSON")
+        return value
+
+    return check
+
+
+# Path and header parameters: every id is checked before it reaches Temporal.
+SessionId = Annotated[str, Path(pattern=ID_PATTERN)]
+TurnId = Annotated[str, Path(pattern=ID_PATTERN)]
+ApprovalId = Annotated[str, Path(pattern=ID_PATTERN)]
+AgentName = Annotated[str, Path(pattern=NAME_PATTERN)]
+LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**53)]
+"""An SSE resume offset; anything but a non-negative integer is a 422."""
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_max_json_bytes(16_384))]
+"""A session's free-form metadata: kept in the workflow's memo, so small."""
+JsonObject = Annotated[dict[str, Any], AfterValidator(_max_json_bytes(65_536))]
+"""A JSON object a caller sends (a response schema, revised tool arguments): 64 KiB at most."""
 
 
 class AgentOut(BaseModel):
@@ -34,9 +65,9 @@ class AgentList(BaseModel):
 class CreateSession(BaseModel):
     """`POST /v1/sessions`."""
 
-    agent: str | None = Field(default=None, max_length=64)
+    agent: str | None = Field(default=None, pattern=NAME_PATTERN)
     user_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    metadata: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    metadata: Metadata = Field(default_factory=dict, max_length=64)
     topics: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list, max_length=32
     )
@@ -77,13 +108,13 @@ class ChatRequest(BaseModel):
 
     message: str = Field(min_length=1, max_length=1_000_000)
     session_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    agent: str | None = Field(default=None, max_length=64)
+    agent: str | None = Field(default=None, pattern=NAME_PATTERN)
     user_id: str | None = Field(default=None, pattern=ID_PATTERN)
     stream: bool = False
     mode: Literal["sync", "async"] = "sync"
     wait_s: float = Field(default=120, gt=0, le=3600)
     """In sync mode, how long to wait for the answer before answering 202."""
-    response_schema: dict[str, Any] | None = None
+    response_schema: JsonObject | None = None
 
 
 class ChatResponse(BaseModel):

@@ -9,7 +9,14 @@ from pydantic import BaseModel, Field
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from keel.approvals import Approval
-from keel.formation import AgentConfig, ApprovalsConfig, Formation, ModelConfig, SessionsConfig
+from keel.formation import (
+    AgentConfig,
+    ApprovalsConfig,
+    Formation,
+    ModelConfig,
+    PrivacyConfig,
+    SessionsConfig,
+)
 from keel.messages import Message, Usage
 
 SESSION_WORKFLOW = "keel.Session"
@@ -125,6 +132,8 @@ class StartSessionInput(BaseModel):
     options: SessionsConfig = Field(default_factory=SessionsConfig)
     memory: MemoryOptions = Field(default_factory=MemoryOptions)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    """What the session's step events may show; the workflow cannot read the formation."""
     activities_task_queue: str
     team: dict[str, AgentSnapshot] = Field(default_factory=dict)
     """Every agent reachable by delegation from this session's agent."""
@@ -164,6 +173,7 @@ def new_session_input(
         team=team,
         options=formation.sessions,
         approvals=formation.approvals,
+        privacy=formation.privacy,
         memory=memory_options(formation),
         activities_task_queue=activities_task_queue,
         initial_message=initial_message,

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SESSIONS_TASK_QUEUE = "keel-sessions"
 ACTIVITIES_TASK_QUEUE = "keel-activities"
+TENANT_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class Settings(BaseSettings):
@@ -27,8 +28,18 @@ class Settings(BaseSettings):
     """Base URL of the Temporal UI, for the links in session responses."""
     data_dir: Path = Path(".keel")
     formation: Path | None = None
-    admin_keys: str = ""
-    client_keys: str = ""
+    # Secrets stay out of repr(), so a traceback that shows the settings shows no key.
+    admin_keys: str = Field(default="", repr=False)
+    """Comma-separated admin keys, each `KEY` or `KEY@TENANT` (see docs/security.md)."""
+    client_keys: str = Field(default="", repr=False)
+    """Comma-separated client keys, each `KEY` or `KEY@TENANT`."""
+    keys_file: Path | None = None
+    """YAML or JSON list of `{name, role, tenant?, sha256}`: keys kept as digests only."""
+    page_token_secret: str = Field(default="", repr=False)
+    """Signs list page tokens; give every API process behind one balancer the same value.
+
+    Unset, each process signs with a random key of its own.
+    """
     redis_url: str | None = None
     """Redis for token deltas between processes; without it only `keel dev` streams tokens."""
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
@@ -41,8 +52,23 @@ class Settings(BaseSettings):
     lower means step events, and the first token deltas that wait for them, arrive sooner."""
     sessions_task_queue: str = SESSIONS_TASK_QUEUE
     activities_task_queue: str = ACTIVITIES_TASK_QUEUE
-    tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    """Tenant of callers that are not bound to one (all callers, until keys carry tenants)."""
+    tenant: str = Field(default="default", pattern=TENANT_PATTERN)
+    """Tenant of callers whose key names none, and of every caller when no keys are set."""
+    # -- limits: 0 disables one; all but the two size limits apply to keyed callers only
+    max_body_bytes: int = Field(default=1_048_576, ge=0)
+    """Largest request body, counted as it streams in (413)."""
+    max_message_chars: int = Field(default=32_000, ge=0)
+    """Longest chat message the API accepts, before the formation's own limit (422)."""
+    max_sessions_per_user: int = Field(default=100, ge=0)
+    """Active sessions one user may hold in a tenant (409)."""
+    max_concurrent_turns_per_user: int = Field(default=8, ge=0)
+    """Chat requests one user may have waiting for an answer at once, per API process (429)."""
+    max_sse_per_key: int = Field(default=16, ge=0)
+    """Open event streams per API key, per API process (429)."""
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    """Requests per minute per API key, per API process (429 with Retry-After)."""
+    rate_limit_burst: int = Field(default=60, ge=1)
+    """Requests a key may send at once before the per-minute rate applies."""
     log_level: str = "info"
     log_format: str = "auto"
     """`json`, `console`, or `auto` (console on a TTY, JSON otherwise)."""

@@ -49,6 +49,9 @@ def settings(tmp_path: Path, temporal_env: WorkflowEnvironment) -> Settings:
         temporal_address=temporal_env.client.service_client.config.target_host,
         sessions_task_queue=f"sessions-{suffix}",
         activities_task_queue=f"activities-{suffix}",
+        # The dev server outlives each test, so a user's active sessions would pile up
+        # across tests; tests of the limit turn it on.
+        max_sessions_per_user=0,
     )
 
 

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         TurnStarted,
     )
     from keel.messages import Message, ToolCall
+    from keel.redaction import redact_event_data
     from keel.session import (
         FINAL_TURN_STATUSES,
         SESSION_WORKFLOW,
@@ -407,11 +408,12 @@ class SessionWorkflow:
 
     def _publish(self, payload: EventPayload, turn_id: str | None) -> None:
         """Append a step event to the session's stream (no history cost: subscribers poll)."""
-        self._events.publish(
-            SessionEvent.of(
-                payload, session_id=self._session_id, turn_id=turn_id, ts=workflow.now()
-            )
+        event = SessionEvent.of(
+            payload, session_id=self._session_id, turn_id=turn_id, ts=workflow.now()
         )
+        # Redacted here, the one place every event passes, so none escapes it.
+        event.data = redact_event_data(event.type, event.data, self._input.privacy)
+        self._events.publish(event)
         self._offset += 1
 
     def _forget_old_turns(self) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 import httpx2
 from temporalio.exceptions import ApplicationError
 
+from keel.redaction import redact_text, scrub_exception
+
 _RETRYABLE_4XX = frozenset({408, 409, 429})
 _MAX_DETAIL_CHARS = 300
 
@@ -185,15 +187,17 @@ def map_sdk_error(
         sdk: The SDK module, whose `APIStatusError`, `APIConnectionError`,
             `APITimeoutError` and `APIError` are matched.
         error: What the SDK call raised.
-        secret: The API key, blanked out should the vendor quote it back.
+        secret: The API key, blanked out should the vendor quote it back, here and
+            in `error` and its chain (scrubbed in place: Temporal records them).
 
     Returns:
         The `ApplicationError` to raise `from error`, or None when `error` did not
         come from the vendor call (re-raise it unchanged).
     """
+    scrub_exception(error, [secret])
 
     def redact(text: str) -> str:
-        return text.replace(secret, "[redacted]") if secret else text
+        return redact_text(text, [secret])
 
     if isinstance(error, sdk.APIStatusError):
         detail = redact(short_vendor_message(error.body))

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from api import _sessions
+from api._limits import check_message
 from api.deps import CurrentCaller, State, TemporalClient
-from api.problems import Problem
-from api.schemas import ID_PATTERN, AgentList, AgentOut, ChatAccepted, ChatResponse
+from api.problems import Problem, problem_responses
+from api.schemas import ID_PATTERN, AgentList, AgentName, AgentOut, ChatAccepted, ChatResponse
 from keel.formation import AgentConfig
 from keel.session import SendMessageInput
 
@@ -32,8 +33,8 @@ async def list_agents(state: State) -> AgentList:
     return AgentList(agents=[_out(a) for a in state.formation.agents])
 
 
-@router.get("/{name}")
-async def get_agent(name: str, state: State) -> AgentOut:
+@router.get("/{name}", responses=problem_responses(404))
+async def get_agent(name: AgentName, state: State) -> AgentOut:
     """One agent; 404 if the formation has none of that name."""
     return _out(_sessions.resolve_agent(state, name))
 
@@ -48,10 +49,13 @@ class RunAgent(BaseModel):
 
 @router.post(
     "/{name}/run",
-    responses={202: {"model": ChatAccepted, "description": "still running after `wait_s`"}},
+    responses={
+        202: {"model": ChatAccepted, "description": "still running after `wait_s`"},
+        **problem_responses(404, 409),
+    },
 )
 async def run_agent(
-    name: str,
+    name: AgentName,
     body: RunAgent,
     state: State,
     client: TemporalClient,
@@ -59,6 +63,9 @@ async def run_agent(
     response: Response,
 ) -> ChatResponse | ChatAccepted:
     """Run one agent (a specialist, say) directly, in a new session or in `session_id`."""
+    check_message(
+        body.message, state.settings.max_message_chars, state.formation.sessions.max_message_chars
+    )
     agent = _sessions.resolve_agent(state, name)
     session, handle = await _sessions.open_or_start(
         state, client, caller, session_id=body.session_id, agent=agent.name, user_id=None

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, ValidationError
 
 from api import _sessions
 from api.deps import CurrentCaller, State, TemporalClient
-from api.problems import Problem
+from api.problems import Problem, problem_responses
+from api.schemas import ApprovalId, JsonObject, SessionId
 from keel.approvals import Approval, ApprovalDecisionInput, Decision
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/approvals", tags=["approvals"])
@@ -26,12 +25,12 @@ class DecisionBody(BaseModel):
 
     decision: Decision
     feedback: str | None = Field(default=None, max_length=10_000)
-    arguments: dict[str, Any] | None = None
+    arguments: JsonObject | None = None
 
 
-@router.get("")
+@router.get("", responses=problem_responses(404))
 async def list_approvals(
-    session_id: str, state: State, client: TemporalClient, caller: CurrentCaller
+    session_id: SessionId, state: State, client: TemporalClient, caller: CurrentCaller
 ) -> ApprovalList:
     """Tool calls of this session waiting for a decision."""
     session, handle = await _sessions.describe_session(state, client, caller, session_id)
@@ -41,10 +40,10 @@ async def list_approvals(
     return ApprovalList(approvals=live.pending_approvals)
 
 
-@router.post("/{approval_id}")
+@router.post("/{approval_id}", responses=problem_responses(404, 409))
 async def decide(
-    session_id: str,
-    approval_id: str,
+    session_id: SessionId,
+    approval_id: ApprovalId,
     body: DecisionBody,
     state: State,
     client: TemporalClient,

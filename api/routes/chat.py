@@ -9,8 +9,9 @@ from fastapi import APIRouter, Response
 from sse_starlette import EventSourceResponse
 
 from api import _sessions
-from api.deps import CurrentCaller, RequestStack, State, TemporalClient
-from api.problems import Problem
+from api._limits import check_message
+from api.deps import CurrentCaller, RequestStack, State, StreamClaim, TemporalClient
+from api.problems import Problem, problem_responses
 from api.routes.events import stream_turn
 from api.schemas import ChatAccepted, ChatRequest, ChatResponse
 from keel.session import SendMessageInput
@@ -24,6 +25,7 @@ router = APIRouter(prefix="/v1", tags=["chat"])
     responses={
         200: {"content": {"text/event-stream": {}}},
         202: {"model": ChatAccepted, "description": "async mode, or sync past `wait_s`"},
+        **problem_responses(404, 409),
     },
 )
 async def chat(
@@ -33,6 +35,7 @@ async def chat(
     caller: CurrentCaller,
     response: Response,
     stack: RequestStack,
+    claim_stream: StreamClaim,
 ) -> ChatResponse | ChatAccepted | EventSourceResponse:
     """Send `message`; in `sync` mode answer with the reply, in `async` mode with a turn URL.
 
@@ -42,33 +45,42 @@ async def chat(
     """
     if body.response_schema is not None:
         _check_schema(body.response_schema)
+    check_message(
+        body.message, state.settings.max_message_chars, state.formation.sessions.max_message_chars
+    )
     if body.session_id and body.agent is not None:
         raise Problem(
             422,
             "agent: set it when starting a session, not on an existing one",
             type_="invalid-request",
         )
-    session, handle = await _sessions.open_or_start(
-        state,
-        client,
-        caller,
-        session_id=body.session_id,
-        agent=body.agent,
-        user_id=body.user_id,
-    )
-    message = SendMessageInput(text=body.message, response_schema=body.response_schema)
-    if body.stream:
-        return await stream_turn(
-            state, client, stack, session, handle, message, new_session=not body.session_id
+    # A sync chat holds a place among its user's waiting turns from before the
+    # message is sent, so a refused request has started nothing.
+    owner = caller.owner_for(body.user_id)
+    waiting = f"{caller.tenant}/{owner}" if caller.limited and body.mode == "sync" else None
+    with state.limits.turns.hold(waiting):
+        session, handle = await _sessions.open_or_start(
+            state,
+            client,
+            caller,
+            session_id=body.session_id,
+            agent=body.agent,
+            user_id=body.user_id,
         )
-    sent = await _sessions.send_message(handle, message)
-    return await _sessions.answer_or_accept(
-        handle,
-        session,
-        sent,
-        wait_s=body.wait_s if body.mode == "sync" else None,
-        response=response,
-    )
+        message = SendMessageInput(text=body.message, response_schema=body.response_schema)
+        if body.stream:
+            claim_stream()
+            return await stream_turn(
+                state, client, stack, session, handle, message, new_session=not body.session_id
+            )
+        sent = await _sessions.send_message(handle, message)
+        return await _sessions.answer_or_accept(
+            handle,
+            session,
+            sent,
+            wait_s=body.wait_s if body.mode == "sync" else None,
+            response=response,
+        )
 
 
 def _check_schema(schema: dict[str, Any]) -> None:

@@ -23,9 +23,17 @@ from api._event_stream import (
     session_frames,
     sse_response,
 )
-from api.deps import AppState, Caller, CurrentCaller, RequestStack, State, TemporalClient
-from api.problems import Problem
-from api.schemas import ID_PATTERN, SessionOut
+from api.deps import (
+    AppState,
+    Caller,
+    CurrentCaller,
+    RequestStack,
+    State,
+    StreamSlot,
+    TemporalClient,
+)
+from api.problems import Problem, problem_responses
+from api.schemas import ID_PATTERN, SessionId, SessionOut
 from keel.logging import get_logger
 from keel.session import (
     SESSION_WORKFLOW,
@@ -47,9 +55,14 @@ _CURSOR_ITEM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._@-]{0,127}):(-1|\d{1,18})$"
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=8192)]
 
 
-@router.get("/sessions/{session_id}/events", response_class=EventSourceResponse, responses=_SSE)
+@router.get(
+    "/sessions/{session_id}/events",
+    response_class=EventSourceResponse,
+    responses={**_SSE, **problem_responses(404)},
+    dependencies=[StreamSlot],
+)
 async def session_events(
-    session_id: str,
+    session_id: SessionId,
     state: State,
     client: TemporalClient,
     caller: CurrentCaller,
@@ -108,7 +121,9 @@ async def stream_turn(
     return sse_response(state, session_frames(listener, deltas, view), headers)
 
 
-@router.get("/events", response_class=EventSourceResponse, responses=_SSE)
+@router.get(
+    "/events", response_class=EventSourceResponse, responses=_SSE, dependencies=[StreamSlot]
+)
 async def all_events(
     state: State,
     client: TemporalClient,

@@ -6,17 +6,17 @@ import asyncio
 import os
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import psutil
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from api.deps import AppState, State
+from api.deps import AppState, State, require_admin, sees_internals
 from keel import __version__
 from keel.temporal import model_task_queues
 
@@ -26,21 +26,26 @@ _process = psutil.Process(os.getpid())
 
 
 @router.get("/health")
-async def health(state: State, response: Response) -> dict[str, Any]:
+async def health(
+    state: State, response: Response, internals: Annotated[bool, Depends(sees_internals)]
+) -> dict[str, Any]:
     """Status, uptime, requests served, memory, CPU, Temporal reachability, pollers per queue.
 
     `events.deltas` says where token deltas come from (`in-process`, `redis`),
     or null when this API streams step events only.
 
     Answers 503 when Temporal cannot be reached, so load balancers stop sending traffic.
+    With API keys configured, only admin keys see more than `status` and `version`.
     """
     temporal = await _temporal_health(state)
     if not temporal["reachable"]:
         response.status_code = 503
+    status = {"status": "ok" if temporal["reachable"] else "degraded", "version": __version__}
+    if not internals:
+        return status
     memory = _process.memory_info()
     return {
-        "status": "ok" if temporal["reachable"] else "degraded",
-        "version": __version__,
+        **status,
         "formation": state.formation.id,
         "uptime_s": round(time.monotonic() - state.started_at, 3),
         "requests": state.requests,
@@ -54,7 +59,7 @@ async def health(state: State, response: Response) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(require_admin)])
 async def metrics(state: State) -> Response:
     """Prometheus metrics of this API process."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import _sessions
 from api.deps import Caller, CurrentCaller, State, TemporalClient
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from api.schemas import ID_PATTERN, ForgetResult, ForgetUser, MemoryOut, MemoryPage
 from keel.logging import get_logger
 from keel.memory import MemoryItem, MemoryScope, VectorMemory
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/memory", tags=["memory"])
 log = get_logger(__name__)
 
 
-@router.get("")
+@router.get("", responses=problem_responses(503))
 async def list_memories(
     state: State,
     caller: CurrentCaller,
@@ -39,8 +39,14 @@ async def list_memories(
     return MemoryPage(memories=[_out(item) for item in items], next_offset=next_offset)
 
 
-@router.delete("/{memory_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_memory(memory_id: str, state: State, caller: CurrentCaller) -> Response:
+@router.delete(
+    "/{memory_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(404, 503),
+)
+async def delete_memory(
+    memory_id: Annotated[str, Path(max_length=64)], state: State, caller: CurrentCaller
+) -> Response:
     """Delete one memory; 404 unless it is the caller's to delete."""
     memory = _vector(state.vector_memory) if state.formation.memory.vector.enabled else None
     item = await memory.get(memory_id) if memory and _is_uuid(memory_id) else None
@@ -55,7 +61,7 @@ async def delete_memory(memory_id: str, state: State, caller: CurrentCaller) -> 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/forget")
+@router.post("/forget", responses=problem_responses(403, 503))
 async def forget_user(
     body: ForgetUser, state: State, client: TemporalClient, caller: CurrentCaller
 ) -> ForgetResult:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
@@ -12,14 +10,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import _sessions
 from api.deps import CurrentCaller, State, TemporalClient
-from api.problems import Problem
+from api.problems import Problem, problem_responses
 from api.schemas import (
     ID_PATTERN,
+    NAME_PATTERN,
     ChatResponse,
     CreateSession,
     SessionDetail,
+    SessionId,
     SessionOut,
     SessionPage,
+    TurnId,
 )
 from keel.messages import Usage
 from keel.session import SESSION_WORKFLOW, AssistantReply, SessionState, session_workflow_id
@@ -28,7 +29,7 @@ from keel.temporal import AGENT_ATTR, TENANT_ATTR, USER_ATTR
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(404, 409))
 async def create_session(
     body: CreateSession,
     state: State,
@@ -43,7 +44,7 @@ async def create_session(
         client,
         caller,
         agent=agent,
-        user_id=body.user_id or caller.user_id,
+        user_id=caller.owner_for(body.user_id),
         metadata=body.metadata,
         topics=body.topics,
     )
@@ -57,13 +58,13 @@ async def list_sessions(
     client: TemporalClient,
     caller: CurrentCaller,
     user_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    agent: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] = None,
+    agent: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     status_: Annotated[Literal["active", "closed"] | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     page_token: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> SessionPage:
     """Sessions of the caller's tenant, newest first, from Temporal's visibility store."""
-    user = caller.user_id if caller.user_given else user_id
+    user = caller.user_filter(user_id)
     clauses = [f"WorkflowType = '{SESSION_WORKFLOW}'", f"{TENANT_ATTR.name} = '{caller.tenant}'"]
     if user:
         clauses.append(f"{USER_ATTR.name} = '{user}'")
@@ -73,28 +74,27 @@ async def list_sessions(
         clauses.append("ExecutionStatus = 'Running'")
     elif status_ == "closed":
         clauses.append("ExecutionStatus != 'Running'")
-    token = _decode_page_token(page_token) if page_token else None
+    query = " AND ".join(clauses)
+    token = state.page_tokens.open(page_token, query) if page_token else None
     try:
         with _sessions.temporal_errors():
-            pages = client.list_workflows(
-                " AND ".join(clauses), page_size=limit, next_page_token=token
-            )
+            pages = client.list_workflows(query, page_size=limit, next_page_token=token)
             await pages.fetch_next_page()
     except RPCError as err:
         if err.status != RPCStatusCode.INVALID_ARGUMENT:
             raise
-        raise _bad_page_token() from None
+        raise Problem(422, "page_token is not valid any more", type_="invalid-request") from None
     sessions = [await _sessions.from_execution(state, e) for e in pages.current_page or []]
     next_token = pages.next_page_token
     return SessionPage(
         sessions=sessions,
-        next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+        next_page_token=state.page_tokens.issue(next_token, query) if next_token else None,
     )
 
 
-@router.get("/{session_id}")
+@router.get("/{session_id}", responses=problem_responses(404))
 async def get_session(
-    session_id: str,
+    session_id: SessionId,
     state: State,
     client: TemporalClient,
     caller: CurrentCaller,
@@ -113,9 +113,9 @@ async def get_session(
     )
 
 
-@router.delete("/{session_id}")
+@router.delete("/{session_id}", responses=problem_responses(404, 409))
 async def close_session(
-    session_id: str, state: State, client: TemporalClient, caller: CurrentCaller
+    session_id: SessionId, state: State, client: TemporalClient, caller: CurrentCaller
 ) -> SessionOut:
     """Close the session: a running turn finishes, queued ones are cancelled."""
     session, handle = await _sessions.describe_session(state, client, caller, session_id)
@@ -123,10 +123,10 @@ async def close_session(
     return session.model_copy(update={"status": "closed"})
 
 
-@router.get("/{session_id}/turns/{turn_id}")
+@router.get("/{session_id}/turns/{turn_id}", responses=problem_responses(404))
 async def get_turn(
-    session_id: str,
-    turn_id: str,
+    session_id: SessionId,
+    turn_id: TurnId,
     state: State,
     client: TemporalClient,
     caller: CurrentCaller,
@@ -149,17 +149,6 @@ async def get_turn(
         status="completed" if answer else "failed",
         message=AssistantReply(content=answer.content) if answer else None,
     )
-
-
-def _decode_page_token(token: str) -> bytes:
-    try:
-        return base64.b64decode(token, altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise _bad_page_token() from None
-
-
-def _bad_page_token() -> Problem:
-    return Problem(422, "page_token is not a token this API issued", type_="invalid-request")
 
 
 async def _live_state(handle: WorkflowHandle[object, object]) -> SessionState | None:

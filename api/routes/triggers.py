@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
 from api import _sessions
-from api.deps import CurrentCaller, State, TemporalClient
-from api.problems import Problem
-from api.schemas import ID_PATTERN, ChatAccepted, ChatResponse
+from api._auth import Caller, resolve_caller
+from api.deps import AUTHENTICATED, State, TemporalClient, bearer
+from api.problems import V1_PROBLEMS, Problem, problem_responses
+from api.schemas import ID_PATTERN, NAME_PATTERN, ChatAccepted, ChatResponse, JsonObject
 from keel.formation import TriggerConfig
 from keel.session import SendMessageInput
+from keel.settings import TENANT_PATTERN
 from keel.triggers import TriggerDataError, render_message, signature_ok
 
 router = APIRouter(prefix="/v1/triggers", tags=["triggers"])
@@ -38,14 +41,18 @@ class TriggerList(BaseModel):
 class FireTrigger(BaseModel):
     """`POST /v1/triggers/{name}`."""
 
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: JsonObject = Field(default_factory=dict)
     session_id: str | None = Field(default=None, pattern=ID_PATTERN)
     """Continue this session instead of starting one."""
     mode: Literal["sync", "async"] = "async"
     wait_s: float = Field(default=120, gt=0, le=3600)
 
 
-@router.get("")
+WEBHOOK_USER = "webhook"
+"""The user that sessions started by signed webhooks belong to."""
+
+
+@router.get("", dependencies=AUTHENTICATED, responses=V1_PROBLEMS)
 async def list_triggers(state: State) -> TriggerList:
     """The formation's triggers."""
     return TriggerList(
@@ -58,19 +65,28 @@ async def list_triggers(state: State) -> TriggerList:
 
 @router.post(
     "/{name}",
-    responses={202: {"model": ChatAccepted, "description": "async mode, or sync past `wait_s`"}},
+    responses={
+        202: {"model": ChatAccepted, "description": "async mode, or sync past `wait_s`"},
+        **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503),
+    },
 )
 async def fire_trigger(
-    name: str,
+    name: Annotated[str, Path(pattern=NAME_PATTERN)],
     body: FireTrigger,
     request: Request,
     state: State,
     client: TemporalClient,
-    caller: CurrentCaller,
     response: Response,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     x_keel_signature: Annotated[str | None, Header(max_length=200)] = None,
+    x_user_id: Annotated[str | None, Header(pattern=ID_PATTERN)] = None,
+    x_tenant_id: Annotated[str | None, Header(pattern=TENANT_PATTERN)] = None,
 ) -> ChatAccepted | ChatResponse:
-    """Render the trigger's template with `data` and send it to its agent."""
+    """Render the trigger's template with `data` and send it to its agent.
+
+    A signed trigger needs only its signature (webhook senders cannot add a
+    key); any other trigger needs an API key like every `/v1` route.
+    """
     trigger = _trigger(state.formation.triggers, name)
     if trigger.secret_env:
         secret = os.environ.get(trigger.secret_env)
@@ -79,6 +95,16 @@ async def fire_trigger(
             raise Problem(503, f"trigger {name!r} has no signing secret configured")
         if not signature_ok(secret.encode(), await request.body(), x_keel_signature):
             raise Problem(401, "missing or wrong X-Keel-Signature", type_="bad-signature")
+        caller = Caller(state.settings.tenant, WEBHOOK_USER, True, role="client")
+    else:
+        caller = resolve_caller(
+            state.keys,
+            state.settings.tenant,
+            bearer=credentials.credentials if credentials else None,
+            user_id=x_user_id,
+            tenant_id=x_tenant_id,
+        )
+        state.limits.rate.check(caller.key_name)
     try:
         message = render_message(trigger.template, body.data)
     except TriggerDataError as err:

@@ -1,4 +1,4 @@
-"""The `keel` command: dev, api, worker, chat, validate."""
+"""The `keel` command: dev, api, worker, chat, validate, keys."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from keel import __version__
+from keel.cli._keys import add_keys_parser, open_bind_refusal, run_keys
 from keel.formation import Formation, FormationError, load_formation
+from keel.keys import KeyConfigError, load_keys
 from keel.logging import configure_logging, get_logger
 from keel.settings import Settings
 
@@ -25,6 +27,8 @@ log = get_logger("keel")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `keel` command line; returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "keys":
+        return run_keys(args)
     try:
         settings = _settings(args)
     except ValidationError as err:
@@ -45,6 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "validate":
         return _validate(args.path)
+    if args.command in ("api", "dev"):
+        try:
+            refusal = open_bind_refusal(args.host, load_keys(settings))
+        except KeyConfigError as err:
+            refusal = str(err)
+        if refusal:
+            _fail(refusal)
+            return EXIT_INVALID
     try:
         formation = _formation(settings)
     except FormationError as err:
@@ -120,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a formation file")
     validate.add_argument("path", type=Path)
+    add_keys_parser(commands)
     return parser
 
 

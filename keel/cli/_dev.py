@@ -9,6 +9,7 @@ import sys
 from keel.cli._serve import serve, stop_on_signals
 from keel.devserver import DevServer
 from keel.formation import Formation
+from keel.keys import load_keys
 from keel.logging import get_logger
 from keel.settings import Settings
 
@@ -48,17 +49,28 @@ async def _stop_if_server_dies(server: DevServer, stop: asyncio.Event) -> None:
 
 def _banner(settings: Settings, args: argparse.Namespace) -> None:
     api = f"http://{args.host}:{args.port}"
+    keys = len(load_keys(settings))
+    auth = "-H 'authorization: Bearer <key>' " if keys else ""
+    access = (
+        [f"  {keys} API key(s) configured: every /v1 call needs one (docs/security.md)."]
+        if keys
+        else [
+            "  No API keys are set: the API trusts every caller, so it serves on loopback only.",
+            "  To require keys: `keel keys new`, then set KEEL_ADMIN_KEYS / KEEL_CLIENT_KEYS",
+            "  (or KEEL_KEYS_FILE) and restart; see docs/security.md.",
+        ]
+    )
     lines = [
         "",
         f"  Keel API      {api}   (OpenAPI: {api}/docs)",
         f"  Temporal UI   {settings.temporal_ui_url}",
         f"  Temporal      {settings.temporal_address}   data: {settings.resolved_data_dir}",
         "",
-        f"  try:  curl -s {api}/v1/chat -H 'content-type: application/json' \\",
+        f"  try:  curl -s {api}/v1/chat {auth}-H 'content-type: application/json' \\",
         '          -d \'{"message": "hello"}\'',
         "",
-        "  No API keys are set: the API answers only on loopback.",
-        "  Set KEEL_ADMIN_KEYS / KEEL_CLIENT_KEYS to require keys.  Ctrl-C stops everything.",
+        *access,
+        "  Ctrl-C stops everything.",
         "",
     ]
     sys.stdout.write("\n".join(lines) + "\n")

@@ -228,6 +228,15 @@ class SessionsConfig(_Strict):
     """How deep delegations may nest (a coordinator's specialist delegating on, …)."""
 
 
+class PrivacyConfig(_Strict):
+    """What step events may show of tool calls; history and the transcript keep it all."""
+
+    redact_tool_arguments: bool = False
+    """`tool.call` and approval events carry `"[redacted]"` instead of the arguments."""
+    redact_tool_results: bool = False
+    """`tool.result` events carry `"[redacted]"` instead of the tool's output."""
+
+
 class Formation(_Strict):
     """The user's declaration of agents, models, tools and policies."""
 
@@ -240,6 +249,7 @@ class Formation(_Strict):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     triggers: list[TriggerConfig] = Field(default_factory=list)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     _interpolated: frozenset[Loc] = PrivateAttr(default_factory=frozenset)
     """Locs whose strings came from `${VAR}`: messages must not quote them."""
