@@ -8,11 +8,17 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.approvals import (
+        VALIDATE_ARGUMENTS,
+        ValidateArgumentsInput,
+        ValidateArgumentsResult,
+    )
     from keel.approvals import Approval, ApprovalDecisionInput, DecidedBy
     from keel.formation import ApprovalsConfig
     from keel.messages import ToolCall
 
 DECIDED_KEPT = 100
+VALIDATE_TIMEOUT = timedelta(seconds=30)
 
 
 class ApprovalGate:
@@ -59,6 +65,30 @@ class ApprovalGate:
                 type="ApprovalDecided",
             )
         return approval
+
+    async def check_arguments(self, decision: ApprovalDecisionInput, *, task_queue: str) -> None:
+        """Refuse revised arguments that do not fit the tool's schema.
+
+        A worker checks them: schemas live with the tools, never in history.
+
+        Raises:
+            ApplicationError: `InvalidArguments`, naming each problem.
+        """
+        if decision.arguments is None:
+            return
+        approval = self.check(decision)
+        checked = await workflow.execute_activity(
+            VALIDATE_ARGUMENTS,
+            ValidateArgumentsInput(tool=approval.tool, arguments=decision.arguments),
+            result_type=ValidateArgumentsResult,
+            task_queue=task_queue,
+            start_to_close_timeout=VALIDATE_TIMEOUT,
+            summary=f"validate {approval.tool} arguments",
+        )
+        if checked.problems:
+            raise ApplicationError(
+                "; ".join(checked.problems), type="InvalidArguments", non_retryable=True
+            )
 
     def decide(self, decision: ApprovalDecisionInput, *, by: DecidedBy) -> Approval:
         """Record a decision (checked again here: an update may have awaited meanwhile)."""

@@ -14,6 +14,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
+from workflows._model import HEARTBEAT_TIMEOUT
+
 with workflow.unsafe.imports_passed_through():
     from activities.memory import (
         READ_REFERENCE,
@@ -50,7 +52,6 @@ MEMORY_PATCH = "keel-memory-1"
 """Sessions started before memory steps existed replay without them."""
 MEMORY_TIMEOUT = timedelta(seconds=60)
 MEMORY_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10))
-HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 EXCHANGE_CHARS = 450
 """Each side of an exchange memory: enough to recall what was said, small enough to embed well."""
 

@@ -27,10 +27,10 @@ from workflows._approvals import ApprovalGate
 from workflows._delegation import delegate
 from workflows._memory import SessionMemory
 from workflows._messaging import MESSAGING_TOOLS, run_messaging_tool
+from workflows._model import HEARTBEAT_TIMEOUT
 
 TOOL_TIMEOUT = timedelta(minutes=5)
 TOOL_RETRY = RetryPolicy(maximum_attempts=3)
-HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 
 Publish = Callable[["EventPayload", "str | None"], None]
 """The workflow's `_publish`: a step event and the turn it belongs to."""

@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from datetime import timedelta
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows._approvals import ApprovalGate
 from workflows._delegation import delegation_specs
 from workflows._memory import SessionMemory
 from workflows._messaging import messaging_specs
+from workflows._model import call_model
 from workflows._tools import ToolRunner, error_text
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.contrib.workflow_streams import WorkflowStream
 
-    from activities.approvals import (
-        VALIDATE_ARGUMENTS,
-        ValidateArgumentsInput,
-        ValidateArgumentsResult,
-    )
-    from activities.llm import CALL_MODEL, PREFIX_MISSING, CallModelInput, CallModelResult
+    from activities.llm import CallModelInput, CallModelResult
     from activities.messaging import TOPIC_SIGNAL, TopicMessage
     from activities.tools import CallToolResult
     from keel.approvals import Approval, ApprovalDecisionInput
@@ -58,8 +52,6 @@ with workflow.unsafe.imports_passed_through():
         WaitTurnInput,
     )
 
-HEARTBEAT_TIMEOUT = timedelta(seconds=15)
-VALIDATE_TIMEOUT = timedelta(seconds=30)
 TOPIC_IDS_KEPT = 1000
 """Recent topic message ids, to drop a publish that a retry delivered twice."""
 TURNS_KEPT_IN_STATE = 50
@@ -223,20 +215,7 @@ class SessionWorkflow:
     @workflow.update(name="respond_to_approval")
     async def respond_to_approval(self, input: ApprovalDecisionInput) -> Approval:
         """Decide an approval (the REST path); revised arguments must fit the tool's schema."""
-        if input.arguments is not None:
-            approval = self._gate.check(input)
-            checked = await workflow.execute_activity(
-                VALIDATE_ARGUMENTS,
-                ValidateArgumentsInput(tool=approval.tool, arguments=input.arguments),
-                result_type=ValidateArgumentsResult,
-                task_queue=self._input.activities_task_queue,
-                start_to_close_timeout=VALIDATE_TIMEOUT,
-                summary=f"validate {approval.tool} arguments",
-            )
-            if checked.problems:
-                raise ApplicationError(
-                    "; ".join(checked.problems), type="InvalidArguments", non_retryable=True
-                )
+        await self._gate.check_arguments(input, task_queue=self._input.activities_task_queue)
         return self._gate.decide(input, by="update")
 
     @respond_to_approval.validator
@@ -354,35 +333,7 @@ class SessionWorkflow:
             response_schema=response_schema,
             stream_offset=self._offset,
         )
-        try:
-            return await self._execute_model_call(call)
-        except ActivityError as err:
-            if not (isinstance(err.cause, ApplicationError) and err.cause.type == PREFIX_MISSING):
-                raise
-        # The store lost what it held (or is new): hand it everything this run knows.
-        workflow.logger.warning("transcript store lacks the prefix; re-seeding it")
-        first = self._run_messages[0].seq if self._run_messages else self._next_seq
-        return await self._execute_model_call(
-            call.model_copy(
-                update={"upto_seq": first, "new_messages": self._run_messages, "reseed": True}
-            )
-        )
-
-    async def _execute_model_call(self, call: CallModelInput) -> CallModelResult:
-        model = call.model
-        return await workflow.execute_activity(
-            CALL_MODEL,
-            call,
-            result_type=CallModelResult,
-            task_queue=model.task_queue or self._input.activities_task_queue,
-            start_to_close_timeout=timedelta(seconds=model.timeout_s + 30),
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_attempts=model.max_attempts),
-            summary=(
-                f"llm {model.provider}/{model.model or self._input.agent.model_name}"
-                f" step {call.step}"
-            ),
-        )
+        return await call_model(self._input, call, self._run_messages)
 
     def _tool_message(self, turn_id: str, call: ToolCall, result: CallToolResult) -> Message:
         return Message(
