@@ -10,8 +10,15 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
 from api import _sessions
-from api._auth import Caller, resolve_caller
-from api.deps import AUTHENTICATED, State, TemporalClient, bearer
+from api._auth import Caller
+from api.deps import (
+    AUTHENTICATED,
+    State,
+    TemporalClient,
+    bearer,
+    enforce_rate_limit,
+    get_caller,
+)
 from api.problems import V1_PROBLEMS, Problem, problem_responses
 from api.schemas import ID_PATTERN, NAME_PATTERN, ChatAccepted, ChatResponse, JsonObject
 from keel.formation import TriggerConfig
@@ -97,14 +104,8 @@ async def fire_trigger(
             raise Problem(401, "missing or wrong X-Keel-Signature", type_="bad-signature")
         caller = Caller(state.settings.tenant, WEBHOOK_USER, True, role="client")
     else:
-        caller = resolve_caller(
-            state.keys,
-            state.settings.tenant,
-            bearer=credentials.credentials if credentials else None,
-            user_id=x_user_id,
-            tenant_id=x_tenant_id,
-        )
-        state.limits.rate.check(caller.key_name)
+        caller = await get_caller(request, state, credentials, x_user_id, x_tenant_id)
+        await enforce_rate_limit(state, caller)
     try:
         message = render_message(trigger.template, body.data)
     except TriggerDataError as err:

@@ -7,9 +7,14 @@ import json
 
 import httpx
 import pytest
+from temporalio.client import Client
 
+from api import create_app
 from keel.formation import Formation, formation_from_data
+from keel.settings import Settings
+from keel.store import TranscriptStore
 from keel.triggers import sign
+from tests.conftest import running_workers
 
 SECRET = "whsec-test-0123456789"
 
@@ -99,3 +104,30 @@ async def test_a_signed_trigger_refuses_a_bad_signature(api: httpx.AsyncClient) 
 async def test_an_unknown_trigger_is_404(api: httpx.AsyncClient) -> None:
     assert (await api.post("/v1/triggers/nope", json={})).status_code == 404
     await asyncio.sleep(0)
+
+
+async def test_with_keys_an_unsigned_trigger_needs_a_key_and_a_signed_one_its_signature(
+    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+) -> None:
+    key = "trigger-admin-0123456789abcdef"
+    keyed = settings.model_copy(update={"admin_keys": key})
+    app = create_app(keyed, formation, client=client, store=store)
+    raw = json.dumps({"data": {"n": 1}}).encode()
+    json_body = {"content-type": "application/json"}
+    async with (
+        running_workers(client, keyed, formation, store),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://keel") as http,
+    ):
+        data = {"data": {"title": "t", "user": {"name": "n"}}}
+        assert (await http.post("/v1/triggers/new-ticket", json=data)).status_code == 401
+        assert (await http.get("/v1/triggers")).status_code == 401
+        with_key = await http.post(
+            "/v1/triggers/new-ticket", json=data, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert with_key.status_code == 202
+        signed = await http.post(
+            "/v1/triggers/signed",
+            content=raw,
+            headers={**json_body, "X-Keel-Signature": sign(SECRET.encode(), raw)},
+        )
+        assert signed.status_code == 202, signed.text
