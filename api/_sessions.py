@@ -28,6 +28,7 @@ from api.schemas import ChatAccepted, ChatResponse, SessionOut
 from keel.approvals import Approval, ApprovalDecisionInput
 from keel.formation import AgentConfig
 from keel.session import (
+    FINAL_TURN_STATUSES,
     SESSION_WORKFLOW,
     CloseSessionInput,
     SendMessageInput,
@@ -49,6 +50,8 @@ _UPDATE_ERRORS = {
     "InvalidMessage": (422, "invalid-message"),
     "MessageTooLong": (422, "message-too-long"),
     "UnknownTurn": (404, "turn-not-found"),
+    "SessionNotFound": (404, "session-not-found"),
+    "DuplicateTurn": (409, "duplicate-turn"),
     "UnknownApproval": (404, "approval-not-found"),
     "ApprovalDecided": (409, "approval-decided"),
     "InvalidArguments": (422, "invalid-arguments"),
@@ -179,7 +182,7 @@ async def describe_session(
     return session, handle
 
 
-async def open_or_start(
+async def target(
     state: AppState,
     client: Client,
     caller: Caller,
@@ -187,10 +190,13 @@ async def open_or_start(
     session_id: str | None,
     agent: str | None,
     user_id: str | None,
-) -> tuple[SessionOut, WorkflowHandle[Any, Any]]:
-    """The session named, or a new one with `agent` (the default agent when None)."""
+) -> tuple[str, WorkflowHandle[Any, Any]]:
+    """The session named (not looked up: the workflow checks the caller when it is
+    sent a message), or a new one with `agent` (the default agent when None)."""
     if session_id:
-        return await describe_session(state, client, caller, session_id)
+        return session_id, client.get_workflow_handle(
+            session_workflow_id(caller.tenant, session_id)
+        )
     session = await start_session(
         state,
         client,
@@ -199,37 +205,66 @@ async def open_or_start(
         user_id=caller.owner_for(user_id),
         metadata={},
     )
-    return session, client.get_workflow_handle(session.workflow_id)
+    return session.id, client.get_workflow_handle(session.workflow_id)
 
 
-async def answer_or_accept(
+def addressed(caller: Caller, message: SendMessageInput) -> SendMessageInput:
+    """`message` with a turn id of the API's choosing and, for a caller bound to a user,
+    that user, so the workflow refuses a session that is not theirs."""
+    return message.model_copy(
+        update={
+            "turn_id": message.turn_id or uuid.uuid4().hex,
+            "user_id": caller.user_id if caller.user_given else None,
+        }
+    )
+
+
+async def deliver(
     handle: WorkflowHandle[Any, Any],
-    session: SessionOut,
-    sent: SendMessageResult,
+    session_id: str,
+    message: SendMessageInput,
     *,
     wait_s: float | None,
     response: Response,
 ) -> ChatResponse | ChatAccepted:
-    """The turn's outcome if it ends within `wait_s`; else 202 with the turn's URL."""
-    if wait_s is not None:
+    """Send `message`; the turn's outcome if it ends within `wait_s`, else 202 and its URL.
+
+    Waiting is one `chat` update (queue and wait), not `send_message` then
+    `wait_turn`: a sync turn costs one round trip to the workflow, not two.
+    """
+    assert message.turn_id is not None, "address the message first"
+    offset: int | None = None
+    if wait_s is None:
+        offset = (await send_message(handle, message)).stream_offset
+    else:
         try:
-            result = await asyncio.wait_for(wait_turn(handle, sent.turn_id), wait_s)
+            result = await asyncio.wait_for(_chat(handle, message), wait_s)
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
             # Past `wait_s`. The update call, cancelled by the timeout, may say so
             # in its own words rather than as a CancelledError.
             pass
         else:
-            return chat_response(session.id, result)
+            return chat_response(session_id, result)
     accepted = ChatAccepted(
-        session_id=session.id,
-        turn_id=sent.turn_id,
+        session_id=session_id,
+        turn_id=message.turn_id,
         status="queued",
-        url=f"/v1/sessions/{session.id}/turns/{sent.turn_id}",
-        stream_offset=sent.stream_offset,
+        url=f"/v1/sessions/{session_id}/turns/{message.turn_id}",
+        stream_offset=offset,
     )
     response.status_code = 202
     response.headers["Location"] = accepted.url
     return accepted
+
+
+async def _chat(handle: WorkflowHandle[Any, Any], message: SendMessageInput) -> TurnResult:
+    result = await _update(
+        lambda: handle.execute_update("chat", message, result_type=TurnResult), handle
+    )
+    if result.status in FINAL_TURN_STATUSES:
+        return result
+    assert message.turn_id is not None
+    return await wait_turn(handle, message.turn_id)  # the session continued as new
 
 
 async def send_message(
@@ -251,7 +286,7 @@ async def wait_turn(handle: WorkflowHandle[Any, Any], turn_id: str) -> TurnResul
             ),
             handle,
         )
-        if result.status in ("completed", "failed", "cancelled"):
+        if result.status in FINAL_TURN_STATUSES:
             return result
 
 

@@ -137,7 +137,8 @@ class ChatAccepted(BaseModel):
     turn_id: str
     status: TurnStatus
     url: str
-    stream_offset: int
+    stream_offset: int | None = None
+    """Where the turn's events start; unknown when a sync chat stopped waiting."""
 
 
 class MemoryOut(BaseModel):

@@ -47,6 +47,7 @@ def _formation(llm_url: str) -> dict[str, object]:
             }
         },
         "agents": [{"name": "assistant", "tools": ["lookup"]}],
+        "python_tools": ["bench.tools"],
     }
 
 

@@ -182,11 +182,15 @@ def new_session_input(
 
 
 class SendMessageInput(BaseModel):
-    """Input of the `send_message` update."""
+    """Input of the `send_message` and `chat` updates."""
 
     text: str
     response_schema: dict[str, Any] | None = None
     """JSON Schema the final answer must satisfy (structured output)."""
+    turn_id: str | None = None
+    """Chosen by the caller, so it knows the turn even if it stops waiting for the answer."""
+    user_id: str | None = None
+    """The user the caller acts for, when it is bound to one: the session must be theirs."""
 
 
 class SendMessageResult(BaseModel):

@@ -134,8 +134,21 @@ class SessionWorkflow:
         """Queue a user message as a new turn; answers at once."""
         return self._enqueue(input)
 
+    @workflow.update(name="chat")
+    async def chat(self, input: SendMessageInput) -> TurnResult:
+        """Queue a message and answer when its turn ends: one round trip for a sync chat.
+
+        Returns early, unfinished, if this run continues as new; `wait_turn` then
+        follows the turn into the next run.
+        """
+        return await self._wait_for(self._enqueue(input).turn_id)
+
+    @chat.validator
+    def _validate_chat(self, input: SendMessageInput) -> None:
+        self._validate_send_message(input)
+
     def _enqueue(self, input: SendMessageInput) -> SendMessageResult:
-        turn_id = str(workflow.uuid4())
+        turn_id = input.turn_id or str(workflow.uuid4())
         self._queue.append(
             QueuedTurn(
                 turn_id=turn_id,
@@ -150,6 +163,11 @@ class SessionWorkflow:
     @send_message.validator
     def _validate_send_message(self, input: SendMessageInput) -> None:
         options = self._input.options
+        if input.user_id is not None and input.user_id != self._input.user_id:
+            # The same answer as for a session that does not exist: ids are not confirmed.
+            raise ApplicationError("no such session", type="SessionNotFound")
+        if input.turn_id is not None and input.turn_id in self._turns:
+            raise ApplicationError(f"turn {input.turn_id} exists", type="DuplicateTurn")
         if self._closing:
             raise ApplicationError("the session is closed", type="SessionClosed")
         if not input.text.strip():
@@ -179,10 +197,13 @@ class SessionWorkflow:
     @workflow.update(name="wait_turn")
     async def wait_turn(self, input: WaitTurnInput) -> TurnResult:
         """Wait until a turn ends. Returns early, unfinished, if this run continues as new."""
+        return await self._wait_for(input.turn_id)
+
+    async def _wait_for(self, turn_id: str) -> TurnResult:
         await workflow.wait_condition(
-            lambda: self._turns[input.turn_id].status in FINAL_TURN_STATUSES or self._continuing
+            lambda: self._turns[turn_id].status in FINAL_TURN_STATUSES or self._continuing
         )
-        return self._turns[input.turn_id]
+        return self._turns[turn_id]
 
     @wait_turn.validator
     def _validate_wait_turn(self, input: WaitTurnInput) -> None:

@@ -67,14 +67,18 @@ async def run_agent(
         body.message, state.settings.max_message_chars, state.formation.sessions.max_message_chars
     )
     agent = _sessions.resolve_agent(state, name)
-    session, handle = await _sessions.open_or_start(
+    if body.session_id:
+        session, _ = await _sessions.describe_session(state, client, caller, body.session_id)
+        if session.agent != agent.name:
+            raise Problem(
+                409,
+                f"session {session.id!r} belongs to agent {session.agent!r}",
+                type_="wrong-agent",
+            )
+    session_id, handle = await _sessions.target(
         state, client, caller, session_id=body.session_id, agent=agent.name, user_id=None
     )
-    if session.agent != agent.name:
-        raise Problem(
-            409, f"session {session.id!r} belongs to agent {session.agent!r}", type_="wrong-agent"
-        )
-    sent = await _sessions.send_message(handle, SendMessageInput(text=body.message))
-    return await _sessions.answer_or_accept(
-        handle, session, sent, wait_s=body.wait_s, response=response
+    message = _sessions.addressed(caller, SendMessageInput(text=body.message))
+    return await _sessions.deliver(
+        handle, session_id, message, wait_s=body.wait_s, response=response
     )

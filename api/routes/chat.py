@@ -59,7 +59,7 @@ async def chat(
     owner = caller.owner_for(body.user_id)
     waiting = f"{caller.tenant}/{owner}" if caller.limited and body.mode == "sync" else None
     with state.limits.turns.hold(waiting):
-        session, handle = await _sessions.open_or_start(
+        session_id, handle = await _sessions.target(
             state,
             client,
             caller,
@@ -67,17 +67,18 @@ async def chat(
             agent=body.agent,
             user_id=body.user_id,
         )
-        message = SendMessageInput(text=body.message, response_schema=body.response_schema)
+        message = _sessions.addressed(
+            caller, SendMessageInput(text=body.message, response_schema=body.response_schema)
+        )
         if body.stream:
             claim_stream()
             return await stream_turn(
-                state, client, stack, session, handle, message, new_session=not body.session_id
+                state, client, stack, session_id, handle, message, new_session=not body.session_id
             )
-        sent = await _sessions.send_message(handle, message)
-        return await _sessions.answer_or_accept(
+        return await _sessions.deliver(
             handle,
-            session,
-            sent,
+            session_id,
+            message,
             wait_s=body.wait_s if body.mode == "sync" else None,
             response=response,
         )

@@ -33,7 +33,7 @@ from api.deps import (
     TemporalClient,
 )
 from api.problems import Problem, problem_responses
-from api.schemas import ID_PATTERN, SessionId, SessionOut
+from api.schemas import ID_PATTERN, SessionId
 from keel.logging import get_logger
 from keel.session import (
     SESSION_WORKFLOW,
@@ -94,7 +94,7 @@ async def stream_turn(
     state: AppState,
     client: Client,
     stack: AsyncExitStack,
-    session: SessionOut,
+    session_id: str,
     handle: WorkflowHandle[Any, Any],
     message: SendMessageInput,
     *,
@@ -102,20 +102,20 @@ async def stream_turn(
 ) -> EventSourceResponse:
     """Send a message, then stream its turn from `turn.started` to `turn.completed`/`failed`."""
     # Subscribed before sending, so no delta of the turn can come too early to be seen.
-    deltas = await open_deltas(state, stack, session.workflow_id)
+    deltas = await open_deltas(state, stack, handle.id)
     # A new session's stream starts at 0: listening before sending saves a
     # round trip before `turn.started` (which the turn's first deltas wait for).
     listener = None
     if new_session:
-        listener = await open_listener(state, client, stack, session.workflow_id, 0)
+        listener = await open_listener(state, client, stack, handle.id, 0)
     sent = await _sessions.send_message(handle, message)
     start = sent.stream_offset
     if listener is None:
-        listener = await open_listener(state, client, stack, session.workflow_id, start)
+        listener = await open_listener(state, client, stack, handle.id, start)
     headers = {
-        "X-Session-Id": session.id,
+        "X-Session-Id": session_id,
         "X-Turn-Id": sent.turn_id,
-        "Location": f"/v1/sessions/{session.id}/turns/{sent.turn_id}",
+        "Location": f"/v1/sessions/{session_id}/turns/{sent.turn_id}",
     }
     view = SessionView(start, turn_id=sent.turn_id)
     return sse_response(state, session_frames(listener, deltas, view), headers)

@@ -110,7 +110,7 @@ async def fire_trigger(
         message = render_message(trigger.template, body.data)
     except TriggerDataError as err:
         raise Problem(422, str(err), type_="trigger-data", missing=err.missing) from None
-    session, handle = await _sessions.open_or_start(
+    session_id, handle = await _sessions.target(
         state,
         client,
         caller,
@@ -118,11 +118,10 @@ async def fire_trigger(
         agent=None if body.session_id else trigger.agent,
         user_id=None,
     )
-    sent = await _sessions.send_message(handle, SendMessageInput(text=message))
-    return await _sessions.answer_or_accept(
+    return await _sessions.deliver(
         handle,
-        session,
-        sent,
+        session_id,
+        _sessions.addressed(caller, SendMessageInput(text=message)),
         wait_s=body.wait_s if body.mode == "sync" else None,
         response=response,
     )

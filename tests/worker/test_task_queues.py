@@ -87,7 +87,9 @@ async def test_a_stopping_worker_finishes_its_in_flight_llm_call(
         await gpu.start(ready=WORKER_READY)
         async with cpu_workers(client, settings, formation, store):
             handle = await start_session(client, settings, formation)
-            turn_id = await send(handle, "slow [[sleep 3]]")
+            # Long enough that the call is still running when SIGTERM lands, even on a
+            # loaded machine where its start is noticed late.
+            turn_id = await send(handle, "slow [[sleep 5]]")
             await wait_for_pending(handle, CALL_MODEL)
             stopping = time.monotonic()
             code = await gpu.terminate()
