@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jsonschema
-from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities._catalog import ToolCatalog
-
-VALIDATE_ARGUMENTS = "keel.tools.validate_arguments"
-
-
-class ValidateArgumentsInput(BaseModel):
-    """Arguments a reviewer wants a tool run with."""
-
-    tool: str
-    arguments: dict[str, Any]
-
-
-class ValidateArgumentsResult(BaseModel):
-    """Each problem names the argument and the reason; empty when the arguments fit."""
-
-    problems: list[str] = Field(default_factory=list)
+from keel.contracts.tools import ValidateArgumentsInput, ValidateArgumentsResult
+from keel.names import Activities
 
 
 class ApprovalActivities:
@@ -36,7 +20,7 @@ class ApprovalActivities:
     def __init__(self, catalog: ToolCatalog) -> None:
         self._catalog = catalog
 
-    @activity.defn(name=VALIDATE_ARGUMENTS)
+    @activity.defn(name=Activities.VALIDATE_ARGUMENTS)
     async def validate_arguments(self, input: ValidateArgumentsInput) -> ValidateArgumentsResult:
         """Validate `arguments` against the tool's JSON schema (any arguments if it has none)."""
         specs = await self._catalog.specs([input.tool])

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -16,59 +16,22 @@ from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
 from activities._references import DEFAULT_INLINE_MAX_CHARS, expand_references
 from activities._structured import STRUCTURED_RETRIES, correction, schema_problems
-from activities.memory import BUILTIN_TOOL_SPECS, READ_REFERENCE_TOOL
-from activities.providers import ModelRequest, ModelResponse, ToolSpec, get_provider
+from activities.memory import BUILTIN_TOOL_SPECS
+from activities.providers import ModelRequest, ModelResponse, get_provider
+from keel.contracts.llm import (
+    CallModelInput,
+    CallModelResult,
+    SeedTranscriptInput,
+    SeedTranscriptResult,
+)
+from keel.contracts.memory import READ_REFERENCE_TOOL
 from keel.deltas import DeltaBus
-from keel.formation import ModelConfig
 from keel.logging import get_logger
-from keel.memory import MemoryScope
-from keel.messages import Message, Usage
+from keel.messages import Message, ToolCall
+from keel.names import Activities, ActivityErrors
 from keel.store import TranscriptStore
 
-CALL_MODEL = "keel.llm.call_model"
-PREFIX_MISSING = "TranscriptPrefixMissing"
 log = get_logger(__name__)
-
-
-class CallModelInput(BaseModel):
-    """One model step. Carries only what the store may not have yet.
-
-    Passing the whole conversation would make every step's history event grow
-    with the conversation (quadratic history); instead the activity loads the
-    prefix `seq < upto_seq` from the store.
-    """
-
-    session: str
-    """The session's workflow id: the transcript store's key."""
-    turn_id: str
-    step: int
-    upto_seq: int
-    """Seq of the first message in `new_messages`; the store must hold the ones before."""
-    new_messages: list[Message] = Field(default_factory=list)
-    reseed: bool = False
-    """Accept whatever prefix the store has (the workflow is re-seeding a lost store)."""
-    model: ModelConfig
-    system_prompt: str | None = None
-    tools: list[str] = Field(default_factory=list)
-    """Names of tools the worker knows; their schemas come from its catalog."""
-    extra_tools: list[ToolSpec] = Field(default_factory=list)
-    """Tools the workflow defines itself (delegation to other agents)."""
-    buffer_messages: int = 50
-    response_schema: dict[str, Any] | None = None
-    """JSON Schema the final answer must satisfy."""
-    owner: MemoryScope | None = None
-    """Whose session this is; recorded with the first message, so it can be forgotten."""
-    memories: list[str] = Field(default_factory=list)
-    """Recalled long-term memories for this turn (bounded), shown to the model as context."""
-    stream_offset: int | None = None
-    """The session's stream offset when the call was scheduled; its token deltas carry it."""
-
-
-class CallModelResult(BaseModel):
-    """The assistant message (already stored) and the step's token usage."""
-
-    message: Message
-    usage: Usage
 
 
 class LlmActivities:
@@ -95,7 +58,7 @@ class LlmActivities:
         self._deltas = deltas
         self._inline_max_chars = inline_max_chars
 
-    @activity.defn(name=CALL_MODEL)
+    @activity.defn(name=Activities.CALL_MODEL)
     async def call_model(self, input: CallModelInput) -> CallModelResult:
         """Load the recent transcript, add the new messages, call the model, store its answer.
 
@@ -116,7 +79,7 @@ class LlmActivities:
             if not input.reseed and (not window or window[-1].seq != input.upto_seq - 1):
                 raise ApplicationError(
                     f"transcript store lacks messages before seq {input.upto_seq}",
-                    type=PREFIX_MISSING,
+                    type=ActivityErrors.PREFIX_MISSING,
                     non_retryable=True,
                 )
         if input.owner is not None and (input.upto_seq == 0 or input.reseed):
@@ -140,18 +103,30 @@ class LlmActivities:
             attempt=activity.info().attempt,
         )
         response = await self._complete(request, input)
+        data = None
         if input.response_schema is not None and not response.tool_calls:
             response = await self._until_valid(request, response, input)
+            # Parsed here, not in the workflow: workflow code stays free of parsing.
+            data = json.loads(response.content)
         answer = Message(
             seq=input.upto_seq + len(input.new_messages),
             role="assistant",
             content=response.content,
-            tool_calls=response.tool_calls,
+            tool_calls=unique_call_ids(response.tool_calls, input.step),
             turn_id=input.turn_id,
             created_at=datetime.now(UTC),
         )
         await self._store.upsert(input.session, [answer])
-        return CallModelResult(message=answer, usage=response.usage)
+        return CallModelResult(message=answer, usage=response.usage, data=data)
+
+    @activity.defn(name=Activities.SEED_TRANSCRIPT)
+    async def seed_transcript(self, input: SeedTranscriptInput) -> SeedTranscriptResult:
+        """Write messages a store lost (or never had), one chunk per call; idempotent by seq."""
+        with activity_log_context():
+            if input.owner is not None:
+                await self._store.register_session(input.session, **input.owner.model_dump())
+            await self._store.upsert(input.session, input.messages)
+            return SeedTranscriptResult(written=len(input.messages))
 
     async def _system_prompt(self, input: CallModelInput, messages: list[Message]) -> str | None:
         """The agent's prompt, then what the model should know beyond the window."""
@@ -216,7 +191,7 @@ class LlmActivities:
         if problems:
             raise ApplicationError(
                 "the model's answer does not match the response schema: " + "; ".join(problems),
-                type="InvalidStructuredOutput",
+                type=ActivityErrors.INVALID_STRUCTURED_OUTPUT,
                 non_retryable=True,
             )
         return response.model_copy(update={"usage": usage})
@@ -228,6 +203,22 @@ def _transient(role: Literal["user", "assistant"], content: str, input: CallMode
     return Message(
         seq=seq, role=role, content=content, turn_id=input.turn_id, created_at=datetime.now(UTC)
     )
+
+
+def unique_call_ids(calls: list[ToolCall], step: int) -> list[ToolCall]:
+    """`calls` with an id each that no other call of the step has.
+
+    Some servers send no id, or the same one for every call; the id names the
+    call's result in the transcript, so a missing or repeated one is replaced.
+    """
+    seen: set[str] = set()
+    unique: list[ToolCall] = []
+    for index, call in enumerate(calls):
+        if not call.id or call.id in seen:
+            call = call.model_copy(update={"id": f"call_{step}_{index}"})
+        seen.add(call.id)
+        unique.append(call)
+    return unique
 
 
 def _buffer(messages: list[Message], limit: int) -> list[Message]:

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._logging import activity_log_context
 from activities._references import read_slice
-from activities.providers import ToolSpec
+from keel.contracts.llm import ToolSpec
+from keel.contracts.memory import (
+    READ_REFERENCE_TOOL,
+    REMEMBER_TOOL,
+    ReadReferenceInput,
+    ReadReferenceResult,
+    Recalled,
+    RecallInput,
+    RecallResult,
+    WriteMemoriesInput,
+    WriteMemoriesResult,
+)
 from keel.logging import get_logger
-from keel.memory import MemoryKind, MemoryScope, NewMemory, VectorMemory, memory_id
+from keel.memory import NewMemory, VectorMemory, memory_id
+from keel.names import Activities
 from keel.store import TranscriptStore
 
-RECALL = "keel.memory.recall"
-WRITE = "keel.memory.write"
-READ_REFERENCE = "keel.memory.read_reference"
-
-REMEMBER_TOOL = "remember"
-READ_REFERENCE_TOOL = "read_reference"
 BUILTIN_TOOL_SPECS: dict[str, ToolSpec] = {
     REMEMBER_TOOL: ToolSpec(
         name=REMEMBER_TOOL,
@@ -53,69 +58,6 @@ MEMORY_MAX_CHARS = 1000
 log = get_logger(__name__)
 
 
-class Recalled(BaseModel):
-    """A memory recalled for a turn."""
-
-    id: str
-    kind: MemoryKind
-    text: str
-    score: float
-
-
-class RecallInput(BaseModel):
-    """Memories of `scope` like `query` (the user's message)."""
-
-    scope: MemoryScope
-    session: str
-    query: str
-    top_k: int = 5
-
-
-class RecallResult(BaseModel):
-    """Best first, cut to `RECALL_MAX_CHARS` in all."""
-
-    memories: list[Recalled] = Field(default_factory=list)
-
-
-class MemoryDraft(BaseModel):
-    """A memory to write; `key` makes its id unique within the turn."""
-
-    key: str
-    kind: MemoryKind
-    text: str
-
-
-class WriteMemoriesInput(BaseModel):
-    """Memories written by one turn of one session."""
-
-    scope: MemoryScope
-    session: str
-    turn_id: str
-    memories: list[MemoryDraft]
-
-
-class WriteMemoriesResult(BaseModel):
-    """The ids written, in order."""
-
-    ids: list[str]
-
-
-class ReadReferenceInput(BaseModel):
-    """A `read_reference` tool call."""
-
-    session: str
-    ref: str
-    offset: int = 0
-    length: int = 8000
-
-
-class ReadReferenceResult(BaseModel):
-    """The part read, or why nothing could be."""
-
-    content: str
-    is_error: bool = False
-
-
 class MemoryActivities:
     """Memory activities bound to this worker's stores.
 
@@ -137,7 +79,7 @@ class MemoryActivities:
             )
         return self._vector
 
-    @activity.defn(name=RECALL)
+    @activity.defn(name=Activities.RECALL)
     async def recall(self, input: RecallInput) -> RecallResult:
         """The user's memories most like the message, this session's own exchanges left out."""
         with activity_log_context():
@@ -157,7 +99,7 @@ class MemoryActivities:
             log.info("memories recalled", count=len(memories))
             return RecallResult(memories=memories)
 
-    @activity.defn(name=WRITE)
+    @activity.defn(name=Activities.WRITE_MEMORIES)
     async def write(self, input: WriteMemoriesInput) -> WriteMemoriesResult:
         """Write memories; ids come from (session, turn, key), so a retry overwrites, never adds."""
         with activity_log_context():
@@ -175,7 +117,7 @@ class MemoryActivities:
             log.info("memories written", count=len(memories))
             return WriteMemoriesResult(ids=[m.id for m in memories])
 
-    @activity.defn(name=READ_REFERENCE)
+    @activity.defn(name=Activities.READ_REFERENCE)
     async def read_reference(self, input: ReadReferenceInput) -> ReadReferenceResult:
         """Part of a reference of this session (another session's refs are not found)."""
         content = await self._store.get_reference(input.session, input.ref)

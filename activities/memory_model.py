@@ -7,19 +7,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
 from activities.providers import ModelRequest, get_provider
+from keel.contracts.memory import (
+    ExtractFactsInput,
+    ExtractFactsResult,
+    SummarizeInput,
+    SummarizeResult,
+)
 from keel.formation import ModelConfig
 from keel.logging import get_logger
 from keel.messages import Message, Summary
+from keel.names import Activities
 from keel.store import TranscriptStore
-
-SUMMARIZE = "keel.memory.summarize"
-EXTRACT_FACTS = "keel.memory.extract_facts"
 
 SUMMARY_MAX_CHARS = 4000
 MESSAGE_CHARS_IN_PROMPT = 2000
@@ -40,44 +43,13 @@ _FACTS_PROMPT = (
 log = get_logger(__name__)
 
 
-class SummarizeInput(BaseModel):
-    """Fold the messages `from_seq <= seq < upto_seq` into the session's latest summary."""
-
-    session: str
-    turn_id: str
-    from_seq: int
-    upto_seq: int
-    model: ModelConfig
-
-
-class SummarizeResult(BaseModel):
-    """The seq the stored summary now covers up to (exclusive)."""
-
-    upto_seq: int
-    chars: int
-
-
-class ExtractFactsInput(BaseModel):
-    """One finished turn: the user's message and the answer."""
-
-    user_text: str
-    answer: str
-    model: ModelConfig
-
-
-class ExtractFactsResult(BaseModel):
-    """At most `MAX_FACTS` facts, each one sentence."""
-
-    facts: list[str] = Field(default_factory=list)
-
-
 class MemoryModelActivities:
     """Activities that call the model on behalf of memory."""
 
     def __init__(self, store: TranscriptStore) -> None:
         self._store = store
 
-    @activity.defn(name=SUMMARIZE)
+    @activity.defn(name=Activities.SUMMARIZE)
     async def summarize(self, input: SummarizeInput) -> SummarizeResult:
         """Update the session's summary incrementally and store it under `upto_seq`.
 
@@ -112,7 +84,7 @@ class MemoryModelActivities:
             log.info("summary stored", upto_seq=input.upto_seq, messages=len(lines))
             return SummarizeResult(upto_seq=summary.upto_seq, chars=len(summary.content))
 
-    @activity.defn(name=EXTRACT_FACTS)
+    @activity.defn(name=Activities.EXTRACT_FACTS)
     async def extract_facts(self, input: ExtractFactsInput) -> ExtractFactsResult:
         """Lasting facts about the user in one exchange, as the model sees them."""
         with activity_log_context():

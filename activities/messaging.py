@@ -2,54 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
 from temporalio import activity
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
-from activities.tools import CallToolResult
-from keel.session import (
-    FINAL_TURN_STATUSES,
-    SESSION_WORKFLOW,
-    SendMessageInput,
-    SendMessageResult,
-    TurnResult,
-    WaitTurnInput,
-    session_workflow_id,
-)
+from keel.contracts.messaging import AskSessionInput, PublishInput
+from keel.contracts.tools import CallToolResult
+from keel.names import SESSION_WORKFLOW, Activities, Rejections
+from keel.session import SendMessageInput
+from keel.session_handle import SessionHandle, SessionRejected
 from keel.temporal import TENANT_ATTR, TOPICS_ATTR
-
-ASK_SESSION = "keel.agents.ask_session"
-PUBLISH = "keel.agents.publish"
-TOPIC_SIGNAL = "topic_message"
-
-
-class AskSessionInput(BaseModel):
-    """Send a message to another session of the same tenant and wait for its answer."""
-
-    tenant: str
-    session_id: str
-    message: str
-    idempotency_key: str
-    """Used as the update id: a retried activity does not send the message twice."""
-
-
-class TopicMessage(BaseModel):
-    """A message on a topic, as its subscribers receive it (the `topic_message` signal)."""
-
-    message_id: str
-    topic: str = Field(min_length=1, max_length=128)
-    text: str
-    from_session: str
-
-
-class PublishInput(BaseModel):
-    """Publish `message` to every running session of `tenant` subscribed to its topic."""
-
-    tenant: str
-    message: TopicMessage
 
 
 class MessagingActivities:
@@ -62,43 +26,30 @@ class MessagingActivities:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    @activity.defn(name=ASK_SESSION)
+    @activity.defn(name=Activities.ASK_SESSION)
     async def ask_session(self, input: AskSessionInput) -> CallToolResult:
-        """Send the message and wait for the turn it starts; errors become error results."""
+        """Send the message and wait for the turn it starts; refusals become error results."""
         with activity_log_context():
-            handle = self._client.get_workflow_handle(
-                session_workflow_id(input.tenant, input.session_id)
+            session = SessionHandle.of(self._client, input.tenant, input.session_id)
+            message = SendMessageInput(
+                text=input.message, user_id=input.user_id, ask_chain=input.chain
             )
             try:
-                sent = await handle.execute_update(
-                    "send_message",
-                    SendMessageInput(text=input.message),
-                    id=input.idempotency_key,
-                    result_type=SendMessageResult,
-                )
-                result = await with_heartbeat(self._wait(handle.id, sent.turn_id))
-            except (RPCError, WorkflowUpdateFailedError) as err:
-                return CallToolResult(
-                    content=f"session {input.session_id!r} cannot take the message: {err}",
-                    is_error=True,
-                )
+                sent = await session.send_message(message, update_id=input.idempotency_key)
+                result = await with_heartbeat(session.wait_turn(sent.turn_id))
+            except SessionRejected as err:
+                if err.type == Rejections.SESSION_NOT_FOUND:
+                    return _unknown(input.session_id)
+                return _error(f"session {input.session_id!r} cannot take the message: {err}")
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    return _unknown(input.session_id)
+                raise  # Temporal unreachable: the activity retries
             if result.message is None:
-                return CallToolResult(
-                    content=f"session {input.session_id!r} did not answer: {result.error}",
-                    is_error=True,
-                )
+                return _error(f"session {input.session_id!r} did not answer: {result.error}")
             return CallToolResult(content=result.message.content)
 
-    async def _wait(self, workflow_id: str, turn_id: str) -> TurnResult:
-        handle = self._client.get_workflow_handle(workflow_id)
-        while True:  # wait_turn returns early when the session continues as new
-            result = await handle.execute_update(
-                "wait_turn", WaitTurnInput(turn_id=turn_id), result_type=TurnResult
-            )
-            if result.status in FINAL_TURN_STATUSES:
-                return result
-
-    @activity.defn(name=PUBLISH)
+    @activity.defn(name=Activities.PUBLISH)
     async def publish(self, input: PublishInput) -> CallToolResult:
         """Signal every subscribed session; they drop a message id they have seen."""
         with activity_log_context():
@@ -111,13 +62,22 @@ class MessagingActivities:
             async for execution in self._client.list_workflows(query):
                 if execution.id.endswith(f"/{input.message.from_session}"):
                     continue  # a session does not hear its own message
-                await self._client.get_workflow_handle(execution.id).signal(
-                    TOPIC_SIGNAL, input.message
+                await SessionHandle(self._client, execution.id).deliver_topic_message(
+                    input.message
                 )
                 delivered += 1
             return CallToolResult(
                 content=f"published to {input.message.topic!r}: {delivered} subscribers"
             )
+
+
+def _unknown(session_id: str) -> CallToolResult:
+    # The same words for another user's session as for none: ids are not confirmed.
+    return _error(f"there is no session {session_id!r}")
+
+
+def _error(text: str) -> CallToolResult:
+    return CallToolResult(content=text, is_error=True)
 
 
 def _quoted(value: str) -> str:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import Any
 
 import mcp.types as mt
 from mcp import MCPError
-from pydantic import BaseModel, Field
 from temporalio import activity
 
 from activities._catalog import ToolCatalog
@@ -17,40 +15,17 @@ from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
 from activities._mcp import McpPool, McpUnavailable, result_text
 from activities._references import References
+from keel.contracts.tools import CallToolInput, CallToolResult
 from keel.logging import get_logger
+from keel.names import Activities
 from keel.tools import PythonTool, ToolArgumentsError, ToolContext
 
-CALL_TOOL = "keel.tools.call_tool"
 DEFAULT_TIMEOUT_S = 60.0
 """Time limit of one call of a tool that sets none."""
 MAX_RESULT_CHARS = 100_000
 """Longer results are cut: the result travels in workflow history."""
 _SLACK_S = 5.0
 log = get_logger(__name__)
-
-
-class CallToolInput(BaseModel):
-    """One tool call of one turn."""
-
-    session: str
-    turn_id: str
-    call_id: str
-    name: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def idempotency_key(self) -> str:
-        """Stable across retries: tools that write can deduplicate on it."""
-        return f"{self.session}/{self.turn_id}/{self.call_id}"
-
-
-class CallToolResult(BaseModel):
-    """What goes back to the model: the tool's text, or its error."""
-
-    content: str
-    is_error: bool = False
-    ref: str | None = None
-    """Set when the full content was too large for history: `content` is then its glimpse."""
 
 
 class ToolActivities:
@@ -74,7 +49,7 @@ class ToolActivities:
         self._services = dict(services or {})
         self._references = references or References(None)
 
-    @activity.defn(name=CALL_TOOL)
+    @activity.defn(name=Activities.CALL_TOOL)
     async def call_tool(self, input: CallToolInput) -> CallToolResult:
         """Run a tool call. A failing tool is an error *result*, so the turn goes on.
 

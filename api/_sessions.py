@@ -1,61 +1,57 @@
-"""Sessions as the API sees them: start, describe, message and close their workflows."""
+"""Sessions in Temporal as the API reaches them: start, describe, and read without a worker."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from fastapi import Response
-from temporalio.client import (
-    Client,
-    WorkflowExecution,
-    WorkflowExecutionStatus,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
+import temporalio.api.common.v1
+import temporalio.api.enums.v1
+import temporalio.api.update.v1
+import temporalio.api.workflowservice.v1
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api._errors import session_errors, session_not_found, temporal_errors
+from api._shapes import from_execution, session_out
 from api.deps import AppState, Caller
 from api.problems import Problem
-from api.schemas import ChatAccepted, ChatResponse, SessionOut
-from keel.approvals import Approval, ApprovalDecisionInput
+from api.schemas import SessionOut
 from keel.formation import AgentConfig
-from keel.session import (
-    FINAL_TURN_STATUSES,
-    SESSION_WORKFLOW,
-    CloseSessionInput,
-    SendMessageInput,
-    SendMessageResult,
-    SessionState,
-    TurnResult,
-    WaitTurnInput,
-    new_session_input,
-    session_workflow_id,
-)
-from keel.temporal import AGENT_ATTR, TENANT_ATTR, TOPICS_ATTR, USER_ATTR, workflow_ui_url
+from keel.logging import get_logger
+from keel.names import SESSION_WORKFLOW
+from keel.session import SUMMARY_MEMO, SessionState, SessionSummary, new_session_input
+from keel.session_handle import SessionHandle
+from keel.temporal import AGENT_ATTR, TENANT_ATTR, TOPICS_ATTR, USER_ATTR
 
 T = TypeVar("T")
+log = get_logger(__name__)
 
-# Validator rejections of SessionWorkflow, by ApplicationError type.
-_UPDATE_ERRORS = {
-    "SessionClosed": (409, "session-closed"),
-    "SessionBusy": (409, "session-busy"),
-    "InvalidMessage": (422, "invalid-message"),
-    "MessageTooLong": (422, "message-too-long"),
-    "UnknownTurn": (404, "turn-not-found"),
-    "SessionNotFound": (404, "session-not-found"),
-    "DuplicateTurn": (409, "duplicate-turn"),
-    "UnknownApproval": (404, "approval-not-found"),
-    "ApprovalDecided": (409, "approval-decided"),
-    "InvalidArguments": (422, "invalid-arguments"),
-}
+LIVE_STATE_TIMEOUT = timedelta(seconds=1)
+"""How long a read waits for a worker to answer the `state` query before it falls back."""
+_ACCEPTED = temporalio.api.enums.v1.UpdateWorkflowExecutionLifecycleStage
+_WAIT_FOR_ACCEPTED = temporalio.api.update.v1.WaitPolicy(
+    lifecycle_stage=_ACCEPTED.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ACCEPTED
+)
+
+
+@dataclass(frozen=True)
+class DescribedSession:
+    """A session as Temporal describes it, with no worker involved."""
+
+    session: SessionOut
+    handle: SessionHandle
+    summary: SessionSummary | None
+    """What the workflow mirrors into its memo; None for sessions of older builds."""
 
 
 def resolve_agent(state: AppState, name: str | None) -> AgentConfig:
@@ -77,28 +73,36 @@ async def start_session(
     user_id: str,
     metadata: dict[str, Any],
     topics: list[str] | None = None,
+    session_id: str | None = None,
 ) -> SessionOut:
-    """Start the workflow of a new session and describe it; 409 past the user's session limit."""
-    if caller.limited:
+    """Start the workflow of a new session; 409 past the user's session limit.
+
+    Args:
+        session_id: the id to use; a session that already has it is the answer
+            (a retried request). A new id by default.
+    """
+    if caller.limited and session_id is None:
         await _check_session_quota(state, client, caller.tenant, user_id)
-    formation = state.formation
-    session_id = uuid.uuid4().hex
-    workflow_id = session_workflow_id(caller.tenant, session_id)
+    session_id = session_id or uuid.uuid4().hex
     start = new_session_input(
-        formation,
+        state.formation,
         agent,
         tenant=caller.tenant,
         user_id=user_id,
         activities_task_queue=state.settings.activities_task_queue,
         session_id=session_id,
+        sees_all_users=not caller.user_given,
     )
+    handle = SessionHandle.of(client, caller.tenant, session_id)
     with temporal_errors():
-        handle = await client.start_workflow(
+        started = await client.start_workflow(
             SESSION_WORKFLOW,
             start,
-            id=workflow_id,
+            id=handle.id,
             task_queue=state.settings.sessions_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            # A retried request finds its session; a closed session is never restarted.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(TENANT_ATTR, caller.tenant),
@@ -112,8 +116,8 @@ async def start_session(
         )
     return session_out(
         state,
-        workflow_id,
-        handle.result_run_id,
+        handle.id,
+        started.result_run_id,
         active=True,
         user_id=user_id,
         agent=agent.name,
@@ -122,236 +126,76 @@ async def start_session(
     )
 
 
-def session_out(
-    state: AppState,
-    workflow_id: str,
-    run_id: str | None,
-    *,
-    active: bool,
-    user_id: str,
-    agent: str,
-    metadata: dict[str, Any],
-    created_at: datetime,
-) -> SessionOut:
-    """A session's JSON shape."""
-    settings = state.settings
-    return SessionOut(
-        id=workflow_id.rsplit("/", 1)[-1],
-        agent=agent,
-        user_id=user_id,
-        status="active" if active else "closed",
-        created_at=created_at,
-        workflow_id=workflow_id,
-        run_id=run_id,
-        temporal_ui_url=workflow_ui_url(
-            settings.temporal_ui_url, settings.namespace, workflow_id, run_id
-        ),
-        metadata=metadata,
-    )
-
-
-async def from_execution(state: AppState, execution: WorkflowExecution) -> SessionOut:
-    """A session's JSON shape from a visibility record or a describe."""
-    attrs = execution.typed_search_attributes
-    memo = await execution.memo()
-    return session_out(
-        state,
-        execution.id,
-        execution.run_id,
-        active=execution.status == WorkflowExecutionStatus.RUNNING,
-        user_id=attrs.get(USER_ATTR) or "",
-        agent=attrs.get(AGENT_ATTR) or "",
-        metadata=memo.get("metadata") or {},
-        created_at=execution.start_time,
-    )
-
-
 async def describe_session(
     state: AppState, client: Client, caller: Caller, session_id: str
-) -> tuple[SessionOut, WorkflowHandle[Any, Any]]:
-    """The session and a handle on its latest run; 404 if the caller cannot see it."""
-    handle = client.get_workflow_handle(session_workflow_id(caller.tenant, session_id))
+) -> DescribedSession:
+    """The session, its handle and its memo's summary; 404 if the caller cannot see it."""
+    handle = SessionHandle.of(client, caller.tenant, session_id)
     with temporal_errors():
-        description = await handle.describe()
+        description = await handle.workflow.describe()
     if description.workflow_type != SESSION_WORKFLOW:
-        raise _not_found(session_id)
+        raise session_not_found(session_id)
     session = await from_execution(state, description)
     if not caller.can_see(session.user_id):
         # 404, not 403: a caller must not learn that another user's id exists.
-        raise _not_found(session_id)
-    return session, handle
+        raise session_not_found(session_id)
+    summary = await description.memo_value(SUMMARY_MEMO, None, type_hint=SessionSummary)
+    return DescribedSession(session, handle, summary)
 
 
-async def target(
-    state: AppState,
-    client: Client,
-    caller: Caller,
-    *,
-    session_id: str | None,
-    agent: str | None,
-    user_id: str | None,
-) -> tuple[str, WorkflowHandle[Any, Any]]:
-    """The session named (not looked up: the workflow checks the caller when it is
-    sent a message), or a new one with `agent` (the default agent when None)."""
-    if session_id:
-        return session_id, client.get_workflow_handle(
-            session_workflow_id(caller.tenant, session_id)
-        )
-    session = await start_session(
-        state,
-        client,
-        caller,
-        agent=resolve_agent(state, agent),
-        user_id=caller.owner_for(user_id),
-        metadata={},
-    )
-    return session.id, client.get_workflow_handle(session.workflow_id)
-
-
-def addressed(caller: Caller, message: SendMessageInput) -> SendMessageInput:
-    """`message` with a turn id of the API's choosing and, for a caller bound to a user,
-    that user, so the workflow refuses a session that is not theirs."""
-    return message.model_copy(
-        update={
-            "turn_id": message.turn_id or uuid.uuid4().hex,
-            "user_id": caller.user_id if caller.user_given else None,
-        }
-    )
-
-
-async def deliver(
-    handle: WorkflowHandle[Any, Any],
-    session_id: str,
-    message: SendMessageInput,
-    *,
-    wait_s: float | None,
-    response: Response,
-) -> ChatResponse | ChatAccepted:
-    """Send `message`; the turn's outcome if it ends within `wait_s`, else 202 and its URL.
-
-    Waiting is one `chat` update (queue and wait), not `send_message` then
-    `wait_turn`: a sync turn costs one round trip to the workflow, not two.
-    """
-    assert message.turn_id is not None, "address the message first"
-    offset: int | None = None
-    if wait_s is None:
-        offset = (await send_message(handle, message)).stream_offset
-    else:
-        try:
-            result = await asyncio.wait_for(_chat(handle, message), wait_s)
-        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-            # Past `wait_s`. The update call, cancelled by the timeout, may say so
-            # in its own words rather than as a CancelledError.
-            pass
-        else:
-            return chat_response(session_id, result)
-    accepted = ChatAccepted(
-        session_id=session_id,
-        turn_id=message.turn_id,
-        status="queued",
-        url=f"/v1/sessions/{session_id}/turns/{message.turn_id}",
-        stream_offset=offset,
-    )
-    response.status_code = 202
-    response.headers["Location"] = accepted.url
-    return accepted
-
-
-async def _chat(handle: WorkflowHandle[Any, Any], message: SendMessageInput) -> TurnResult:
-    result = await _update(
-        lambda: handle.execute_update("chat", message, result_type=TurnResult), handle
-    )
-    if result.status in FINAL_TURN_STATUSES:
-        return result
-    assert message.turn_id is not None
-    return await wait_turn(handle, message.turn_id)  # the session continued as new
-
-
-async def send_message(
-    handle: WorkflowHandle[Any, Any], message: SendMessageInput
-) -> SendMessageResult:
-    """Queue a user message; the workflow's validator may refuse it."""
-    return await _update(
-        lambda: handle.execute_update("send_message", message, result_type=SendMessageResult),
-        handle,
-    )
-
-
-async def wait_turn(handle: WorkflowHandle[Any, Any], turn_id: str) -> TurnResult:
-    """Wait for a turn to end, following the session across continue-as-new."""
-    while True:
-        result = await _update(
-            lambda: handle.execute_update(
-                "wait_turn", WaitTurnInput(turn_id=turn_id), result_type=TurnResult
-            ),
-            handle,
-        )
-        if result.status in FINAL_TURN_STATUSES:
-            return result
-
-
-async def respond_to_approval(
-    handle: WorkflowHandle[Any, Any], decision: ApprovalDecisionInput
-) -> Approval:
-    """Decide an approval; the workflow refuses unknown or decided ids and bad arguments."""
-    return await _update(
-        lambda: handle.execute_update("respond_to_approval", decision, result_type=Approval),
-        handle,
-    )
-
-
-async def close_session(handle: WorkflowHandle[Any, Any]) -> None:
-    """Close a session; 409 if it already is."""
-    await _update(lambda: handle.execute_update("close", CloseSessionInput()), handle)
-
-
-async def query_state(handle: WorkflowHandle[Any, Any]) -> SessionState:
-    """The workflow's `state` query."""
-    with temporal_errors():
-        return await handle.query("state", result_type=SessionState)
-
-
-def chat_response(session_id: str, result: TurnResult) -> ChatResponse:
-    """A turn's outcome in the API's shape."""
-    return ChatResponse(session_id=session_id, **result.model_dump())
-
-
-async def _update(
-    call: Callable[[], Coroutine[Any, Any, T]], handle: WorkflowHandle[Any, Any]
-) -> T:
+async def live_state(described: DescribedSession) -> SessionState | None:
+    """The workflow's own answer, if the session runs and a worker answers within a second."""
+    if described.session.status != "active":
+        return None
     try:
-        with temporal_errors():
-            return await call()
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type in _UPDATE_ERRORS:
-            status, slug = _UPDATE_ERRORS[cause.type]
-            raise Problem(status, cause.message, type_=slug) from err
+        return await described.handle.state(rpc_timeout=LIVE_STATE_TIMEOUT)
+    except (TimeoutError, RPCError) as err:
+        log.info("no live state; reading without a worker", session=described.handle.id, error=err)
+        return None
+
+
+async def turn_accepted(client: Client, workflow_id: str, turn_id: str) -> bool:
+    """Whether the session's current run accepted the message of `turn_id` (no worker needed).
+
+    The API sends each message with the turn id as its update id, and Temporal
+    keeps a record of every update a run accepted.
+    """
+    request = temporalio.api.workflowservice.v1.PollWorkflowExecutionUpdateRequest(
+        namespace=client.namespace,
+        update_ref=temporalio.api.update.v1.UpdateRef(
+            workflow_execution=temporalio.api.common.v1.WorkflowExecution(workflow_id=workflow_id),
+            update_id=turn_id,
+        ),
+        identity=client.identity,
+        wait_policy=_WAIT_FOR_ACCEPTED,
+    )
+    try:
+        await client.workflow_service.poll_workflow_execution_update(
+            request, timeout=LIVE_STATE_TIMEOUT
+        )
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED):
+            return False
         raise
+    return True
+
+
+async def session_call(handle: SessionHandle, call: Awaitable[T]) -> T:
+    """Await a call to a session, its refusals and Temporal's failures as problems.
+
+    A call to a session whose workflow has ended answers 409 `session-closed`.
+    """
+    try:
+        with session_errors():
+            return await call
     except Problem as problem:
-        if problem.status != 404:
+        if not isinstance(problem.__cause__, RPCError) or problem.status != 404:
             raise
-        # An update to a finished workflow: the session exists but is closed.
         try:
-            await handle.describe()
+            await handle.workflow.describe()
         except RPCError:
             raise problem from None
         raise Problem(409, "the session is closed", type_="session-closed") from None
-
-
-@contextmanager
-def temporal_errors() -> Iterator[None]:
-    """Map Temporal RPC errors to problems, by status code (never by message text)."""
-    try:
-        yield
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise Problem(404, "no such session", type_="session-not-found") from exc
-        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise Problem(503, "Temporal is not reachable", type_="temporal-unavailable") from exc
-        if exc.status == RPCStatusCode.ALREADY_EXISTS:
-            raise Problem(409, "a session with this id exists", type_="session-exists") from exc
-        raise
 
 
 async def _check_session_quota(state: AppState, client: Client, tenant: str, user_id: str) -> None:
@@ -375,7 +219,3 @@ async def _check_session_quota(state: AppState, client: Client, tenant: str, use
             f"this user has {active} active sessions, the limit is {limit}; close one first",
             type_="too-many-sessions",
         )
-
-
-def _not_found(session_id: str) -> Problem:
-    return Problem(404, f"no session {session_id!r}", type_="session-not-found")

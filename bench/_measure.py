@@ -14,7 +14,8 @@ from temporalio.client import Client, WorkflowHandle
 
 from bench.fake_llm import TOOL_MARK
 from bench.floor import FLOOR_WORKFLOW, FloorTurn
-from keel.session import SendMessageInput, SendMessageResult, TurnResult, WaitTurnInput
+from keel.session import SendMessageInput
+from keel.session_handle import SessionHandle
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:
@@ -129,17 +130,13 @@ class KeelDirect:
     """A Keel session driven straight through Temporal, as the API does, without the API."""
 
     def __init__(self, client: Client, workflow_id: str) -> None:
-        self._handle = client.get_workflow_handle(workflow_id)
+        self._session = SessionHandle(client, workflow_id)
 
     async def turn(self, text: str, *, tool: bool = False) -> None:
         """`send_message`, then `wait_turn`."""
         message = f"{TOOL_MARK} {text}" if tool else text
-        sent = await self._handle.execute_update(
-            "send_message", SendMessageInput(text=message), result_type=SendMessageResult
-        )
-        result = await self._handle.execute_update(
-            "wait_turn", WaitTurnInput(turn_id=sent.turn_id), result_type=TurnResult
-        )
+        sent = await self._session.send_message(SendMessageInput(text=message))
+        result = await self._session.wait_turn(sent.turn_id)
         assert result.status == "completed", result
 
 

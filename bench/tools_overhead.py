@@ -44,17 +44,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities import (
-    CALL_TOOL,
-    CallToolInput,
-    CallToolResult,
-    McpPool,
-    ToolActivities,
-    ToolCatalog,
-)
+from activities import McpPool, ToolActivities, ToolCatalog
+from keel.contracts.tools import CallToolInput, CallToolResult
 from keel.devserver import TUNING, temporal_binary
 from keel.formation import McpServerConfig, formation_from_data
 from keel.logging import configure_logging
+from keel.names import Activities
 from keel.settings import Settings
 from keel.store import SqliteTranscriptStore
 from worker import worker_host
@@ -157,7 +152,7 @@ async def temporal_batches(client: TemporalClient, calls: int) -> AsyncIterator[
                 for worker in [*workers, bench, noops]:
                     await running.enter_async_context(worker)
                 yield {
-                    "runtime": run(CALL_TOOL, settings.activities_task_queue),
+                    "runtime": run(Activities.CALL_TOOL, settings.activities_task_queue),
                     "noop": run(NOOP, noops.task_queue),
                 }
         finally:

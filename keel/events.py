@@ -168,6 +168,8 @@ class TurnFailed(EventPayload):
 
     TYPE = "turn.failed"
     error: str
+    error_id: str | None = None
+    """Set when the workflow's own code failed: the id its log line carries."""
 
 
 class SessionClosed(EventPayload):

@@ -18,8 +18,7 @@ from keel.formation import (
     SessionsConfig,
 )
 from keel.messages import Message, Usage
-
-SESSION_WORKFLOW = "keel.Session"
+from keel.names import SESSION_WORKFLOW as SESSION_WORKFLOW
 
 TurnStatus = Literal["queued", "running", "awaiting_approval", "completed", "failed", "cancelled"]
 FINAL_TURN_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
@@ -103,6 +102,8 @@ class QueuedTurn(BaseModel):
     text: str
     received_at: datetime
     response_schema: dict[str, Any] | None = None
+    ask_chain: list[str] = Field(default_factory=list)
+    """Sessions waiting on this turn through `ask_session` (see `SendMessageInput`)."""
 
 
 class CarriedState(BaseModel):
@@ -119,6 +120,8 @@ class CarriedState(BaseModel):
     """Messages before this seq are summarised in the transcript store."""
     recent_turns: list[TurnResult] = Field(default_factory=list)
     """The last turns that ended, so a `wait_turn` that reaches the new run still finds them."""
+    turn_ids: list[str] = Field(default_factory=list)
+    """Ids of earlier turns, newest last: a retried message must not run a turn twice."""
 
 
 class StartSessionInput(BaseModel):
@@ -143,6 +146,9 @@ class StartSessionInput(BaseModel):
     """A first message to run at once (triggers and schedules start sessions this way)."""
     close_when_idle: bool = False
     """Close once no turn is queued: a one-shot run rather than a conversation."""
+    sees_all_users: bool = False
+    """Started by a caller bound to no user (an admin key): `ask_session` may reach any
+    session of the tenant, not only this user's."""
     carried: CarriedState | None = None
 
 
@@ -156,6 +162,7 @@ def new_session_input(
     session_id: str = "",
     initial_message: str | None = None,
     close_when_idle: bool = False,
+    sees_all_users: bool = False,
 ) -> StartSessionInput:
     """The input of a new session of `agent`: a snapshot of what the formation says now."""
     team: dict[str, AgentSnapshot] = {}
@@ -178,6 +185,7 @@ def new_session_input(
         activities_task_queue=activities_task_queue,
         initial_message=initial_message,
         close_when_idle=close_when_idle,
+        sees_all_users=sees_all_users,
     )
 
 
@@ -191,6 +199,9 @@ class SendMessageInput(BaseModel):
     """Chosen by the caller, so it knows the turn even if it stops waiting for the answer."""
     user_id: str | None = None
     """The user the caller acts for, when it is bound to one: the session must be theirs."""
+    ask_chain: list[str] = Field(default_factory=list)
+    """With `ask_session`: the asking session and the sessions waiting on it, so the
+    turn never asks one of them back (each would wait for the other)."""
 
 
 class SendMessageResult(BaseModel):
@@ -223,6 +234,8 @@ class TurnResult(BaseModel):
     """With a response schema: the answer, parsed and validated."""
     usage: Usage = Field(default_factory=Usage)
     error: str | None = None
+    error_id: str | None = None
+    """Names a failure of the workflow's own code in the worker's log."""
 
 
 class SessionResult(BaseModel):
@@ -259,3 +272,36 @@ class SessionState(BaseModel):
     usage: Usage
     turn_count: int
     stream_offset: int
+
+
+class TurnSummary(BaseModel):
+    """A turn that ended, as the session's memo records it."""
+
+    turn_id: str
+    status: TurnStatus
+    usage: Usage = Field(default_factory=Usage)
+    error: str | None = None
+
+
+class SessionSummary(BaseModel):
+    """What a session mirrors into its workflow memo, under `SUMMARY_MEMO`.
+
+    Temporal answers a describe without a worker, so reads of a session never
+    wait for one: the memo is upserted when approvals change and a turn ends.
+    """
+
+    pending_approvals: list[Approval] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    turn_count: int = 0
+    turns: list[TurnSummary] = Field(default_factory=list)
+    """The last turns that ended, newest last."""
+    queued_turns: list[str] = Field(default_factory=list)
+    """Turns waiting when the last turn ended (the first of them)."""
+
+    def turn(self, turn_id: str) -> TurnSummary | None:
+        """The summary of an ended turn, if the memo still lists it."""
+        return next((t for t in self.turns if t.turn_id == turn_id), None)
+
+
+SUMMARY_MEMO = "summary"
+"""The memo key of a session's `SessionSummary`."""

@@ -10,7 +10,9 @@ from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.workflow.v1 import PendingActivityInfo
-from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.client import Client, WorkflowHistory
+
+from keel.session_handle import SessionHandle
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,11 @@ class ActivityRun:
     """`completed`, `failed`, `timed_out`, `canceled`, or `open`."""
 
 
-async def session_runs(client: Client, handle: WorkflowHandle[Any, Any]) -> list[WorkflowHistory]:
+async def session_runs(client: Client, handle: SessionHandle) -> list[WorkflowHistory]:
     """The histories of every run of a session, first to latest, along continue-as-new."""
     histories: list[WorkflowHistory] = []
-    run_id: str | None = handle.first_execution_run_id or handle.result_run_id
+    described = await handle.workflow.describe()
+    run_id: str | None = described.raw_description.workflow_execution_info.first_run_id
     while run_id:
         history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
         histories.append(history)
@@ -68,14 +71,14 @@ def activities(history: WorkflowHistory, name: str | None = None) -> Iterator[Ac
         )
 
 
-async def pending_activities(handle: WorkflowHandle[Any, Any]) -> list[PendingActivityInfo]:
+async def pending_activities(handle: SessionHandle) -> list[PendingActivityInfo]:
     """The activities of the session's latest run that have not ended."""
-    description = await handle.describe()
+    description = await handle.workflow.describe()
     return list(description.raw_description.pending_activities)
 
 
 async def wait_for_pending(
-    handle: WorkflowHandle[Any, Any],
+    handle: SessionHandle,
     name: str,
     state: PendingActivityState.ValueType = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
     *,

@@ -93,6 +93,7 @@ def build_workers(
                     task_queue=queue,
                     activities=[
                         *model_activities,
+                        llm.seed_transcript,
                         tools.call_tool,
                         approvals.validate_arguments,
                         messaging.ask_session,

@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
+from workflows import _options
+
 with workflow.unsafe.imports_passed_through():
-    from activities.approvals import (
-        VALIDATE_ARGUMENTS,
-        ValidateArgumentsInput,
-        ValidateArgumentsResult,
-    )
     from keel.approvals import Approval, ApprovalDecisionInput, DecidedBy
+    from keel.contracts.tools import ValidateArgumentsInput, ValidateArgumentsResult
     from keel.formation import ApprovalsConfig
     from keel.messages import ToolCall
+    from keel.names import Activities, Rejections
 
 DECIDED_KEPT = 100
-VALIDATE_TIMEOUT = timedelta(seconds=30)
 
 
 class ApprovalGate:
     """Approvals of the current turn. Deterministic: workflow time and workflow uuids only."""
 
-    def __init__(self, config: ApprovalsConfig) -> None:
+    def __init__(self, config: ApprovalsConfig, on_change: Callable[[], None]) -> None:
         self._config = config
+        self._on_change = on_change
+        """Called after every request and decision (the workflow mirrors pending ones)."""
         self._approvals: dict[str, Approval] = {}
 
     def requires(self, tool: str) -> bool:
@@ -45,6 +46,7 @@ class ApprovalGate:
             expires_at=now + timedelta(seconds=self._config.timeout_s),
         )
         self._approvals[approval.id] = approval
+        self._on_change()
         return approval
 
     def check(self, decision: ApprovalDecisionInput) -> Approval:
@@ -57,12 +59,13 @@ class ApprovalGate:
         approval = self._approvals.get(decision.approval_id)
         if approval is None:
             raise ApplicationError(
-                f"no approval {decision.approval_id!r} in this session", type="UnknownApproval"
+                f"no approval {decision.approval_id!r} in this session",
+                type=Rejections.UNKNOWN_APPROVAL,
             )
         if approval.status != "pending":
             raise ApplicationError(
                 f"approval {approval.id!r} was already decided: {approval.status}",
-                type="ApprovalDecided",
+                type=Rejections.APPROVAL_DECIDED,
             )
         return approval
 
@@ -77,23 +80,24 @@ class ApprovalGate:
         if decision.arguments is None:
             return
         approval = self.check(decision)
-        checked = await workflow.execute_activity(
-            VALIDATE_ARGUMENTS,
+        checked = await _options.run_activity(
+            Activities.VALIDATE_ARGUMENTS,
             ValidateArgumentsInput(tool=approval.tool, arguments=decision.arguments),
-            result_type=ValidateArgumentsResult,
+            ValidateArgumentsResult,
+            _options.VALIDATE_ARGUMENTS,
             task_queue=task_queue,
-            start_to_close_timeout=VALIDATE_TIMEOUT,
             summary=f"validate {approval.tool} arguments",
         )
         if checked.problems:
             raise ApplicationError(
-                "; ".join(checked.problems), type="InvalidArguments", non_retryable=True
+                "; ".join(checked.problems), type=Rejections.INVALID_ARGUMENTS, non_retryable=True
             )
 
     def decide(self, decision: ApprovalDecisionInput, *, by: DecidedBy) -> Approval:
         """Record a decision (checked again here: an update may have awaited meanwhile)."""
         decided = self.check(decision).decided(decision, by=by)
         self._approvals[decided.id] = decided
+        self._on_change()
         return decided
 
     async def wait(self, approval_id: str) -> Approval:
@@ -104,12 +108,15 @@ class ApprovalGate:
                 timeout=timedelta(seconds=self._config.timeout_s),
             )
         except TimeoutError:
-            timed_out = ApprovalDecisionInput(
-                approval_id=approval_id,
-                decision=self._config.on_timeout,
-                feedback=f"no decision within {self._config.timeout_s:g} s",
-            )
-            self._approvals[approval_id] = self.check(timed_out).decided(timed_out, by="timeout")
+            # A decision and the timer can land in the same workflow task: the
+            # decision, handled first, stands.
+            if self._approvals[approval_id].status == "pending":
+                timed_out = ApprovalDecisionInput(
+                    approval_id=approval_id,
+                    decision=self._config.on_timeout,
+                    feedback=f"no decision within {self._config.timeout_s:g} s",
+                )
+                self.decide(timed_out, by="timeout")
         return self._approvals[approval_id]
 
     def pending(self) -> list[Approval]:

@@ -5,11 +5,18 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 
+from workflows._step import Step
+
 with workflow.unsafe.imports_passed_through():
-    from activities.providers import ToolSpec
-    from activities.tools import CallToolResult
+    from keel.contracts.llm import ToolSpec
+    from keel.contracts.tools import CallToolResult
     from keel.messages import ToolCall
-    from keel.session import SESSION_WORKFLOW, AgentSnapshot, SessionResult, StartSessionInput
+    from keel.names import SESSION_WORKFLOW
+    from keel.session import AgentSnapshot, SessionResult, StartSessionInput
+
+STEP_IN_CHILD_ID_PATCH = "keel-child-id-step-1"
+"""Children started before this are named `<session>/<turn>/<call>`: a vendor's repeated
+call id could name two of them alike."""
 
 _TASK = {
     "type": "object",
@@ -31,7 +38,7 @@ def delegation_specs(agent: AgentSnapshot, team: dict[str, AgentSnapshot]) -> li
     ]
 
 
-async def delegate(session: StartSessionInput, turn_id: str, call: ToolCall) -> CallToolResult:
+async def delegate(session: StartSessionInput, step: Step, call: ToolCall) -> CallToolResult:
     """Run the specialist `call.name` on `call.arguments["message"]`; its answer is the result.
 
     A child workflow rather than an activity: the specialist's own steps, tool
@@ -57,11 +64,15 @@ async def delegate(session: StartSessionInput, turn_id: str, call: ToolCall) -> 
             "carried": None,
         }
     )
+    if workflow.patched(STEP_IN_CHILD_ID_PATCH):
+        child_id = step.key(call)
+    else:
+        child_id = f"{workflow.info().workflow_id}/{step.turn_id}/{call.id}"
     try:
         result = await workflow.execute_child_workflow(
             SESSION_WORKFLOW,
             child,
-            id=f"{workflow.info().workflow_id}/{turn_id}/{call.id}",
+            id=child_id,
             result_type=SessionResult,
             static_summary=f"{session.agent.name} delegates to {call.name}",
         )

@@ -7,42 +7,35 @@ activity that fails is logged and skipped rather than failing the turn.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from workflows._model import HEARTBEAT_TIMEOUT
+from workflows import _options
+from workflows._step import Step
 
 with workflow.unsafe.imports_passed_through():
-    from activities.memory import (
-        READ_REFERENCE,
+    from keel.contracts.memory import (
         READ_REFERENCE_TOOL,
-        RECALL,
         REMEMBER_TOOL,
-        WRITE,
+        ExtractFactsInput,
+        ExtractFactsResult,
         MemoryDraft,
+        MemoryScope,
         ReadReferenceInput,
         ReadReferenceResult,
         RecallInput,
         RecallResult,
+        SummarizeInput,
+        SummarizeResult,
         WriteMemoriesInput,
         WriteMemoriesResult,
     )
-    from activities.memory_model import (
-        EXTRACT_FACTS,
-        SUMMARIZE,
-        ExtractFactsInput,
-        ExtractFactsResult,
-        SummarizeInput,
-        SummarizeResult,
-    )
-    from activities.tools import CallToolResult
+    from keel.contracts.tools import CallToolResult
     from keel.events import EventPayload, MemoryItem, MemoryRecalled, MemoryStored
-    from keel.memory import MemoryScope
     from keel.messages import ToolCall
+    from keel.names import Activities
     from keel.session import StartSessionInput
 
 R = TypeVar("R")
@@ -50,8 +43,6 @@ Publish = Callable[["EventPayload", "str | None"], None]
 
 MEMORY_PATCH = "keel-memory-1"
 """Sessions started before memory steps existed replay without them."""
-MEMORY_TIMEOUT = timedelta(seconds=60)
-MEMORY_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10))
 EXCHANGE_CHARS = 450
 """Each side of an exchange memory: enough to recall what was said, small enough to embed well."""
 
@@ -94,7 +85,7 @@ class SessionMemory:
         if not self._options.vector:
             return
         result = await self._activity(
-            RECALL,
+            Activities.RECALL,
             RecallInput(
                 scope=self.scope,
                 session=self._session,
@@ -126,7 +117,7 @@ class SessionMemory:
         if self._options.extract_facts:
             model = self._input.agent.model
             extracted = await self._activity(
-                EXTRACT_FACTS,
+                Activities.EXTRACT_FACTS,
                 ExtractFactsInput(user_text=text[:2000], answer=answer[:2000], model=model),
                 ExtractFactsResult,
                 "extract facts",
@@ -136,19 +127,21 @@ class SessionMemory:
                 drafts.append(MemoryDraft(key=f"fact-{i}", kind="fact", text=fact))
         await self._write(turn_id, drafts)
 
-    async def call_builtin(self, turn_id: str, call: ToolCall) -> CallToolResult:
+    async def call_builtin(self, step: Step, call: ToolCall) -> CallToolResult:
         """Run a built-in tool call; failures are tool errors, as for any tool."""
         if call.name == REMEMBER_TOOL:
             fact = str(call.arguments.get("fact") or "").strip()
             if not fact:
                 return CallToolResult(content="remember needs a non-empty 'fact'", is_error=True)
-            ids = await self._write(turn_id, [MemoryDraft(key=call.id, kind="fact", text=fact)])
+            # Keyed by step and call: a vendor may repeat a call id in later steps.
+            draft = MemoryDraft(key=f"{step.number}/{call.id}", kind="fact", text=fact)
+            ids = await self._write(step.turn_id, [draft])
             if ids is None:
                 return CallToolResult(content="the fact could not be stored", is_error=True)
             return CallToolResult(content=f"Remembered: {fact}")
         arguments = call.arguments
         read = await self._activity(
-            READ_REFERENCE,
+            Activities.READ_REFERENCE,
             ReadReferenceInput(
                 session=self._session,
                 ref=str(arguments.get("ref", "")),
@@ -170,7 +163,7 @@ class SessionMemory:
 
     async def _write(self, turn_id: str, drafts: list[MemoryDraft]) -> list[str] | None:
         written = await self._activity(
-            WRITE,
+            Activities.WRITE_MEMORIES,
             WriteMemoriesInput(
                 scope=self.scope, session=self._session, turn_id=turn_id, memories=drafts
             ),
@@ -206,7 +199,7 @@ class SessionMemory:
             return
         upto = min(next_seq, window_start + max(2 * slack, buffer // 2))
         done = await self._activity(
-            SUMMARIZE,
+            Activities.SUMMARIZE,
             SummarizeInput(
                 session=self._session,
                 turn_id=turn_id,
@@ -233,17 +226,13 @@ class SessionMemory:
         """Run a memory activity; None (and a warning) if it fails for good."""
         model = self._input.agent.model
         try:
-            return await workflow.execute_activity(
+            return await _options.run_activity(
                 name,
                 arg,
-                result_type=result_type,
+                result_type,
+                _options.memory_model_call(model) if model_call else _options.MEMORY,
                 task_queue=(model.task_queue if model_call else None)
                 or self._input.activities_task_queue,
-                start_to_close_timeout=(
-                    timedelta(seconds=model.timeout_s + 30) if model_call else MEMORY_TIMEOUT
-                ),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT if model_call else None,
-                retry_policy=MEMORY_RETRY,
                 summary=summary,
             )
         except ActivityError as err:

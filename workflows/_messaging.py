@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
+from pydantic import ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+
+from workflows import _options
+from workflows._step import Step
 
 with workflow.unsafe.imports_passed_through():
-    from activities.messaging import (
-        ASK_SESSION,
-        PUBLISH,
+    from keel.contracts.llm import ToolSpec
+    from keel.contracts.messaging import (
+        TOPIC_MAX_CHARS,
         AskSessionInput,
         PublishInput,
         TopicMessage,
     )
-    from activities.providers import ToolSpec
-    from activities.tools import CallToolResult
+    from keel.contracts.tools import CallToolResult
     from keel.messages import ToolCall
-    from keel.session import StartSessionInput
+    from keel.names import Activities
+    from keel.session import StartSessionInput, session_id_of, session_workflow_id
 
-ASK_TIMEOUT = timedelta(minutes=30)
-"""The other session may itself call tools or wait for an approval."""
-PUBLISH_TIMEOUT = timedelta(minutes=1)
-RETRY = RetryPolicy(maximum_attempts=3)
+ASK_CYCLE_PATCH = "keel-ask-cycle-1"
+"""Before this, an ask of the asking session (or of one waiting on it) ran its activity."""
 
 MESSAGING_TOOLS: dict[str, ToolSpec] = {
     "ask_session": ToolSpec(
@@ -43,7 +42,10 @@ MESSAGING_TOOLS: dict[str, ToolSpec] = {
         description="Publish a message to every session subscribed to a topic.",
         parameters={
             "type": "object",
-            "properties": {"topic": {"type": "string"}, "message": {"type": "string"}},
+            "properties": {
+                "topic": {"type": "string", "minLength": 1, "maxLength": TOPIC_MAX_CHARS},
+                "message": {"type": "string"},
+            },
             "required": ["topic", "message"],
         },
     ),
@@ -56,48 +58,82 @@ def messaging_specs(tools: list[str]) -> list[ToolSpec]:
 
 
 async def run_messaging_tool(
-    session: StartSessionInput, turn_id: str, call: ToolCall
+    session: StartSessionInput, step: Step, call: ToolCall
 ) -> CallToolResult:
-    """Run `ask_session` or `publish` for the model."""
-    args = call.arguments
-    if not isinstance(args.get("message"), str) or not args["message"]:
-        return CallToolResult(content="'message' must be a non-empty string", is_error=True)
-    # Stable across retries and replays: receivers deduplicate on it.
-    key = f"{workflow.info().workflow_id}/{turn_id}/{call.id}"
-    if call.name == "ask_session":
-        if not isinstance(args.get("session_id"), str):
-            return CallToolResult(content="'session_id' must be a string", is_error=True)
-        return await workflow.execute_activity(
-            ASK_SESSION,
-            AskSessionInput(
-                tenant=session.tenant,
-                session_id=args["session_id"],
-                message=args["message"],
-                idempotency_key=key,
-            ),
-            result_type=CallToolResult,
-            start_to_close_timeout=ASK_TIMEOUT,
-            heartbeat_timeout=timedelta(seconds=15),
-            retry_policy=RETRY,
-            task_queue=session.activities_task_queue,
-            summary=f"ask session {args['session_id']}",
-        )
-    if not isinstance(args.get("topic"), str) or not args["topic"]:
-        return CallToolResult(content="'topic' must be a non-empty string", is_error=True)
-    return await workflow.execute_activity(
-        PUBLISH,
-        PublishInput(
+    """Run `ask_session` or `publish` for the model; bad arguments are its tool error."""
+    try:
+        if call.name == "ask_session":
+            return await _ask(session, step, call)
+        return await _publish(session, step, call)
+    except (_BadArguments, ValidationError) as err:
+        # Checked here, in workflow code: an exception would fail the workflow
+        # task on every retry and wedge the session.
+        reason = str(err) if isinstance(err, _BadArguments) else _first_error(err)
+        return CallToolResult(content=f"invalid arguments for {call.name}: {reason}", is_error=True)
+
+
+async def _ask(session: StartSessionInput, step: Step, call: ToolCall) -> CallToolResult:
+    target_id = _text(call, "session_id")
+    message = _text(call, "message")
+    me = workflow.info().workflow_id
+    target = session_workflow_id(session.tenant, target_id)
+    if (target == me or target in step.ask_chain) and workflow.patched(ASK_CYCLE_PATCH):
+        # It could answer only after this turn, which waits for its answer.
+        reason = "that is this session" if target == me else "it is waiting for this session"
+        return _refused(target_id, f"{reason}, so neither could go on")
+    return await _options.run_activity(
+        Activities.ASK_SESSION,
+        AskSessionInput(
             tenant=session.tenant,
-            message=TopicMessage(
-                message_id=key,
-                topic=args["topic"],
-                text=args["message"],
-                from_session=workflow.info().workflow_id.rsplit("/", 1)[-1],
-            ),
+            session_id=target_id,
+            message=message,
+            # Stable across retries and replays: the receiver deduplicates on it.
+            idempotency_key=step.key(call),
+            from_session=me,
+            # Like any caller bound to a user, the asker reaches only that user's sessions.
+            user_id=None if session.sees_all_users else session.user_id,
+            chain=[*step.ask_chain, me],
         ),
-        result_type=CallToolResult,
-        start_to_close_timeout=PUBLISH_TIMEOUT,
-        retry_policy=RETRY,
+        CallToolResult,
+        _options.ASK_SESSION,
         task_queue=session.activities_task_queue,
-        summary=f"publish to {args['topic']}",
+        summary=f"ask session {target_id}",
     )
+
+
+async def _publish(session: StartSessionInput, step: Step, call: ToolCall) -> CallToolResult:
+    message = TopicMessage(
+        message_id=step.key(call),
+        topic=_text(call, "topic"),
+        text=_text(call, "message"),
+        from_session=session_id_of(workflow.info().workflow_id),
+    )
+    return await _options.run_activity(
+        Activities.PUBLISH,
+        PublishInput(tenant=session.tenant, message=message),
+        CallToolResult,
+        _options.PUBLISH,
+        task_queue=session.activities_task_queue,
+        summary=f"publish to {message.topic}",
+    )
+
+
+class _BadArguments(Exception):
+    """A messaging tool call whose arguments do not fit its schema."""
+
+
+def _text(call: ToolCall, name: str) -> str:
+    value = call.arguments.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise _BadArguments(f"{name!r} must be a non-empty string")
+    return value
+
+
+def _refused(target_id: str, reason: str) -> CallToolResult:
+    return CallToolResult(content=f"cannot ask session {target_id!r}: {reason}", is_error=True)
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "arguments"
+    return f"{field!r}: {first['msg']}"

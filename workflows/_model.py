@@ -1,20 +1,27 @@
-"""One model step of a session: the LLM activity's options, and re-seeding a lost store."""
+"""One model step of a session: the LLM activity, and re-seeding a store that lost its messages."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import _options
+
 with workflow.unsafe.imports_passed_through():
-    from activities.llm import CALL_MODEL, PREFIX_MISSING, CallModelInput, CallModelResult
+    from keel.contracts.llm import (
+        CallModelInput,
+        CallModelResult,
+        SeedTranscriptInput,
+        SeedTranscriptResult,
+    )
     from keel.messages import Message
+    from keel.names import Activities, ActivityErrors
     from keel.session import StartSessionInput
 
-HEARTBEAT_TIMEOUT = timedelta(seconds=15)
-"""A model call on a killed worker is retried within seconds, not at its start-to-close."""
+CHUNKED_RESEED_PATCH = "keel-chunked-reseed-1"
+"""Sessions that re-seeded in one model call before this replay that way."""
+SEED_CHUNK_BYTES = 256 * 1024
+"""Messages per seeding activity, by size as JSON: well under Temporal's 2 MB payload limit."""
 
 
 async def call_model(
@@ -30,25 +37,51 @@ async def call_model(
     try:
         return await _execute(session, call)
     except ActivityError as err:
-        if not (isinstance(err.cause, ApplicationError) and err.cause.type == PREFIX_MISSING):
+        if not (
+            isinstance(err.cause, ApplicationError)
+            and err.cause.type == ActivityErrors.PREFIX_MISSING
+        ):
             raise
     # The store lost what it held (or is new): hand it everything this run knows.
     workflow.logger.warning("transcript store lacks the prefix; re-seeding it")
-    first = run_messages[0].seq if run_messages else call.upto_seq
-    reseed = {"upto_seq": first, "new_messages": run_messages, "reseed": True}
-    return await _execute(session, call.model_copy(update=reseed))
+    if not workflow.patched(CHUNKED_RESEED_PATCH):
+        first = run_messages[0].seq if run_messages else call.upto_seq
+        reseed = {"upto_seq": first, "new_messages": run_messages, "reseed": True}
+        return await _execute(session, call.model_copy(update=reseed))
+    for chunk in chunks(run_messages, SEED_CHUNK_BYTES):
+        await _options.run_activity(
+            Activities.SEED_TRANSCRIPT,
+            SeedTranscriptInput(session=call.session, messages=chunk, owner=call.owner),
+            SeedTranscriptResult,
+            _options.SEED_TRANSCRIPT,
+            task_queue=session.activities_task_queue,
+            summary=f"re-seed {len(chunk)} messages from seq {chunk[0].seq}",
+        )
+    return await _execute(session, call.model_copy(update={"reseed": True}))
+
+
+def chunks(messages: list[Message], max_bytes: int) -> list[list[Message]]:
+    """`messages` in order, cut into runs of at most `max_bytes` as JSON (one at least each)."""
+    out: list[list[Message]] = []
+    size = 0
+    for message in messages:
+        length = len(message.model_dump_json())
+        if not out or size + length > max_bytes:
+            out.append([])
+            size = 0
+        out[-1].append(message)
+        size += length
+    return out
 
 
 async def _execute(session: StartSessionInput, call: CallModelInput) -> CallModelResult:
     model = call.model
-    return await workflow.execute_activity(
-        CALL_MODEL,
+    return await _options.run_activity(
+        Activities.CALL_MODEL,
         call,
-        result_type=CallModelResult,
+        CallModelResult,
+        _options.model_call(model),
         # A model with its own queue (a GPU worker's) runs only there.
         task_queue=model.task_queue or session.activities_task_queue,
-        start_to_close_timeout=timedelta(seconds=model.timeout_s + 30),
-        heartbeat_timeout=HEARTBEAT_TIMEOUT,
-        retry_policy=RetryPolicy(maximum_attempts=model.max_attempts),
         summary=f"llm {model.provider}/{model.model or session.agent.model_name} step {call.step}",
     )

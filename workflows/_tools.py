@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
+from workflows import _options
+
 with workflow.unsafe.imports_passed_through():
-    from activities.tools import CALL_TOOL, CallToolInput, CallToolResult
     from keel.approvals import Approval
+    from keel.contracts.tools import CallToolInput, CallToolResult
     from keel.events import (
         ApprovalDecided,
         ApprovalRequested,
@@ -21,16 +21,14 @@ with workflow.unsafe.imports_passed_through():
         ToolResultEvent,
     )
     from keel.messages import ToolCall
+    from keel.names import Activities
     from keel.session import StartSessionInput, TurnResult
 
 from workflows._approvals import ApprovalGate
 from workflows._delegation import delegate
 from workflows._memory import SessionMemory
 from workflows._messaging import MESSAGING_TOOLS, run_messaging_tool
-from workflows._model import HEARTBEAT_TIMEOUT
-
-TOOL_TIMEOUT = timedelta(minutes=5)
-TOOL_RETRY = RetryPolicy(maximum_attempts=3)
+from workflows._step import Step
 
 Publish = Callable[["EventPayload", "str | None"], None]
 """The workflow's `_publish`: a step event and the turn it belongs to."""
@@ -50,9 +48,12 @@ class ToolRunner:
         self._memory = memory
 
     async def run(
-        self, turn: TurnResult, calls: list[ToolCall]
+        self, turn: TurnResult, step: Step, calls: list[ToolCall]
     ) -> AsyncIterator[tuple[ToolCall, CallToolResult]]:
-        """Run calls in order, yielding each result; gated calls are all asked for up front."""
+        """Run a model step's calls in order, yielding each result.
+
+        Gated calls are all asked for up front, so a reviewer sees them together.
+        """
         approvals: dict[str, Approval] = {}
         for call in calls:
             self._publish(
@@ -74,7 +75,7 @@ class ToolRunner:
         for call in calls:
             pending = approvals.get(call.id)
             if pending is None:
-                result = await self._call_tool(turn.turn_id, call)
+                result = await self._call_tool(step, call)
             else:
                 turn.status = "awaiting_approval"
                 approval = await self._gate.wait(pending.id)
@@ -92,7 +93,7 @@ class ToolRunner:
                     ),
                     turn.turn_id,
                 )
-                result = await self._call_approved(turn.turn_id, call, approval)
+                result = await self._call_approved(step, call, approval)
             self._publish(
                 ToolResultEvent(
                     call_id=call.id,
@@ -107,7 +108,7 @@ class ToolRunner:
             yield call, result
 
     async def _call_approved(
-        self, turn_id: str, call: ToolCall, approval: Approval
+        self, step: Step, call: ToolCall, approval: Approval
     ) -> CallToolResult:
         """What a decided call gives the model: the tool's result, or the reviewer's word."""
         feedback = f" Reviewer: {approval.feedback}" if approval.feedback else ""
@@ -118,43 +119,43 @@ class ToolRunner:
                 content=f"The user asked for changes before this runs.{feedback}", is_error=True
             )
         arguments = approval.revised_arguments or call.arguments
-        result = await self._call_tool(turn_id, call.model_copy(update={"arguments": arguments}))
+        revised = call.model_copy(update={"arguments": arguments})
+        result = await self._call_tool(step, revised)
         if approval.decision == "revise":
             note = f"(Run with arguments revised by the user: {arguments}.{feedback})\n"
             result = result.model_copy(update={"content": note + result.content})
         return result
 
-    async def _call_tool(self, turn_id: str, call: ToolCall) -> CallToolResult:
+    async def _call_tool(self, step: Step, call: ToolCall) -> CallToolResult:
         if call.name in self._input.agent.routes:
             self._publish(
                 Handoff(from_agent=self._input.agent.name, to_agent=call.name, call_id=call.id),
-                turn_id,
+                step.turn_id,
             )
-            return await delegate(self._input, turn_id, call)
+            return await delegate(self._input, step, call)
         if self._memory.handles(call.name):
-            return await self._memory.call_builtin(turn_id, call)
+            return await self._memory.call_builtin(step, call)
         if call.name not in self._input.agent.tools:
             return CallToolResult(
                 content=f"tool {call.name!r} is not available to agent {self._input.agent.name!r}",
                 is_error=True,
             )
         if call.name in MESSAGING_TOOLS:
-            return await run_messaging_tool(self._input, turn_id, call)
+            return await run_messaging_tool(self._input, step, call)
         try:
-            return await workflow.execute_activity(
-                CALL_TOOL,
+            return await _options.run_activity(
+                Activities.CALL_TOOL,
                 CallToolInput(
                     session=workflow.info().workflow_id,
-                    turn_id=turn_id,
+                    turn_id=step.turn_id,
                     call_id=call.id,
                     name=call.name,
                     arguments=call.arguments,
+                    step=step.number,
                 ),
-                result_type=CallToolResult,
+                CallToolResult,
+                _options.TOOL,
                 task_queue=self._input.activities_task_queue,
-                start_to_close_timeout=TOOL_TIMEOUT,
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=TOOL_RETRY,
                 summary=f"tool {call.name}",
             )
         except ActivityError as err:

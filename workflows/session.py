@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from collections import deque
-from typing import Any, NoReturn
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows import _carry
 from workflows._approvals import ApprovalGate
 from workflows._delegation import delegation_specs
 from workflows._memory import SessionMemory
 from workflows._messaging import messaging_specs
 from workflows._model import call_model
-from workflows._tools import ToolRunner, error_text
+from workflows._step import Step
+from workflows._tools import ToolRunner
+from workflows._turns import TurnBook, TurnError, failure_of
 
 with workflow.unsafe.imports_passed_through():
     from temporalio.contrib.workflow_streams import WorkflowStream
 
-    from activities.llm import CallModelInput, CallModelResult
-    from activities.messaging import TOPIC_SIGNAL, TopicMessage
-    from activities.tools import CallToolResult
     from keel.approvals import Approval, ApprovalDecisionInput
+    from keel.contracts.llm import CallModelInput, CallModelResult
+    from keel.contracts.messaging import TopicMessage
+    from keel.contracts.tools import CallToolResult
     from keel.events import (
         EVENTS_TOPIC,
         EventPayload,
@@ -34,10 +36,10 @@ with workflow.unsafe.imports_passed_through():
         TurnStarted,
     )
     from keel.messages import Message, ToolCall
+    from keel.names import SESSION_WORKFLOW, Queries, Rejections, Signals, Updates
     from keel.redaction import redact_event_data
     from keel.session import (
         FINAL_TURN_STATUSES,
-        SESSION_WORKFLOW,
         AssistantReply,
         CarriedState,
         CloseSessionInput,
@@ -54,13 +56,8 @@ with workflow.unsafe.imports_passed_through():
 
 TOPIC_IDS_KEPT = 1000
 """Recent topic message ids, to drop a publish that a retry delivered twice."""
-TURNS_KEPT_IN_STATE = 50
-"""Older turns of a run are answered from the transcript store, not the workflow."""
-TURNS_CARRIED = 10
-"""Ended turns handed to the next run: a client may ask for one just after the hand-over."""
-EVENTS_KEPT_AT_CONTINUE = 100
-"""Step events carried into the next run, so a client that dropped just before
-continue-as-new still resumes without a gap. Bounded, so history stays constant."""
+TURNS_IN_STATE = 50
+"""Turns the `state` query lists; older ones are answered from the memo and the store."""
 
 
 @workflow.defn(name=SESSION_WORKFLOW)
@@ -77,21 +74,17 @@ class SessionWorkflow:
         self._input = input
         self._session_id = input.session_id or workflow.info().workflow_id.rsplit("/", 1)[-1]
         self._next_seq = carried.next_seq
-        self._turn_count = carried.turn_count
-        self._usage = carried.usage
         self._queue: deque[QueuedTurn] = deque(carried.queued)
+        self._queued_bytes = sum(len(q.model_dump_json()) for q in carried.queued)
         self._unsynced: list[Message] = list(carried.unsynced)
         self._run_messages: list[Message] = list(carried.unsynced)
-        self._turns: dict[str, TurnResult] = {t.turn_id: t for t in carried.recent_turns}
-        self._turns.update(
-            {q.turn_id: TurnResult(turn_id=q.turn_id, status="queued") for q in carried.queued}
-        )
         self._turns_this_run = 0
         self._current: str | None = None
         self._last_turn: TurnResult | None = None
         self._closing = False
         self._continuing = False
-        self._gate = ApprovalGate(input.approvals)
+        self._gate = ApprovalGate(input.approvals, on_change=self._summary_changed)
+        self._book = TurnBook(carried, self._gate)
         self._topic_messages_seen: deque[str] = deque(maxlen=TOPIC_IDS_KEPT)
         self._memory = SessionMemory(input, carried.summary_upto, self._publish)
         self._tools = ToolRunner(input, self._gate, self._publish, self._memory)
@@ -118,30 +111,32 @@ class SessionWorkflow:
                 # traffic it never does, and history would grow without bound.
                 await self._continue_as_new()
             else:
-                await self._run_turn(self._queue.popleft())
+                queued = self._queue.popleft()
+                self._queued_bytes -= len(queued.model_dump_json())
+                await self._run_turn(queued)
                 self._closing = self._closing or (input.close_when_idle and not self._queue)
         self._publish(SessionClosed(reason="closed"), None)
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return SessionResult(
-            turn_count=self._turn_count, usage=self._usage, last_turn=self._last_turn
+            turn_count=self._book.turn_count, usage=self._book.usage, last_turn=self._last_turn
         )
 
     # -- messages -----------------------------------------------------------
 
-    @workflow.update(name="send_message")
+    @workflow.update(name=Updates.SEND_MESSAGE)
     def send_message(self, input: SendMessageInput) -> SendMessageResult:
         """Queue a user message as a new turn; answers at once."""
         return self._enqueue(input)
 
-    @workflow.update(name="chat")
+    @workflow.update(name=Updates.CHAT)
     async def chat(self, input: SendMessageInput) -> TurnResult:
         """Queue a message and answer when its turn ends: one round trip for a sync chat.
 
         Returns early, unfinished, if this run continues as new; `wait_turn` then
         follows the turn into the next run.
         """
-        return await self._wait_for(self._enqueue(input).turn_id)
+        return await self._wait_for(self._book.turns[self._enqueue(input).turn_id])
 
     @chat.validator
     def _validate_chat(self, input: SendMessageInput) -> None:
@@ -149,15 +144,16 @@ class SessionWorkflow:
 
     def _enqueue(self, input: SendMessageInput) -> SendMessageResult:
         turn_id = input.turn_id or str(workflow.uuid4())
-        self._queue.append(
-            QueuedTurn(
-                turn_id=turn_id,
-                text=input.text,
-                received_at=workflow.now(),
-                response_schema=input.response_schema,
-            )
+        queued = QueuedTurn(
+            turn_id=turn_id,
+            text=input.text,
+            received_at=workflow.now(),
+            response_schema=input.response_schema,
+            ask_chain=input.ask_chain,
         )
-        self._turns[turn_id] = TurnResult(turn_id=turn_id, status="queued")
+        self._queue.append(queued)
+        self._queued_bytes += len(queued.model_dump_json())
+        self._book.queued(turn_id)
         return SendMessageResult(turn_id=turn_id, stream_offset=self._offset)
 
     @send_message.validator
@@ -165,67 +161,85 @@ class SessionWorkflow:
         options = self._input.options
         if input.user_id is not None and input.user_id != self._input.user_id:
             # The same answer as for a session that does not exist: ids are not confirmed.
-            raise ApplicationError("no such session", type="SessionNotFound")
-        if input.turn_id is not None and input.turn_id in self._turns:
-            raise ApplicationError(f"turn {input.turn_id} exists", type="DuplicateTurn")
+            raise ApplicationError("no such session", type=Rejections.SESSION_NOT_FOUND)
+        if input.turn_id is not None and self._book.known(input.turn_id):
+            raise ApplicationError(f"turn {input.turn_id} exists", type=Rejections.DUPLICATE_TURN)
         if self._closing:
-            raise ApplicationError("the session is closed", type="SessionClosed")
+            raise ApplicationError("the session is closed", type=Rejections.SESSION_CLOSED)
         if not input.text.strip():
-            raise ApplicationError("the message is empty", type="InvalidMessage")
+            raise ApplicationError("the message is empty", type=Rejections.INVALID_MESSAGE)
         if len(input.text) > options.max_message_chars:
             raise ApplicationError(
                 f"the message has {len(input.text)} characters;"
                 f" the limit is {options.max_message_chars}",
-                type="MessageTooLong",
+                type=Rejections.MESSAGE_TOO_LONG,
             )
         if options.on_busy == "reject" and (self._current or self._queue):
-            raise ApplicationError("a turn is already running", type="SessionBusy")
+            raise ApplicationError("a turn is already running", type=Rejections.SESSION_BUSY)
+        if (
+            len(self._queue) >= options.max_queued_turns
+            or self._queued_bytes + len(input.text) > _carry.QUEUED_BYTES_MAX
+        ):
+            raise ApplicationError(
+                f"{len(self._queue)} messages are waiting for their turn; try again later",
+                type=Rejections.QUEUE_FULL,
+            )
 
-    @workflow.signal(name=TOPIC_SIGNAL)
+    @workflow.signal(name=Signals.TOPIC_MESSAGE)
     def topic_message(self, message: TopicMessage) -> None:
         """A message on a topic this session subscribes to: it becomes a turn, once."""
         if self._closing or message.message_id in self._topic_messages_seen:
             return
         self._topic_messages_seen.append(message.message_id)
-        self._enqueue(
-            SendMessageInput(
-                text=f"[message on topic {message.topic!r} from session"
-                f" {message.from_session}] {message.text}"
-            )
+        text = (
+            f"[message on topic {message.topic!r} from session"
+            f" {message.from_session}] {message.text}"
         )
+        try:
+            self._validate_send_message(SendMessageInput(text=text))
+        except ApplicationError as err:
+            # A signal has no caller to refuse: the message is dropped, and said so.
+            workflow.logger.warning("topic message %s dropped: %s", message.message_id, err)
+            return
+        self._enqueue(SendMessageInput(text=text))
 
-    @workflow.update(name="wait_turn")
+    @workflow.update(name=Updates.WAIT_TURN)
     async def wait_turn(self, input: WaitTurnInput) -> TurnResult:
         """Wait until a turn ends. Returns early, unfinished, if this run continues as new."""
-        return await self._wait_for(input.turn_id)
-
-    async def _wait_for(self, turn_id: str) -> TurnResult:
-        await workflow.wait_condition(
-            lambda: self._turns[turn_id].status in FINAL_TURN_STATUSES or self._continuing
-        )
-        return self._turns[turn_id]
+        return await self._wait_for(self._book.turns[input.turn_id])
 
     @wait_turn.validator
     def _validate_wait_turn(self, input: WaitTurnInput) -> None:
-        if input.turn_id not in self._turns:
-            raise ApplicationError(f"no turn {input.turn_id} in this run", type="UnknownTurn")
+        if input.turn_id not in self._book.turns:
+            raise ApplicationError(
+                f"no turn {input.turn_id} in this run", type=Rejections.UNKNOWN_TURN
+            )
 
-    @workflow.update(name="close")
+    async def _wait_for(self, turn: TurnResult) -> TurnResult:
+        # The turn itself, not its id: it may leave the book (old turns are
+        # forgotten) before this waiter wakes.
+        await workflow.wait_condition(
+            lambda: turn.status in FINAL_TURN_STATUSES or self._continuing
+        )
+        return turn
+
+    @workflow.update(name=Updates.CLOSE)
     async def close(self, input: CloseSessionInput) -> CloseSessionResult:
         """Close the session: queued turns are cancelled, a running turn finishes."""
         self._closing = True
         for queued in self._queue:
-            self._turns[queued.turn_id].status = "cancelled"
+            self._book.turns[queued.turn_id].status = "cancelled"
         self._queue.clear()
+        self._queued_bytes = 0
         await workflow.wait_condition(lambda: self._current is None)
         return CloseSessionResult()
 
     @close.validator
     def _validate_close(self, input: CloseSessionInput) -> None:
         if self._closing:
-            raise ApplicationError("the session is closed", type="SessionClosed")
+            raise ApplicationError("the session is closed", type=Rejections.SESSION_CLOSED)
 
-    @workflow.signal(name="approval")
+    @workflow.signal(name=Signals.APPROVAL)
     def approval(self, input: ApprovalDecisionInput) -> None:
         """Decide an approval (the Temporal CLI/UI path); a stale or unknown id is ignored."""
         try:
@@ -233,7 +247,7 @@ class SessionWorkflow:
         except ApplicationError as err:
             workflow.logger.warning("approval signal ignored: %s", err.message)
 
-    @workflow.update(name="respond_to_approval")
+    @workflow.update(name=Updates.RESPOND_TO_APPROVAL)
     async def respond_to_approval(self, input: ApprovalDecisionInput) -> Approval:
         """Decide an approval (the REST path); revised arguments must fit the tool's schema."""
         await self._gate.check_arguments(input, task_queue=self._input.activities_task_queue)
@@ -243,7 +257,7 @@ class SessionWorkflow:
     def _validate_respond_to_approval(self, input: ApprovalDecisionInput) -> None:
         self._gate.check(input)
 
-    @workflow.query(name="state")
+    @workflow.query(name=Queries.STATE)
     def state(self) -> SessionState:
         """Status, current and queued turns, recent turn results, usage."""
         return SessionState(
@@ -251,21 +265,43 @@ class SessionWorkflow:
             agent=self._input.agent.name,
             current_turn=self._current,
             queued_turns=[q.turn_id for q in self._queue],
-            turns=list(self._turns.values())[-TURNS_KEPT_IN_STATE:],
+            turns=list(self._book.turns.values())[-TURNS_IN_STATE:],
             pending_approvals=self._gate.pending(),
-            usage=self._usage,
-            turn_count=self._turn_count,
+            usage=self._book.usage,
+            turn_count=self._book.turn_count,
             stream_offset=self._offset,
         )
 
     # -- a turn -------------------------------------------------------------
 
     async def _run_turn(self, queued: QueuedTurn) -> None:
-        turn = self._turns[queued.turn_id]
+        turn = self._book.turns[queued.turn_id]
         turn.status = "running"
         self._current = turn.turn_id
-        workflow.set_current_details(f"turn {self._turn_count + 1}: running")
+        workflow.set_current_details(f"turn {self._book.turn_count + 1}: running")
         self._publish(TurnStarted(agent=self._input.agent.name), turn.turn_id)
+        try:
+            await self._turn(turn, queued)
+        except (ActivityError, TurnError, ApplicationError) as err:
+            await self._fail(turn, failure_of(err))
+        except Exception as err:
+            # The safety net: a bug in this code, or input it did not foresee, ends
+            # this turn, not the session (an exception would fail every retry of the
+            # workflow task). Non-determinism is not an Exception and still reaches
+            # Temporal, which retries the task until a fixed worker replays it.
+            error_id = str(workflow.uuid4())
+            workflow.logger.exception("turn %s failed (error id %s)", turn.turn_id, error_id)
+            await self._fail(turn, f"internal error {error_id}: {type(err).__name__}", error_id)
+        # Not in a `finally`: when a worker evicts this workflow mid-turn the
+        # coroutine is closed, and workflow calls there would fail.
+        self._current = None
+        self._turns_this_run += 1
+        self._last_turn = turn
+        self._book.ended(turn)
+        self._summary_changed()
+        workflow.set_current_details(f"{self._book.turn_count} turns; idle")
+
+    async def _turn(self, turn: TurnResult, queued: QueuedTurn) -> None:
         self._append(
             Message(
                 seq=self._next_seq,
@@ -276,69 +312,58 @@ class SessionWorkflow:
             )
         )
         await self._memory.before_turn(turn.turn_id, queued.text, self._next_seq)
-        try:
-            answer = await self._agent_loop(turn, queued.response_schema)
-        except (ActivityError, _TurnFailed) as err:
-            turn.status = "failed"
-            turn.error = error_text(err) if isinstance(err, ActivityError) else str(err)
-            self._publish(TurnFailed(error=turn.error), turn.turn_id)
-        else:
-            turn.status = "completed"
-            turn.message = AssistantReply(content=answer.content)
-            if queued.response_schema is not None:
-                turn.data = json.loads(answer.content)
-            self._publish(MessageCompleted(seq=answer.seq, content=answer.content), turn.turn_id)
-            # The turn is completed for callers waiting on it; its events end after the write.
-            await self._memory.after_turn(turn.turn_id, queued.text, answer.content)
-            self._publish(TurnCompleted(usage=turn.usage), turn.turn_id)
-        # Not in a `finally`: when a worker evicts this workflow mid-turn the
-        # coroutine is closed, and workflow calls there would fail.
-        self._current = None
-        self._turn_count += 1
-        self._turns_this_run += 1
-        self._usage = self._usage + turn.usage
-        self._last_turn = turn
-        self._forget_old_turns()
-        self._gate.forget_old()
-        workflow.set_current_details(f"{self._turn_count} turns; idle")
+        result = await self._agent_loop(turn, queued)
+        answer = result.message
+        turn.status = "completed"
+        turn.message = AssistantReply(content=answer.content)
+        if queued.response_schema is not None:
+            turn.data = result.data
+        self._publish(MessageCompleted(seq=answer.seq, content=answer.content), turn.turn_id)
+        # The turn is completed for callers waiting on it; its events end after the write.
+        await self._memory.after_turn(turn.turn_id, queued.text, answer.content)
+        self._publish(TurnCompleted(usage=turn.usage), turn.turn_id)
 
-    async def _agent_loop(
-        self, turn: TurnResult, response_schema: dict[str, Any] | None
-    ) -> Message:
+    async def _fail(self, turn: TurnResult, error: str, error_id: str | None = None) -> None:
+        turn.status = "failed"
+        turn.error = error
+        turn.error_id = error_id
+        self._publish(TurnFailed(error=error, error_id=error_id), turn.turn_id)
+        # The store may lack the turn's messages: without this they would ride in
+        # every later model call's input while calls keep failing.
+        self._unsynced = await self._book.sync(self._input, self._unsynced)
+
+    async def _agent_loop(self, turn: TurnResult, queued: QueuedTurn) -> CallModelResult:
         """Model, then tools, then model again, until an answer or `max_steps`."""
         agent = self._input.agent
-        for step in range(1, agent.max_steps + 1):
-            last_step = step == agent.max_steps
-            step_result = await self._call_model(turn.turn_id, step, last_step, response_schema)
-            turn.usage = turn.usage + step_result.usage
-            answer = step_result.message
+        for number in range(1, agent.max_steps + 1):
+            step = Step(turn.turn_id, number, tuple(queued.ask_chain))
+            last_step = number == agent.max_steps
+            result = await self._call_model(step, last_step, queued.response_schema)
+            turn.usage = turn.usage + result.usage
+            answer = result.message
             self._append(answer)
             self._unsynced.clear()
             if not answer.tool_calls:
-                return answer
+                return result
             if last_step:
                 # Every call needs a result, or vendors refuse the transcript later.
                 for call in answer.tool_calls:
                     self._append(self._tool_message(turn.turn_id, call, _STEP_LIMIT_RESULT))
             else:
-                async for call, result in self._tools.run(turn, answer.tool_calls):
-                    self._append(self._tool_message(turn.turn_id, call, result))
-        raise _TurnFailed(
+                async for call, tool_result in self._tools.run(turn, step, answer.tool_calls):
+                    self._append(self._tool_message(turn.turn_id, call, tool_result))
+        raise TurnError(
             f"the agent reached its step limit (max_steps={agent.max_steps}) without a final answer"
         )
 
     async def _call_model(
-        self,
-        turn_id: str,
-        step: int,
-        last_step: bool,
-        response_schema: dict[str, Any] | None,
+        self, step: Step, last_step: bool, response_schema: dict[str, Any] | None
     ) -> CallModelResult:
         agent = self._input.agent
         call = CallModelInput(
             session=workflow.info().workflow_id,
-            turn_id=turn_id,
-            step=step,
+            turn_id=step.turn_id,
+            step=step.number,
             upto_seq=self._unsynced[0].seq if self._unsynced else self._next_seq,
             new_messages=self._unsynced,
             model=agent.model,
@@ -388,12 +413,8 @@ class SessionWorkflow:
         self._events.publish(event)
         self._offset += 1
 
-    def _forget_old_turns(self) -> None:
-        while len(self._turns) > TURNS_KEPT_IN_STATE:
-            oldest = next(iter(self._turns))
-            if self._turns[oldest].status not in FINAL_TURN_STATUSES:
-                break
-            del self._turns[oldest]
+    def _summary_changed(self) -> None:
+        self._book.mirror(self._gate.pending(), [q.turn_id for q in self._queue])
 
     def _should_continue_as_new(self) -> bool:
         return (
@@ -401,24 +422,27 @@ class SessionWorkflow:
             or self._turns_this_run >= self._input.options.continue_as_new_after_turns
         )
 
-    async def _continue_as_new(self) -> NoReturn:
-        """Start a fresh run of this session, carrying queued turns, so history stays bounded."""
+    async def _continue_as_new(self) -> None:
+        """Start a fresh run of this session, carrying queued turns, so history stays bounded.
+
+        Returns, without continuing, if the session was closed meanwhile.
+        """
         self._continuing = True
-        # Subscribers re-attach to the new run from their last offset; only a
-        # short tail travels to it, for clients that are reconnecting.
-        self._stream.truncate(self._offset - EVENTS_KEPT_AT_CONTINUE)
+        # Subscribers re-attach to the new run from their last offset.
         self._stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        ended = [t for t in self._turns.values() if t.status in FINAL_TURN_STATUSES]
+        if self._closing:
+            return  # a `close` accepted while handlers finished: the session ends here
         carried = CarriedState(
             next_seq=self._next_seq,
-            turn_count=self._turn_count,
-            usage=self._usage,
+            turn_count=self._book.turn_count,
+            usage=self._book.usage,
             queued=list(self._queue),
             unsynced=self._unsynced,
-            stream=self._stream.get_state(),
+            stream=_carry.stream_tail(self._stream, self._offset),
             summary_upto=self._memory.summary_upto,
-            recent_turns=ended[-TURNS_CARRIED:],
+            recent_turns=_carry.recent_turns(self._book.ended_turns()),
+            turn_ids=self._book.turn_ids(),
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
 
@@ -426,7 +450,3 @@ class SessionWorkflow:
 _STEP_LIMIT_RESULT = CallToolResult(
     content="not run: the agent reached its step limit", is_error=True
 )
-
-
-class _TurnFailed(Exception):
-    """A turn that ends without an answer for a reason of its own (not an activity failure)."""

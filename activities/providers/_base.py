@@ -7,19 +7,12 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from keel.contracts.llm import ToolSpec
 from keel.formation import ModelConfig
 from keel.messages import Message, ToolCall, Usage
 
 OnDelta = Callable[[str], Awaitable[None]]
 """Called with each piece of text as the model produces it."""
-
-
-class ToolSpec(BaseModel):
-    """A tool as the model sees it. `name` may hold dots (`time.get_current_time`)."""
-
-    name: str
-    description: str = ""
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
 class ModelRequest(BaseModel):

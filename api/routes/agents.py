@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse
 
 from api import _sessions
 from api._limits import check_message
+from api._turns import TurnRequest, send_turn
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import ID_PATTERN, AgentList, AgentName, AgentOut, ChatAccepted, ChatResponse
 from keel.formation import AgentConfig
-from keel.session import SendMessageInput
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -68,17 +69,16 @@ async def run_agent(
     )
     agent = _sessions.resolve_agent(state, name)
     if body.session_id:
-        session, _ = await _sessions.describe_session(state, client, caller, body.session_id)
+        session = (await _sessions.describe_session(state, client, caller, body.session_id)).session
         if session.agent != agent.name:
             raise Problem(
                 409,
                 f"session {session.id!r} belongs to agent {session.agent!r}",
                 type_="wrong-agent",
             )
-    session_id, handle = await _sessions.target(
-        state, client, caller, session_id=body.session_id, agent=agent.name, user_id=None
+    request = TurnRequest(
+        text=body.message, session_id=body.session_id, agent=agent.name, wait_s=body.wait_s
     )
-    message = _sessions.addressed(caller, SendMessageInput(text=body.message))
-    return await _sessions.deliver(
-        handle, session_id, message, wait_s=body.wait_s, response=response
-    )
+    answer = await send_turn(state, client, caller, request, response=response)
+    assert not isinstance(answer, EventSourceResponse)
+    return answer

@@ -32,12 +32,14 @@ class DecisionBody(BaseModel):
 async def list_approvals(
     session_id: SessionId, state: State, client: TemporalClient, caller: CurrentCaller
 ) -> ApprovalList:
-    """Tool calls of this session waiting for a decision."""
-    session, handle = await _sessions.describe_session(state, client, caller, session_id)
-    if session.status != "active":
+    """Tool calls of this session waiting for a decision (read without a worker)."""
+    described = await _sessions.describe_session(state, client, caller, session_id)
+    if described.session.status != "active":
         return ApprovalList(approvals=[])
-    live = await _sessions.query_state(handle)
-    return ApprovalList(approvals=live.pending_approvals)
+    if described.summary is not None:
+        return ApprovalList(approvals=described.summary.pending_approvals)
+    live = await _sessions.live_state(described)  # a session of an older build
+    return ApprovalList(approvals=live.pending_approvals if live else [])
 
 
 @router.post("/{approval_id}", responses=problem_responses(404, 409))
@@ -55,5 +57,5 @@ async def decide(
     except ValidationError as err:
         reasons = [str(e["msg"]).removeprefix("Value error, ") for e in err.errors()]
         raise Problem(422, "; ".join(reasons), type_="invalid-decision") from None
-    _, handle = await _sessions.describe_session(state, client, caller, session_id)
-    return await _sessions.respond_to_approval(handle, decision)
+    handle = (await _sessions.describe_session(state, client, caller, session_id)).handle
+    return await _sessions.session_call(handle, handle.respond_to_approval(decision))

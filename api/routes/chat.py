@@ -8,13 +8,11 @@ import jsonschema
 from fastapi import APIRouter, Response
 from sse_starlette import EventSourceResponse
 
-from api import _sessions
 from api._limits import check_message
+from api._turns import TurnRequest, send_turn
 from api.deps import CurrentCaller, RequestStack, State, StreamClaim, TemporalClient
 from api.problems import Problem, problem_responses
-from api.routes.events import stream_turn
 from api.schemas import ChatAccepted, ChatRequest, ChatResponse
-from keel.session import SendMessageInput
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
@@ -58,30 +56,19 @@ async def chat(
     # message is sent, so a refused request has started nothing.
     owner = caller.owner_for(body.user_id)
     waiting = f"{caller.tenant}/{owner}" if caller.limited and body.mode == "sync" else None
+    if body.stream:
+        claim_stream()
+    request = TurnRequest(
+        text=body.message,
+        session_id=body.session_id,
+        agent=body.agent,
+        user_id=body.user_id,
+        response_schema=body.response_schema,
+        mode="stream" if body.stream else body.mode,
+        wait_s=body.wait_s,
+    )
     with state.limits.turns.hold(waiting):
-        session_id, handle = await _sessions.target(
-            state,
-            client,
-            caller,
-            session_id=body.session_id,
-            agent=body.agent,
-            user_id=body.user_id,
-        )
-        message = _sessions.addressed(
-            caller, SendMessageInput(text=body.message, response_schema=body.response_schema)
-        )
-        if body.stream:
-            claim_stream()
-            return await stream_turn(
-                state, client, stack, session_id, handle, message, new_session=not body.session_id
-            )
-        return await _sessions.deliver(
-            handle,
-            session_id,
-            message,
-            wait_s=body.wait_s if body.mode == "sync" else None,
-            response=response,
-        )
+        return await send_turn(state, client, caller, request, response=response, stack=stack)
 
 
 def _check_schema(schema: dict[str, Any]) -> None:

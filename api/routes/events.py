@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
 from api import _sessions
+from api._errors import temporal_errors
 from api._event_stream import (
     ENDED,
     Mux,
@@ -37,7 +38,6 @@ from api.schemas import ID_PATTERN, SessionId
 from keel.logging import get_logger
 from keel.session import (
     SESSION_WORKFLOW,
-    SendMessageInput,
     session_id_of,
     session_workflow_id,
 )
@@ -81,44 +81,13 @@ async def session_events(
     """
     if last_event_id is not None:
         after = _offset(last_event_id)
-    session, _ = await _sessions.describe_session(state, client, caller, session_id)
+    session = (await _sessions.describe_session(state, client, caller, session_id)).session
     start = 0 if after is None else after + 1
     deltas = None
     if session.status == "active":
         deltas = await open_deltas(state, stack, session.workflow_id)
     listener = await open_listener(state, client, stack, session.workflow_id, start)
     return sse_response(state, session_frames(listener, deltas, SessionView(start, turn_id)))
-
-
-async def stream_turn(
-    state: AppState,
-    client: Client,
-    stack: AsyncExitStack,
-    session_id: str,
-    handle: WorkflowHandle[Any, Any],
-    message: SendMessageInput,
-    *,
-    new_session: bool,
-) -> EventSourceResponse:
-    """Send a message, then stream its turn from `turn.started` to `turn.completed`/`failed`."""
-    # Subscribed before sending, so no delta of the turn can come too early to be seen.
-    deltas = await open_deltas(state, stack, handle.id)
-    # A new session's stream starts at 0: listening before sending saves a
-    # round trip before `turn.started` (which the turn's first deltas wait for).
-    listener = None
-    if new_session:
-        listener = await open_listener(state, client, stack, handle.id, 0)
-    sent = await _sessions.send_message(handle, message)
-    start = sent.stream_offset
-    if listener is None:
-        listener = await open_listener(state, client, stack, handle.id, start)
-    headers = {
-        "X-Session-Id": session_id,
-        "X-Turn-Id": sent.turn_id,
-        "Location": f"/v1/sessions/{session_id}/turns/{sent.turn_id}",
-    }
-    view = SessionView(start, turn_id=sent.turn_id)
-    return sse_response(state, session_frames(listener, deltas, view), headers)
 
 
 @router.get(
@@ -255,7 +224,7 @@ async def _running_sessions(client: Client, caller: Caller) -> list[str]:
     ]
     if caller.user_given:
         clauses.append(f"{USER_ATTR.name} = '{caller.user_id}'")
-    with _sessions.temporal_errors():
+    with temporal_errors():
         return [
             execution.id
             async for execution in client.list_workflows(" AND ".join(clauses), limit=MAX_FOLLOWED)

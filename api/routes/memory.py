@@ -9,13 +9,13 @@ from fastapi import APIRouter, Path, Query, Response, status
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import _sessions
+from api._errors import temporal_errors
 from api.deps import Caller, CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import ID_PATTERN, ForgetResult, ForgetUser, MemoryOut, MemoryPage
 from keel.logging import get_logger
 from keel.memory import MemoryItem, MemoryScope, VectorMemory
-from keel.session import SESSION_WORKFLOW
+from keel.names import SESSION_WORKFLOW
 from keel.temporal import TENANT_ATTR, USER_ATTR
 
 router = APIRouter(prefix="/v1/memory", tags=["memory"])
@@ -83,7 +83,7 @@ async def forget_user(
     # Visibility may lag behind a new session and may have dropped old ones; the store's
     # session records cover both, so every session that holds data is found.
     sessions = set(await state.store.user_sessions(tenant, user))
-    with _sessions.temporal_errors():
+    with temporal_errors():
         async for execution in client.list_workflows(query):
             sessions.add(execution.id)
         terminated = sum([await _terminate(client, session) for session in sorted(sessions)])

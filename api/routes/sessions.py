@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
-from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import _sessions
+from api._errors import temporal_errors
+from api._shapes import chat_response, ended_turn, from_execution
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import (
@@ -23,7 +24,8 @@ from api.schemas import (
     TurnId,
 )
 from keel.messages import Usage
-from keel.session import SESSION_WORKFLOW, AssistantReply, SessionState, session_workflow_id
+from keel.names import SESSION_WORKFLOW
+from keel.session import TurnStatus
 from keel.temporal import AGENT_ATTR, TENANT_ATTR, USER_ATTR
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -77,14 +79,14 @@ async def list_sessions(
     query = " AND ".join(clauses)
     token = state.page_tokens.open(page_token, query) if page_token else None
     try:
-        with _sessions.temporal_errors():
+        with temporal_errors():
             pages = client.list_workflows(query, page_size=limit, next_page_token=token)
             await pages.fetch_next_page()
     except RPCError as err:
         if err.status != RPCStatusCode.INVALID_ARGUMENT:
             raise
         raise Problem(422, "page_token is not valid any more", type_="invalid-request") from None
-    sessions = [await _sessions.from_execution(state, e) for e in pages.current_page or []]
+    sessions = [await from_execution(state, e) for e in pages.current_page or []]
     next_token = pages.next_page_token
     return SessionPage(
         sessions=sessions,
@@ -101,15 +103,22 @@ async def get_session(
     after_seq: Annotated[int, Query(ge=-1)] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> SessionDetail:
-    """The session, its messages (from the transcript store), pending approvals and usage."""
-    session, handle = await _sessions.describe_session(state, client, caller, session_id)
-    live = await _live_state(handle) if session.status == "active" else None
+    """The session, its messages (from the transcript store), pending approvals and usage.
+
+    Answered by Temporal and the store alone: it never waits for a worker.
+    """
+    described = await _sessions.describe_session(state, client, caller, session_id)
+    session = described.session
+    summary = described.summary
+    if summary is None:  # a session of an older build mirrors nothing: ask it
+        live = await _sessions.live_state(described)
+        pending, usage = (live.pending_approvals, live.usage) if live else ([], Usage())
+    else:
+        pending = summary.pending_approvals if session.status == "active" else []
+        usage = summary.usage
     messages = await state.store.messages(session.workflow_id, after_seq=after_seq, limit=limit)
     return SessionDetail(
-        **session.model_dump(),
-        messages=messages,
-        pending_approvals=live.pending_approvals if live else [],
-        usage=live.usage if live else Usage(),
+        **session.model_dump(), messages=messages, pending_approvals=pending, usage=usage
     )
 
 
@@ -118,9 +127,9 @@ async def close_session(
     session_id: SessionId, state: State, client: TemporalClient, caller: CurrentCaller
 ) -> SessionOut:
     """Close the session: a running turn finishes, queued ones are cancelled."""
-    session, handle = await _sessions.describe_session(state, client, caller, session_id)
-    await _sessions.close_session(handle)
-    return session.model_copy(update={"status": "closed"})
+    described = await _sessions.describe_session(state, client, caller, session_id)
+    await _sessions.session_call(described.handle, described.handle.close())
+    return described.session.model_copy(update={"status": "closed"})
 
 
 @router.get("/{session_id}/turns/{turn_id}", responses=problem_responses(404))
@@ -131,28 +140,28 @@ async def get_turn(
     client: TemporalClient,
     caller: CurrentCaller,
 ) -> ChatResponse:
-    """A turn's status and result: from the workflow while it is recent, else the store."""
-    session, handle = await _sessions.describe_session(state, client, caller, session_id)
-    live = await _live_state(handle) if session.status == "active" else None
+    """A turn's status and result: from the workflow while it runs and a worker answers,
+    else from the session's memo and the transcript store (within about a second)."""
+    described = await _sessions.describe_session(state, client, caller, session_id)
+    session = described.session
+    live = await _sessions.live_state(described)
     for turn in live.turns if live else []:
         if turn.turn_id == turn_id:
-            return _sessions.chat_response(session.id, turn)
-    stored = await state.store.turn_messages(
-        session_workflow_id(caller.tenant, session.id), turn_id
-    )
-    if not stored:
-        raise Problem(404, f"no turn {turn_id!r} in this session", type_="turn-not-found")
-    answer = next((m for m in reversed(stored) if m.role == "assistant" and not m.tool_calls), None)
-    return ChatResponse(
-        session_id=session.id,
-        turn_id=turn_id,
-        status="completed" if answer else "failed",
-        message=AssistantReply(content=answer.content) if answer else None,
-    )
-
-
-async def _live_state(handle: WorkflowHandle[object, object]) -> SessionState | None:
-    try:
-        return await _sessions.query_state(handle)
-    except Problem:
-        return None
+            return chat_response(session.id, turn)
+    stored = await state.store.turn_messages(session.workflow_id, turn_id)
+    summary = described.summary.turn(turn_id) if described.summary else None
+    ended = ended_turn(session.id, turn_id, stored, summary)
+    if ended is not None:
+        return ended
+    if live is not None or session.status != "active":
+        if stored:  # an old turn that ended without an answer
+            return ChatResponse(session_id=session.id, turn_id=turn_id, status="failed")
+    elif (
+        stored
+        or (described.summary is not None and turn_id in described.summary.queued_turns)
+        or await _sessions.turn_accepted(client, session.workflow_id, turn_id)
+    ):
+        # No worker answers: the turn is known, and has not ended.
+        status: TurnStatus = "running" if stored else "queued"
+        return ChatResponse(session_id=session.id, turn_id=turn_id, status=status)
+    raise Problem(404, f"no turn {turn_id!r} in this session", type_="turn-not-found")

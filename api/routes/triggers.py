@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse
 
-from api import _sessions
 from api._auth import Caller
+from api._turns import TurnRequest, send_turn
 from api.deps import (
     AUTHENTICATED,
     State,
@@ -22,7 +23,6 @@ from api.deps import (
 from api.problems import V1_PROBLEMS, Problem, problem_responses
 from api.schemas import ID_PATTERN, NAME_PATTERN, ChatAccepted, ChatResponse, JsonObject
 from keel.formation import TriggerConfig
-from keel.session import SendMessageInput
 from keel.settings import TENANT_PATTERN
 from keel.triggers import TriggerDataError, render_message, signature_ok
 
@@ -110,21 +110,16 @@ async def fire_trigger(
         message = render_message(trigger.template, body.data)
     except TriggerDataError as err:
         raise Problem(422, str(err), type_="trigger-data", missing=err.missing) from None
-    session_id, handle = await _sessions.target(
-        state,
-        client,
-        caller,
+    turn = TurnRequest(
+        text=message,
         session_id=body.session_id,
         agent=None if body.session_id else trigger.agent,
-        user_id=None,
+        mode=body.mode,
+        wait_s=body.wait_s,
     )
-    return await _sessions.deliver(
-        handle,
-        session_id,
-        _sessions.addressed(caller, SendMessageInput(text=message)),
-        wait_s=body.wait_s if body.mode == "sync" else None,
-        response=response,
-    )
+    answer = await send_turn(state, client, caller, turn, response=response)
+    assert not isinstance(answer, EventSourceResponse)
+    return answer
 
 
 def _trigger(triggers: list[TriggerConfig], name: str) -> TriggerConfig:

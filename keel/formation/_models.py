@@ -222,6 +222,8 @@ class SessionsConfig(_Strict):
     on_busy: Literal["enqueue", "reject"] = "enqueue"
     """What a message sent while a turn runs does: wait its turn, or be refused."""
     max_message_chars: int = Field(default=32_000, ge=1, le=1_000_000)
+    max_queued_turns: int = Field(default=100, ge=1, le=1000)
+    """Messages that may wait for their turn; more are refused (429 `session-queue-full`)."""
     continue_as_new_after_turns: int = Field(default=500, ge=1)
     """Start a fresh run (same session) after this many turns, keeping history small."""
     max_delegation_depth: int = Field(default=2, ge=0, le=10)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel
 
-MemoryKind = Literal["fact", "exchange"]
-"""`fact`: something lasting about the user; `exchange`: a past turn, question and answer."""
+from keel.contracts.memory import MemoryKind
 
 _POINT_IDS = uuid.UUID("5b0c7e36-2a4e-4f0c-9a43-6b65656c6d65")
 
@@ -17,14 +15,6 @@ _POINT_IDS = uuid.UUID("5b0c7e36-2a4e-4f0c-9a43-6b65656c6d65")
 def memory_id(session: str, turn_id: str, index: int | str) -> str:
     """A point id derived from where the memory was written, so a retried write overwrites."""
     return str(uuid.uuid5(_POINT_IDS, f"{session}/{turn_id}/{index}"))
-
-
-class MemoryScope(BaseModel):
-    """Whose memories: recall and writes never cross a tenant, a user or a formation."""
-
-    tenant: str
-    user_id: str
-    formation: str
 
 
 class NewMemory(BaseModel):

@@ -12,10 +12,11 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
+from keel.contracts.memory import MemoryScope
 from keel.formation import VectorMemoryConfig
 from keel.logging import get_logger
 from keel.memory._embedders import Embedder, load_embedder
-from keel.memory._models import MemoryItem, MemoryScope, NewMemory
+from keel.memory._models import MemoryItem, NewMemory
 
 log = get_logger(__name__)
 _INDEXED = ("tenant", "user_id", "formation", "session", "kind")

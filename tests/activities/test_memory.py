@@ -9,14 +9,12 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities._references import References, reference_id
-from activities.llm import CallModelInput, LlmActivities
-from activities.memory import (
-    MemoryActivities,
-    MemoryDraft,
-    ReadReferenceInput,
-    WriteMemoriesInput,
-)
-from activities.tools import CallToolInput, ToolActivities
+from activities.llm import LlmActivities
+from activities.memory import MemoryActivities
+from activities.tools import ToolActivities
+from keel.contracts.llm import CallModelInput
+from keel.contracts.memory import MemoryDraft, ReadReferenceInput, WriteMemoriesInput
+from keel.contracts.tools import CallToolInput
 from keel.formation import ModelConfig
 from keel.memory import MemoryScope, VectorMemory
 from keel.messages import Message, Summary, ToolCall

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities import CallToolInput, CallToolResult, McpPool, ToolActivities, ToolCatalog
+from activities import McpPool, ToolActivities, ToolCatalog
 from activities._heartbeat import with_heartbeat
+from keel.contracts.tools import CallToolInput, CallToolResult
 from keel.tools import load_python_tools
 from tests.mcp_servers import PROBE, TIME, everything_stdio
 

@@ -13,7 +13,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from activities.llm import CALL_MODEL
+from keel.names import Activities
+from keel.session_handle import SessionHandle
 from keel.settings import Settings
 from tests.procs import (
     KEEL,
@@ -74,12 +75,12 @@ async def test_the_api_killed_during_a_sync_chat_turn_loses_nothing(
     await keel.worker()
     api = await keel.api()
     session = await _create_session(keel.url)
-    handle = client.get_workflow_handle(session["workflow_id"])
+    handle = SessionHandle(client, session["workflow_id"])
     async with httpx.AsyncClient(base_url=keel.url, timeout=30) as http:
         chat = asyncio.create_task(
             http.post("/v1/chat", json={"message": "slow [[sleep 2]]", "session_id": session["id"]})
         )
-        await wait_for_pending(handle, CALL_MODEL)
+        await wait_for_pending(handle, Activities.CALL_MODEL)
         api.kill()
         with pytest.raises(httpx.TransportError):
             await chat

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from activities.llm import CALL_MODEL
 from keel.cli._serve import connect_with_retry
 from keel.devserver import dev_server_args
 from keel.formation import Formation
-from keel.session import SessionState
+from keel.names import Activities
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.conftest import running_workers
@@ -71,8 +70,8 @@ async def test_a_dev_server_killed_between_turns_restarts_with_every_session_int
         server.start()
         await connect_with_retry(settings)  # up again
         third = await chat(handle, "three")
-        state = await handle.query("state", result_type=SessionState)
-        history = await handle.fetch_history()
+        state = await handle.state()
+        history = await handle.workflow.fetch_history()
 
     assert third.status == "completed" and third.message is not None
     assert third.message.content == "echo: three"
@@ -86,5 +85,5 @@ async def test_a_dev_server_killed_between_turns_restarts_with_every_session_int
         "echo: three",
     ]
     # The run's history from before the crash is all there: three calls, each run once.
-    calls = [(c.outcome, c.attempt) for c in activities(history, CALL_MODEL)]
+    calls = [(c.outcome, c.attempt) for c in activities(history, Activities.CALL_MODEL)]
     assert calls == [("completed", 1)] * 3

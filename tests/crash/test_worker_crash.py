@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
-from activities.llm import CALL_MODEL
-from activities.tools import CALL_TOOL
 from keel.approvals import Approval, ApprovalDecisionInput
-from keel.session import SessionState
+from keel.names import Activities
+from keel.session_handle import SessionHandle
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.procs import WORKER_READY, KeelProcess, worker_process, write_formation
@@ -38,7 +36,7 @@ async def _start(processes: list[KeelProcess], process: KeelProcess) -> KeelProc
 
 
 async def _roles_and_contents(
-    store: TranscriptStore, handle: WorkflowHandle[Any, Any]
+    store: TranscriptStore, handle: SessionHandle
 ) -> list[tuple[str, str]]:
     return [(m.role, m.content) for m in await store.messages(handle.id)]
 
@@ -55,7 +53,7 @@ async def test_a_worker_killed_during_a_slow_llm_call(
     handle = await start_session(client, settings, formation)
     assert (await chat(handle, "before")).status == "completed"
     turn_id = await send(handle, "slow [[sleep 3]]")
-    await wait_for_pending(handle, CALL_MODEL)
+    await wait_for_pending(handle, Activities.CALL_MODEL)
     first.kill()
     second = await _start(processes, worker_process(tmp_path, settings, path))
     # The call is retried once its heartbeat times out (~15 s), not at its 150 s timeout.
@@ -65,7 +63,7 @@ async def test_a_worker_killed_during_a_slow_llm_call(
 
     assert result.status == "completed" and result.message is not None
     assert result.message.content == "echo: slow"
-    calls = list(activities(run, CALL_MODEL))
+    calls = list(activities(run, Activities.CALL_MODEL))
     assert [(c.outcome, c.attempt) for c in calls] == [
         ("completed", 1),
         ("completed", 2),
@@ -107,7 +105,7 @@ async def test_a_worker_killed_during_a_tool_call(
     await _start(processes, slow_tool_worker())
     handle = await start_session(client, settings, formation)
     turn_id = await send(handle, '[[call slow {"seconds": 3}]]')
-    await wait_for_pending(handle, CALL_TOOL)
+    await wait_for_pending(handle, Activities.CALL_TOOL)
     processes[0].kill()
     await _start(processes, slow_tool_worker())
     result = await wait_for_turn(handle, turn_id)
@@ -115,7 +113,7 @@ async def test_a_worker_killed_during_a_tool_call(
 
     assert result.status == "completed" and result.message is not None
     assert result.message.content == "tool results: slow -> slow done"
-    [tool] = activities(run, CALL_TOOL)
+    [tool] = activities(run, Activities.CALL_TOOL)
     assert (tool.outcome, tool.attempt) == ("completed", 2)
     # Both attempts got the same idempotency key, so a tool that writes can deduplicate.
     keys = attempts.read_text().splitlines()
@@ -151,20 +149,18 @@ async def test_a_worker_killed_while_a_session_waits_for_approval(
     first.kill()
     await _start(processes, worker_process(tmp_path, settings, path))
     # The approval the killed worker opened is still there, under the same id.
-    decided = await handle.execute_update(
-        "respond_to_approval",
-        ApprovalDecisionInput(approval_id=approval.id, decision="approve"),
-        result_type=Approval,
+    decided = await handle.respond_to_approval(
+        ApprovalDecisionInput(approval_id=approval.id, decision="approve")
     )
     result = await wait_for_turn(handle, turn_id)
-    state = await handle.query("state", result_type=SessionState)
+    state = await handle.state()
     [run] = await session_runs(client, handle)
 
     assert decided.status == "approved"
     assert result.status == "completed" and result.message is not None
     assert result.message.content == "tool results: lookup -> invoice 7: 40 EUR"
     assert state.pending_approvals == [] and state.turn_count == 1
-    assert [t.outcome for t in activities(run, CALL_TOOL)] == ["completed"]
+    assert [t.outcome for t in activities(run, Activities.CALL_TOOL)] == ["completed"]
     assert [role for role, _ in await _roles_and_contents(store, handle)] == [
         "user",
         "assistant",
@@ -173,9 +169,9 @@ async def test_a_worker_killed_while_a_session_waits_for_approval(
     ]
 
 
-async def _pending_approval(handle: WorkflowHandle[Any, Any]) -> Approval:
+async def _pending_approval(handle: SessionHandle) -> Approval:
     for _ in range(300):
-        state = await handle.query("state", result_type=SessionState)
+        state = await handle.state()
         if state.pending_approvals:
             [approval] = state.pending_approvals
             return approval

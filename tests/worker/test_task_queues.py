@@ -12,8 +12,8 @@ from pathlib import Path
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client
 
-from activities.llm import CALL_MODEL
 from keel.formation import Formation
+from keel.names import Activities
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.procs import WORKER_READY, worker_process, write_formation
@@ -62,7 +62,7 @@ async def test_llm_calls_of_a_model_with_a_task_queue_run_only_on_workers_pollin
             handle = await start_session(client, settings, formation)
             turn_id = await send(handle, "hello")
             # No worker polls the model's queue yet: the call waits there, unstarted.
-            await wait_for_pending(handle, CALL_MODEL, SCHEDULED)
+            await wait_for_pending(handle, Activities.CALL_MODEL, SCHEDULED)
             await asyncio.sleep(1)
             assert [p.state for p in await pending_activities(handle)] == [SCHEDULED]
             await gpu.start(ready=WORKER_READY)
@@ -73,7 +73,7 @@ async def test_llm_calls_of_a_model_with_a_task_queue_run_only_on_workers_pollin
 
     assert result.status == "completed" and result.message is not None
     assert result.message.content == "echo: hello"
-    [call] = activities(run, CALL_MODEL)
+    [call] = activities(run, Activities.CALL_MODEL)
     assert call.task_queue == gpu_queue
     assert call.identity.startswith(f"{gpu.pid}@"), (call.identity, gpu.pid)
 
@@ -90,7 +90,7 @@ async def test_a_stopping_worker_finishes_its_in_flight_llm_call(
             # Long enough that the call is still running when SIGTERM lands, even on a
             # loaded machine where its start is noticed late.
             turn_id = await send(handle, "slow [[sleep 5]]")
-            await wait_for_pending(handle, CALL_MODEL)
+            await wait_for_pending(handle, Activities.CALL_MODEL)
             stopping = time.monotonic()
             code = await gpu.terminate()
             stopped_after_s = time.monotonic() - stopping
@@ -104,7 +104,7 @@ async def test_a_stopping_worker_finishes_its_in_flight_llm_call(
     assert code == 0, gpu.log()
     assert stopped_after_s > 1.5, "SIGTERM waited for the call to finish"
     assert result.status == "completed" and result.message is not None
-    [call] = activities(run, CALL_MODEL)
+    [call] = activities(run, Activities.CALL_MODEL)
     assert (call.outcome, call.attempt) == ("completed", 1)
     assert call.identity.startswith(f"{gpu.pid}@")
     assert [m.role for m in await store.messages(handle.id)] == ["user", "assistant"]

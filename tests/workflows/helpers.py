@@ -5,19 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
 from keel.formation import Formation
-from keel.session import (
-    SESSION_WORKFLOW,
-    SendMessageInput,
-    SendMessageResult,
-    SessionResult,
-    TurnResult,
-    WaitTurnInput,
-    new_session_input,
-    session_workflow_id,
-)
+from keel.names import SESSION_WORKFLOW
+from keel.session import SendMessageInput, TurnResult, new_session_input, session_workflow_id
+from keel.session_handle import SessionHandle
 from keel.settings import Settings
 
 
@@ -29,7 +22,7 @@ async def start_session(
     agent: str | None = None,
     user_id: str = "tester",
     **options: Any,
-) -> WorkflowHandle[Any, Any]:
+) -> SessionHandle:
     """Start a session workflow for `agent` (default: the formation's) and `user_id`."""
     config = formation.agent(agent) if agent else formation.default_agent
     session_id = uuid.uuid4().hex
@@ -42,36 +35,25 @@ async def start_session(
         session_id=session_id,
     )
     start.options = start.options.model_copy(update=options)
-    return await client.start_workflow(
+    started = await client.start_workflow(
         SESSION_WORKFLOW,
         start,
         id=session_workflow_id("test", session_id),
         task_queue=settings.sessions_task_queue,
-        result_type=SessionResult,
     )
+    return SessionHandle(client, started.id)
 
 
-async def chat(handle: WorkflowHandle[Any, Any], text: str) -> TurnResult:
+async def chat(handle: SessionHandle, text: str) -> TurnResult:
     """Send a message and wait for its turn to end."""
-    sent = await handle.execute_update(
-        "send_message", SendMessageInput(text=text), result_type=SendMessageResult
-    )
-    return await wait_for_turn(handle, sent.turn_id)
+    return await wait_for_turn(handle, await send(handle, text))
 
 
-async def wait_for_turn(handle: WorkflowHandle[Any, Any], turn_id: str) -> TurnResult:
+async def wait_for_turn(handle: SessionHandle, turn_id: str) -> TurnResult:
     """Wait for a turn to end, following the session across continue-as-new."""
-    while True:
-        result = await handle.execute_update(
-            "wait_turn", WaitTurnInput(turn_id=turn_id), result_type=TurnResult
-        )
-        if result.status in ("completed", "failed", "cancelled"):
-            return result
+    return await handle.wait_turn(turn_id)
 
 
-async def send(handle: WorkflowHandle[Any, Any], text: str) -> str:
+async def send(handle: SessionHandle, text: str) -> str:
     """Send a message; the id of the turn it queued."""
-    sent = await handle.execute_update(
-        "send_message", SendMessageInput(text=text), result_type=SendMessageResult
-    )
-    return sent.turn_id
+    return (await handle.send_message(SendMessageInput(text=text))).turn_id

@@ -7,13 +7,13 @@ import subprocess
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client
 
 from keel.approvals import Approval, ApprovalDecisionInput
 from keel.devserver import temporal_binary
 from keel.formation import Formation, formation_from_data
-from keel.session import SendMessageInput, SendMessageResult, SessionState, TurnResult
+from keel.session import SendMessageInput, TurnResult
+from keel.session_handle import SessionHandle, SessionRejected
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.conftest import running_workers
@@ -34,16 +34,14 @@ def _gated(**approvals: Any) -> Formation:
     )
 
 
-async def _send(handle: WorkflowHandle[Any, Any], text: str) -> str:
-    sent = await handle.execute_update(
-        "send_message", SendMessageInput(text=text), result_type=SendMessageResult
-    )
+async def _send(handle: SessionHandle, text: str) -> str:
+    sent = await handle.send_message(SendMessageInput(text=text))
     return sent.turn_id
 
 
-async def _pending(handle: WorkflowHandle[Any, Any], count: int = 1) -> list[Approval]:
+async def _pending(handle: SessionHandle, count: int = 1) -> list[Approval]:
     for _ in range(200):
-        state = await handle.query("state", result_type=SessionState)
+        state = await handle.state()
         if len(state.pending_approvals) >= count:
             assert state.turns[-1].status == "awaiting_approval"
             return state.pending_approvals
@@ -51,10 +49,8 @@ async def _pending(handle: WorkflowHandle[Any, Any], count: int = 1) -> list[App
     raise AssertionError("no approval was requested")
 
 
-async def _decide(handle: WorkflowHandle[Any, Any], **decision: Any) -> Approval:
-    return await handle.execute_update(
-        "respond_to_approval", ApprovalDecisionInput(**decision), result_type=Approval
-    )
+async def _decide(handle: SessionHandle, **decision: Any) -> Approval:
+    return await handle.respond_to_approval(ApprovalDecisionInput(**decision))
 
 
 def _answer(result: TurnResult) -> str:
@@ -158,10 +154,9 @@ async def test_unknown_and_already_decided_approvals_are_refused(
             if error_type is None:
                 await _decide(handle, **decision)
                 continue
-            with pytest.raises(WorkflowUpdateFailedError) as caught:
+            with pytest.raises(SessionRejected) as caught:
                 await _decide(handle, **decision)
-            assert isinstance(caught.value.cause, ApplicationError)
-            assert caught.value.cause.type == error_type
+            assert caught.value.type == error_type
         assert (await wait_for_turn(handle, turn_id)).status == "completed"
 
 
@@ -206,9 +201,7 @@ async def test_a_session_waiting_for_approval_survives_a_worker_restart(
         turn_id = await _send(handle, ASK)
         [approval] = await _pending(handle)
     # No worker now: the decision waits in Temporal until one comes back.
-    await handle.signal(
-        "approval", ApprovalDecisionInput(approval_id=approval.id, decision="approve")
-    )
+    await handle.signal_approval(ApprovalDecisionInput(approval_id=approval.id, decision="approve"))
     async with running_workers(client, settings, formation, store):
         answer = _answer(await wait_for_turn(handle, turn_id))
     assert answer == "tool results: lookup -> invoice 7: 40 EUR"

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.llm import CALL_MODEL
 from keel.devserver import TUNING, temporal_binary
 from keel.formation import Formation, formation_from_data
 from keel.messages import Usage
-from keel.session import SessionState, TurnResult, WaitTurnInput
+from keel.names import Activities, Updates
+from keel.session import TurnResult, WaitTurnInput
+from keel.session_handle import SessionHandle
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.conftest import running_workers
@@ -36,17 +36,15 @@ def scripted() -> Formation:
     )
 
 
-async def _turns_queued_across_a_boundary(
-    handle: WorkflowHandle[Any, Any], turn: int
-) -> list[TurnResult]:
+async def _turns_queued_across_a_boundary(handle: SessionHandle, turn: int) -> list[TurnResult]:
     """Turn `turn` (the run's last) is slow; turn `turn + 1` is sent meanwhile and waits.
 
     The run must continue as new before the queued turn starts, and hand it on.
     """
     last = await send(handle, f"{turn} [[sleep 1]]")
     queued = await send(handle, f"{turn + 1}")
-    early = await handle.execute_update(
-        "wait_turn", WaitTurnInput(turn_id=queued), result_type=TurnResult
+    early = await handle.workflow.execute_update(
+        Updates.WAIT_TURN, WaitTurnInput(turn_id=queued), result_type=TurnResult
     )
     assert early.status == "queued", "the old run answers wait_turn unfinished as it hands over"
     return [await wait_for_turn(handle, last), await wait_for_turn(handle, queued)]
@@ -69,7 +67,7 @@ async def test_300_turns_across_continue_as_new_keep_state_offsets_and_transcrip
                 assert result.status == "completed", (turn, result)
                 usage = usage + result.usage
             turn += len(results)
-            state = await handle.query("state", result_type=SessionState)
+            state = await handle.state()
             offsets[turn - 1] = state.stream_offset
         runs = await session_runs(client, handle)
 
@@ -79,7 +77,7 @@ async def test_300_turns_across_continue_as_new_keep_state_offsets_and_transcrip
     assert offsets == {n: EVENTS_PER_TURN * n for n in offsets}
     # Every run ends after exactly EVERY turns, even when a turn was waiting;
     # the latest run has just begun.
-    assert [len(list(activities(run, CALL_MODEL))) for run in runs] == [EVERY] * 12 + [0]
+    assert [len(list(activities(run, Activities.CALL_MODEL))) for run in runs] == [EVERY] * 12 + [0]
     messages = await store.messages(handle.id, limit=10 * TURNS)
     assert [m.seq for m in messages] == list(range(2 * TURNS))
     for n in range(1, TURNS + 1):
@@ -118,7 +116,7 @@ async def test_a_session_continues_as_new_when_temporal_suggests_it(
         handle = await start_session(client, settings, scripted)
         for turn in range(1, 13):
             assert (await chat(handle, str(turn))).status == "completed"
-        state = await handle.query("state", result_type=SessionState)
+        state = await handle.state()
         runs = await session_runs(client, handle)
 
     assert state.turn_count == 12

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
 from keel.formation import Formation
+from keel.session_handle import SessionHandle
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.conftest import running_workers
@@ -17,8 +17,8 @@ TURNS = 60
 MESSAGE = "x" * 2048
 
 
-async def _history_bytes(handle: WorkflowHandle[Any, Any]) -> int:
-    history = await handle.fetch_history()
+async def _history_bytes(handle: SessionHandle) -> int:
+    history = await handle.workflow.fetch_history()
     return sum(event.ByteSize() for event in history.events)
 
 

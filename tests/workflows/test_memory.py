@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
 from keel.events import EVENTS_TOPIC, SessionEvent
 from keel.formation import Formation, formation_from_data
 from keel.memory import MemoryScope, NewMemory, VectorMemory, memory_id
+from keel.session_handle import SessionHandle
 from keel.settings import Settings
 from keel.store import TranscriptStore, open_store
 from tests._postgres import postgres_schema
@@ -35,9 +36,7 @@ def _formation(model: dict[str, Any], **memory: Any) -> Formation:
     )
 
 
-async def _events(
-    client: Client, handle: WorkflowHandle[Any, Any], turns: int
-) -> list[SessionEvent]:
+async def _events(client: Client, handle: SessionHandle, turns: int) -> list[SessionEvent]:
     """The session's events up to its `turns`-th `turn.completed`."""
     stream = WorkflowStreamClient.create(client, handle.id)
     events: list[SessionEvent] = []
@@ -153,8 +152,8 @@ async def test_facts_can_be_drawn_from_each_turn(
     assert "The user lives in Oslo." in [m.text for m in listed if m.kind == "fact"]
 
 
-async def _history_bytes(handle: WorkflowHandle[Any, Any]) -> int:
-    history = await handle.fetch_history()
+async def _history_bytes(handle: SessionHandle) -> int:
+    history = await handle.workflow.fetch_history()
     return sum(event.ByteSize() for event in history.events)
 
 
@@ -200,7 +199,7 @@ async def test_old_messages_are_summarised_now_and_then_not_every_turn(
         handle = await start_session(client, settings, formation)
         for turn in range(turns):
             assert (await chat(handle, f"message {turn}")).status == "completed"
-        history = await handle.fetch_history()
+        history = await handle.workflow.fetch_history()
 
     summaries = [
         e

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from keel.formation import Formation
-from keel.session import CloseSessionInput, SendMessageInput, SessionState
+from keel.session import SendMessageInput
+from keel.session_handle import SessionRejected
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.conftest import running_workers
@@ -34,7 +34,7 @@ async def test_a_turn_answers_and_stores_the_transcript(
             (2, "user", "again"),
             (3, "assistant", "echo: again"),
         ]
-        state = await handle.query("state", result_type=SessionState)
+        state = await handle.state()
         assert state.turn_count == 2 and state.current_turn is None
 
 
@@ -56,10 +56,9 @@ async def test_bad_messages_are_rejected_by_the_validator(
 ) -> None:
     async with running_workers(client, settings, formation, store):
         handle = await start_session(client, settings, formation, **options)
-        with pytest.raises(WorkflowUpdateFailedError) as caught:
-            await handle.execute_update("send_message", SendMessageInput(text=text))
-        assert isinstance(caught.value.cause, ApplicationError)
-        assert caught.value.cause.type == error_type
+        with pytest.raises(SessionRejected) as caught:
+            await handle.send_message(SendMessageInput(text=text))
+        assert caught.value.type == error_type
         # The session is unharmed and still answers.
         assert (await chat(handle, "fine")).status == "completed"
 
@@ -70,11 +69,11 @@ async def test_a_closed_session_refuses_messages_and_completes(
     async with running_workers(client, settings, formation, store):
         handle = await start_session(client, settings, formation)
         await chat(handle, "hello")
-        await handle.execute_update("close", CloseSessionInput())
+        await handle.close()
         result = await handle.result()
         assert result.turn_count == 1
         with pytest.raises(RPCError) as caught:
-            await handle.execute_update("send_message", SendMessageInput(text="late"))
+            await handle.send_message(SendMessageInput(text="late"))
         assert caught.value.status == RPCStatusCode.NOT_FOUND
 
 
@@ -91,8 +90,7 @@ async def test_the_busy_policy_reject_refuses_a_second_message(
     )
     async with running_workers(client, settings, scripted, store):
         handle = await start_session(client, settings, scripted, on_busy="reject")
-        await handle.execute_update("send_message", SendMessageInput(text="slow [[sleep 2]]"))
-        with pytest.raises(WorkflowUpdateFailedError) as caught:
-            await handle.execute_update("send_message", SendMessageInput(text="second"))
-        assert isinstance(caught.value.cause, ApplicationError)
-        assert caught.value.cause.type == "SessionBusy"
+        await handle.send_message(SendMessageInput(text="slow [[sleep 2]]"))
+        with pytest.raises(SessionRejected) as caught:
+            await handle.send_message(SendMessageInput(text="second"))
+        assert caught.value.type == "SessionBusy"

@@ -1,0 +1,83 @@
+"""Sessions and turns in the API's JSON shapes, from what Temporal and the store say."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
+
+from api.deps import AppState
+from api.schemas import ChatResponse, SessionOut
+from keel.messages import Message
+from keel.session import AssistantReply, TurnResult, TurnSummary, session_id_of
+from keel.temporal import AGENT_ATTR, USER_ATTR, workflow_ui_url
+
+
+def session_out(
+    state: AppState,
+    workflow_id: str,
+    run_id: str | None,
+    *,
+    active: bool,
+    user_id: str,
+    agent: str,
+    metadata: dict[str, Any],
+    created_at: datetime,
+) -> SessionOut:
+    """A session's JSON shape."""
+    settings = state.settings
+    return SessionOut(
+        id=session_id_of(workflow_id),
+        agent=agent,
+        user_id=user_id,
+        status="active" if active else "closed",
+        created_at=created_at,
+        workflow_id=workflow_id,
+        run_id=run_id,
+        temporal_ui_url=workflow_ui_url(
+            settings.temporal_ui_url, settings.namespace, workflow_id, run_id
+        ),
+        metadata=metadata,
+    )
+
+
+async def from_execution(state: AppState, execution: WorkflowExecution) -> SessionOut:
+    """A session's JSON shape from a visibility record or a describe."""
+    attrs = execution.typed_search_attributes
+    memo = await execution.memo()
+    return session_out(
+        state,
+        execution.id,
+        execution.run_id,
+        active=execution.status == WorkflowExecutionStatus.RUNNING,
+        user_id=attrs.get(USER_ATTR) or "",
+        agent=attrs.get(AGENT_ATTR) or "",
+        metadata=memo.get("metadata") or {},
+        created_at=execution.start_time,
+    )
+
+
+def chat_response(session_id: str, result: TurnResult) -> ChatResponse:
+    """A turn's outcome in the API's shape."""
+    return ChatResponse(session_id=session_id, **result.model_dump())
+
+
+def ended_turn(
+    session_id: str, turn_id: str, stored: list[Message], summary: TurnSummary | None
+) -> ChatResponse | None:
+    """A turn that ended, from the memo's summary of it or its stored answer; else None."""
+    answer = next((m for m in reversed(stored) if m.role == "assistant" and not m.tool_calls), None)
+    reply = AssistantReply(content=answer.content) if answer else None
+    if summary is not None:
+        return ChatResponse(
+            session_id=session_id,
+            turn_id=turn_id,
+            status=summary.status,
+            message=reply if summary.status == "completed" else None,
+            usage=summary.usage,
+            error=summary.error,
+        )
+    if reply is None:
+        return None
+    return ChatResponse(session_id=session_id, turn_id=turn_id, status="completed", message=reply)

@@ -1,0 +1,186 @@
+"""Sending a message as a turn: the one path of `/v1/chat`, agent runs and triggers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import Response
+from sse_starlette import EventSourceResponse
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
+
+from api import _sessions
+from api._event_stream import SessionView, open_deltas, open_listener, session_frames, sse_response
+from api._shapes import chat_response
+from api.deps import AppState, Caller
+from api.schemas import ChatAccepted, ChatResponse
+from keel.names import Rejections
+from keel.session import SendMessageInput, TurnResult
+from keel.session_handle import SessionHandle, SessionRejected
+
+TurnMode = Literal["sync", "async", "stream"]
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """A message for a session, and how the caller wants the answer."""
+
+    text: str
+    session_id: str | None = None
+    """The session to continue; None starts one."""
+    agent: str | None = None
+    """A new session's agent (the formation's default when None)."""
+    user_id: str | None = None
+    """A new session's owner, when the caller may name one."""
+    response_schema: dict[str, Any] | None = None
+    mode: TurnMode = "sync"
+    wait_s: float = 120
+    """In sync mode, how long to wait for the answer before answering 202."""
+    turn_id: str | None = None
+    """The turn's id; chosen here when None. A retried request passes the first one's."""
+    new_session_id: str | None = None
+    """The id of the session to start (without `session_id`); chosen when None."""
+
+
+@dataclass(frozen=True)
+class SentTurn:
+    """Where a turn went."""
+
+    session_id: str
+    turn_id: str
+    new_session: bool
+
+
+async def send_turn(
+    state: AppState,
+    client: Client,
+    caller: Caller,
+    request: TurnRequest,
+    *,
+    response: Response,
+    stack: AsyncExitStack | None = None,
+) -> ChatResponse | ChatAccepted | EventSourceResponse:
+    """Send the message, in the session named or a new one, and answer as `request.mode` asks.
+
+    The API picks the turn id, so a caller that stops waiting still has a turn
+    URL; it is also the message's update id, so Temporal answers a repeated send
+    with the first one's outcome, and reads find the turn without a worker.
+    """
+    handle, sent = await _target(state, client, caller, request)
+    message = SendMessageInput(
+        text=request.text,
+        response_schema=request.response_schema,
+        turn_id=sent.turn_id,
+        # A caller bound to a user: the workflow refuses a session that is not theirs.
+        user_id=caller.user_id if caller.user_given else None,
+    )
+    if request.mode == "stream":
+        assert stack is not None, "a streamed turn needs the request's stack"
+        return await _stream_turn(state, client, stack, handle, sent, message)
+    if request.mode == "async":
+        queued = await _send(handle, message)
+        return _accepted(sent, response, stream_offset=queued)
+    try:
+        result = await asyncio.wait_for(_chat(handle, message), request.wait_s)
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # Past `wait_s`. The update call, cancelled by the timeout, may say so
+        # in its own words rather than as a CancelledError.
+        return _accepted(sent, response, stream_offset=None)
+    return chat_response(sent.session_id, result)
+
+
+async def _target(
+    state: AppState, client: Client, caller: Caller, request: TurnRequest
+) -> tuple[SessionHandle, SentTurn]:
+    turn_id = request.turn_id or uuid.uuid4().hex
+    if request.session_id:
+        # Not looked up: the workflow checks the caller when it is sent the message.
+        handle = SessionHandle.of(client, caller.tenant, request.session_id)
+        return handle, SentTurn(request.session_id, turn_id, new_session=False)
+    session = await _sessions.start_session(
+        state,
+        client,
+        caller,
+        agent=_sessions.resolve_agent(state, request.agent),
+        user_id=caller.owner_for(request.user_id),
+        metadata={},
+        session_id=request.new_session_id,
+    )
+    handle = SessionHandle.of(client, caller.tenant, session.id)
+    return handle, SentTurn(session.id, turn_id, new_session=True)
+
+
+async def _send(handle: SessionHandle, message: SendMessageInput) -> int | None:
+    """Queue the message; its stream offset, or None if an earlier request queued it."""
+    assert message.turn_id is not None
+    turn_id = message.turn_id
+
+    async def send_once() -> int | None:
+        try:
+            return (await handle.send_message(message, update_id=turn_id)).stream_offset
+        except SessionRejected as err:
+            if err.type == Rejections.DUPLICATE_TURN:
+                return None
+            raise
+
+    return await _sessions.session_call(handle, send_once())
+
+
+async def _chat(handle: SessionHandle, message: SendMessageInput) -> TurnResult:
+    """Queue and wait in one update; a turn an earlier send queued is waited for instead."""
+    assert message.turn_id is not None
+    turn_id = message.turn_id
+
+    async def chat_once() -> TurnResult:
+        try:
+            return await handle.chat(message, update_id=turn_id)
+        except SessionRejected as err:
+            if err.type != Rejections.DUPLICATE_TURN:
+                raise
+        return await handle.wait_turn(turn_id)
+
+    return await _sessions.session_call(handle, chat_once())
+
+
+def _accepted(sent: SentTurn, response: Response, *, stream_offset: int | None) -> ChatAccepted:
+    accepted = ChatAccepted(
+        session_id=sent.session_id,
+        turn_id=sent.turn_id,
+        status="queued",
+        url=f"/v1/sessions/{sent.session_id}/turns/{sent.turn_id}",
+        stream_offset=stream_offset,
+    )
+    response.status_code = 202
+    response.headers["Location"] = accepted.url
+    return accepted
+
+
+async def _stream_turn(
+    state: AppState,
+    client: Client,
+    stack: AsyncExitStack,
+    handle: SessionHandle,
+    sent: SentTurn,
+    message: SendMessageInput,
+) -> EventSourceResponse:
+    """Send the message, then stream its turn from `turn.started` to `turn.completed`/`failed`."""
+    # Subscribed before sending, so no delta of the turn can come too early to be seen.
+    deltas = await open_deltas(state, stack, handle.id)
+    # A new session's stream starts at 0: listening before sending saves a
+    # round trip before `turn.started` (which the turn's first deltas wait for).
+    listener = await open_listener(state, client, stack, handle.id, 0) if sent.new_session else None
+    offset = await _send(handle, message)
+    # A turn an earlier request queued: its events are somewhere in the stream.
+    start = 0 if offset is None else offset
+    if listener is None:
+        listener = await open_listener(state, client, stack, handle.id, start)
+    headers = {
+        "X-Session-Id": sent.session_id,
+        "X-Turn-Id": sent.turn_id,
+        "Location": f"/v1/sessions/{sent.session_id}/turns/{sent.turn_id}",
+    }
+    view = SessionView(start, turn_id=sent.turn_id)
+    return sse_response(state, session_frames(listener, deltas, view), headers)

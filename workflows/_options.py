@@ -1,0 +1,88 @@
+"""How the session workflow schedules each kind of activity: every timeout and retry policy
+in one place, as named values, and the one function that schedules with them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from keel.formation import ModelConfig
+
+R = TypeVar("R")
+
+HEARTBEAT_TIMEOUT = timedelta(seconds=15)
+"""A call on a killed worker is retried within seconds, not at its start-to-close."""
+
+
+@dataclass(frozen=True)
+class ActivityOptions:
+    """Timeouts and retries of one kind of activity."""
+
+    start_to_close: timedelta
+    """How long one attempt may take."""
+    heartbeat: timedelta | None = None
+    """Set for calls that heartbeat (model and tool calls), so a lost worker shows fast."""
+    retry: RetryPolicy | None = None
+    """None: Temporal's default (retry without end)."""
+
+
+TOOL = ActivityOptions(timedelta(minutes=5), HEARTBEAT_TIMEOUT, RetryPolicy(maximum_attempts=3))
+"""A tool call; a tool that keeps failing becomes an error result for the model."""
+VALIDATE_ARGUMENTS = ActivityOptions(timedelta(seconds=30))
+"""Checking a reviewer's revised arguments against the tool's schema."""
+MEMORY = ActivityOptions(
+    timedelta(seconds=60),
+    retry=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
+)
+"""Recall, writes and references: memory that fails is skipped, not fatal."""
+SEED_TRANSCRIPT = ActivityOptions(
+    timedelta(seconds=60),
+    retry=RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(seconds=30)),
+)
+"""Writing messages to a store that lacks them."""
+ASK_SESSION = ActivityOptions(
+    timedelta(minutes=30), HEARTBEAT_TIMEOUT, RetryPolicy(maximum_attempts=3)
+)
+"""The other session may itself call tools or wait for an approval."""
+PUBLISH = ActivityOptions(timedelta(minutes=1), retry=RetryPolicy(maximum_attempts=3))
+
+
+def model_call(model: ModelConfig) -> ActivityOptions:
+    """A model step: the model's own time limit and attempts; it streams, so it heartbeats."""
+    return ActivityOptions(
+        timedelta(seconds=model.timeout_s + 30),
+        HEARTBEAT_TIMEOUT,
+        RetryPolicy(maximum_attempts=model.max_attempts),
+    )
+
+
+def memory_model_call(model: ModelConfig) -> ActivityOptions:
+    """Memory work done by the model (summaries, facts): its time limit, memory's retries."""
+    return ActivityOptions(timedelta(seconds=model.timeout_s + 30), HEARTBEAT_TIMEOUT, MEMORY.retry)
+
+
+async def run_activity(
+    name: str,
+    arg: Any,
+    result_type: type[R],
+    options: ActivityOptions,
+    *,
+    task_queue: str,
+    summary: str,
+) -> R:
+    """Schedule activity `name` with `options`; its `summary` shows in the Temporal UI."""
+    return await workflow.execute_activity(
+        name,
+        arg,
+        result_type=result_type,
+        task_queue=task_queue,
+        start_to_close_timeout=options.start_to_close,
+        heartbeat_timeout=options.heartbeat,
+        retry_policy=options.retry,
+        summary=summary,
+    )

@@ -1,0 +1,147 @@
+"""The turns of a session: their results, the ids of older ones, and what the memo mirrors."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import _carry, _options
+from workflows._approvals import ApprovalGate
+from workflows._model import chunks
+from workflows._tools import error_text
+
+with workflow.unsafe.imports_passed_through():
+    from keel.approvals import Approval
+    from keel.contracts.llm import SeedTranscriptInput, SeedTranscriptResult
+    from keel.messages import Message, Usage
+    from keel.names import Activities
+    from keel.session import (
+        FINAL_TURN_STATUSES,
+        SUMMARY_MEMO,
+        CarriedState,
+        SessionSummary,
+        StartSessionInput,
+        TurnResult,
+        TurnSummary,
+    )
+
+SUMMARY_PATCH = "keel-summary-memo-1"
+"""Sessions started before this keep no summary in their memo."""
+SYNC_FAILED_TURN_PATCH = "keel-sync-failed-turn-1"
+"""Sessions started before this keep a failed turn's messages for the next model call."""
+TURNS_KEPT = 50
+"""Ended turns whose results the workflow keeps; older ones are answered from the store."""
+TURNS_IN_SUMMARY = 20
+ERROR_CHARS_IN_SUMMARY = 500
+
+
+class TurnError(Exception):
+    """A turn that ends without an answer for a reason of its own (not an activity failure)."""
+
+
+def failure_of(err: ActivityError | TurnError | ApplicationError) -> str:
+    """What a failed turn reports: the innermost reason."""
+    return error_text(err) if isinstance(err, ActivityError) else str(err)
+
+
+class TurnBook:
+    """Results of a session's recent turns, ids of older ones, and totals.
+
+    Args:
+        carried: what the previous run handed over (empty for a new session).
+        gate: the session's approval gate, whose old decisions are forgotten with old turns.
+    """
+
+    def __init__(self, carried: CarriedState, gate: ApprovalGate) -> None:
+        self._gate = gate
+        self.turns: dict[str, TurnResult] = {t.turn_id: t for t in carried.recent_turns}
+        self.turns.update(
+            {q.turn_id: TurnResult(turn_id=q.turn_id, status="queued") for q in carried.queued}
+        )
+        self.turn_count = carried.turn_count
+        self.usage: Usage = carried.usage
+        self._older: deque[str] = deque(maxlen=_carry.TURN_IDS_KEPT)
+        self._older_set: set[str] = set()
+        for turn_id in carried.turn_ids:
+            self._remember(turn_id)
+
+    def queued(self, turn_id: str) -> None:
+        """A new turn waits in the queue."""
+        self.turns[turn_id] = TurnResult(turn_id=turn_id, status="queued")
+
+    def known(self, turn_id: str) -> bool:
+        """Whether the session has had a turn of this id (a retried message)."""
+        return turn_id in self.turns or turn_id in self._older_set
+
+    def ended(self, turn: TurnResult) -> None:
+        """Count an ended turn, and let the oldest results go so state stays small."""
+        self.turn_count += 1
+        self.usage = self.usage + turn.usage
+        while len(self.turns) > TURNS_KEPT:
+            oldest = next(iter(self.turns))
+            if self.turns[oldest].status not in FINAL_TURN_STATUSES:
+                break
+            del self.turns[oldest]
+            self._remember(oldest)
+        self._gate.forget_old()
+
+    def ended_turns(self) -> list[TurnResult]:
+        """Turns of this run that ended, oldest first."""
+        return [t for t in self.turns.values() if t.status in FINAL_TURN_STATUSES]
+
+    def turn_ids(self) -> list[str]:
+        """Ids of every turn that ended, newest last, at most `TURN_IDS_KEPT`."""
+        ended = [t.turn_id for t in self.ended_turns()]
+        return [*self._older, *ended][-_carry.TURN_IDS_KEPT :]
+
+    def mirror(self, pending: list[Approval], queued: list[str]) -> None:
+        """Upsert the session's summary into its memo, which reads use when no worker runs."""
+        if not workflow.patched(SUMMARY_PATCH):
+            return
+        recent = self.ended_turns()[-TURNS_IN_SUMMARY:]
+        summary = SessionSummary(
+            pending_approvals=pending,
+            usage=self.usage,
+            turn_count=self.turn_count,
+            turns=[
+                TurnSummary(
+                    turn_id=t.turn_id,
+                    status=t.status,
+                    usage=t.usage,
+                    error=t.error[:ERROR_CHARS_IN_SUMMARY] if t.error else None,
+                )
+                for t in recent
+            ],
+            queued_turns=queued[:TURNS_IN_SUMMARY],
+        )
+        workflow.upsert_memo({SUMMARY_MEMO: summary})
+
+    async def sync(self, session: StartSessionInput, unsynced: list[Message]) -> list[Message]:
+        """Write messages the store may lack; what is still unsynced after (all, on failure)."""
+        if not unsynced or not workflow.patched(SYNC_FAILED_TURN_PATCH):
+            return unsynced
+        try:
+            for chunk in chunks(unsynced, _SYNC_CHUNK_BYTES):
+                await _options.run_activity(
+                    Activities.SEED_TRANSCRIPT,
+                    SeedTranscriptInput(session=workflow.info().workflow_id, messages=chunk),
+                    SeedTranscriptResult,
+                    _options.SEED_TRANSCRIPT,
+                    task_queue=session.activities_task_queue,
+                    summary=f"store {len(chunk)} messages of a failed turn",
+                )
+        except ActivityError as err:
+            workflow.logger.warning("messages of a failed turn stay unstored: %s", err.cause)
+            return unsynced
+        return []
+
+    def _remember(self, turn_id: str) -> None:
+        if len(self._older) == self._older.maxlen:
+            self._older_set.discard(self._older[0])
+        self._older.append(turn_id)
+        self._older_set.add(turn_id)
+
+
+_SYNC_CHUNK_BYTES = 256 * 1024
