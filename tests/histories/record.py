@@ -19,7 +19,8 @@ A file is the JSON that the Temporal CLI and UI export, with one more key,
 Folders are kept forever: CI replays every one with the current code, which
 proves that sessions started on an older build still run after an upgrade. So
 this never writes into an existing folder, and writes a new one only once every
-scenario has passed. See docs/changing-workflows.md.
+scenario has passed. Commit the new folder and add it to `KEPT` in
+`tests/workflows/test_replay.py`; see docs/changing-workflows.md.
 """
 
 from __future__ import annotations
