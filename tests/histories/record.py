@@ -1,118 +1,224 @@
-"""Record the workflow histories that `tests/workflows/test_replay.py` replays.
+"""Record a corpus of workflow histories for `tests/workflows/test_replay.py` to replay.
 
-Run from the repository root, after a change that is *meant* to alter what
-`SessionWorkflow` does (and only then: the point of the committed files is that
-today's code must replay yesterday's histories)::
+Run from the repository root on a clean checkout of the code to pin, with a
+label naming that code (date, branch, commit)::
 
-    python -m tests.histories.record
+    python -m tests.histories.record --label 2026-12-02-main-2273a4c
 
-It starts a throwaway dev server, drives one session per scenario with the
-offline `scripted` model, closes it, and writes `tests/histories/<scenario>.json`.
+It starts a throwaway Temporal dev server (with Keel's search attributes), and
+for each formation below a real stack as `keel dev` runs one: `worker_host`'s
+workers, the API served by uvicorn, an in-process token-delta bus and, where
+the formation asks for it, embedded Qdrant. Every scenario of `_scenarios.py`
+drives its own session through the API and checks the answers; then each
+history is written to `tests/histories/<label>/<scenario>.json`, and the other
+workflows a scenario involves to `<scenario>.<role>.json`.
+
+A file is the JSON that the Temporal CLI and UI export, with one more key,
+`workflowId`: replay needs the id (child workflow ids derive from it).
+
+Folders are kept forever: CI replays every one with the current code, which
+proves that sessions started on an older build still run after an upgrade. So
+this never writes into an existing folder, and writes a new one only once every
+scenario has passed. Commit the new folder and add it to `KEPT` in
+`tests/workflows/test_replay.py`; see docs/changing-workflows.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import json
+import re
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import WorkflowHandle
+import httpx
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from keel.approvals import Approval, ApprovalDecisionInput
+from api import create_app
+from keel.deltas import InProcessDeltaBus
 from keel.devserver import TUNING, temporal_binary
-from keel.formation import formation_from_data
-from keel.session import CloseSessionInput, SessionState
+from keel.formation import Formation, formation_from_data
+from keel.logging import configure_logging
+from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import SqliteTranscriptStore
-from tests.workflows.helpers import chat, send, start_session, wait_for_turn
-from worker import build_workers
+from keel.temporal import SEARCH_ATTRIBUTES
+from tests.api.live import serve_app
+from tests.histories import _scenarios as s
+from worker import worker_host
 
 HERE = Path(__file__).parent
-FORMATION = formation_from_data(
-    {
-        "models": {"default": {"provider": "scripted"}},
-        "agents": [{"name": "assistant", "tools": ["lookup", "search"]}],
-        "approvals": {"tools": {"lookup": "always"}},
-    },
-    env={},
-)
-Handle = WorkflowHandle[Any, Any]
+LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+RESULT_TIMEOUT_S = 60.0
 
-
-async def plain_turn(handle: Handle) -> None:
-    """One question, one answer."""
-    await chat(handle, "hello")
-
-
-async def tool_turn(handle: Handle) -> None:
-    """The model calls a tool (none is loaded: its activity answers with an error result)."""
-    await chat(handle, '[[call search {"q": "keel"}]]')
-
-
-async def approval_turn(handle: Handle) -> None:
-    """A gated tool call, approved by update."""
-    turn_id = await send(handle, '[[call lookup {"invoice": 7}]]')
-    state = await handle.query("state", result_type=SessionState)
-    while not state.pending_approvals:
-        await asyncio.sleep(0.05)
-        state = await handle.query("state", result_type=SessionState)
-    decision = ApprovalDecisionInput(approval_id=state.pending_approvals[0].id, decision="approve")
-    await handle.execute_update("respond_to_approval", decision, result_type=Approval)
-    await wait_for_turn(handle, turn_id)
-
-
-async def continue_as_new(handle: Handle) -> None:
-    """Two turns, then the run continues as new (recorded: the first run)."""
-    await chat(handle, "one")
-    await chat(handle, "two")
-
-
-SCENARIOS: dict[str, tuple[Callable[[Handle], Awaitable[None]], dict[str, Any]]] = {
-    "plain_turn": (plain_turn, {}),
-    "tool_turn": (tool_turn, {}),
-    "approval_turn": (approval_turn, {}),
-    "continue_as_new": (continue_as_new, {"continue_as_new_after_turns": 2}),
+_BASE: dict[str, Any] = {
+    "id": "replay",
+    "models": {"default": {"provider": "scripted"}},
+    "agents": [
+        {"name": "assistant", "tools": ["add", "lookup"]},
+        {
+            "name": "triage",
+            "role": "coordinator",
+            "description": "Routes requests",
+            "routes": ["billing"],
+        },
+        {"name": "billing", "description": "Answers billing questions"},
+        {"name": "hub", "tools": ["ask_session", "publish"]},
+        {"name": "listener"},
+    ],
+    "python_tools": ["tests.fakes.python_tools", "tests.fakes.tools"],
+    "approvals": {"tools": {"lookup": "always"}},
 }
 
 
-async def record(out: Path) -> None:
-    """Drive every scenario and write its history to `out/<scenario>.json`."""
+def _formation(**changes: Any) -> Formation:
+    return formation_from_data({**_BASE, **changes}, env={})
+
+
+STACKS: dict[str, tuple[Formation, Sequence[s.Scenario]]] = {
+    "main": (
+        _formation(),
+        [
+            s.sync_chat,
+            s.streamed_turn,
+            s.tool_turn,
+            s.approval_approve,
+            s.approval_reject,
+            s.approval_revise,
+            s.approval_signal,
+            s.delegation,
+            s.ask_session,
+            s.publish,
+            s.close,
+        ],
+    ),
+    # Settings the workflow takes from its input, so each needs its own formation.
+    "timeout": (
+        _formation(approvals={**_BASE["approvals"], "timeout_s": 1}),
+        [s.approval_timeout],
+    ),
+    "memory": (
+        _formation(memory={"buffer_messages": 4, "vector": {"enabled": True}}),
+        [s.memory],
+    ),
+    "continue_as_new": (
+        _formation(sessions={"continue_as_new_after_turns": 2}),
+        [s.continue_as_new],
+    ),
+}
+
+
+@contextlib.asynccontextmanager
+async def _stack(
+    client: Client, name: str, formation: Formation, data: Path
+) -> AsyncIterator[s.Live]:
+    """Workers and the API of one formation, on task queues of their own."""
+    settings = Settings(
+        data_dir=data / name,
+        temporal_address=client.service_client.config.target_host,
+        sessions_task_queue=f"replay-{name}-sessions",
+        activities_task_queue=f"replay-{name}-activities",
+        max_sessions_per_user=0,
+    )
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        store = SqliteTranscriptStore(settings.resolved_data_dir / "keel.db")
+        stack.push_async_callback(store.close)
+        vector_memory = None
+        if formation.memory.vector.enabled:
+            vector_memory = VectorMemory.open(
+                formation.memory.vector, data_dir=settings.resolved_data_dir
+            )
+            stack.push_async_callback(vector_memory.close)
+        deltas = InProcessDeltaBus()
+        stack.push_async_callback(deltas.close)
+        workers = await stack.enter_async_context(
+            worker_host(
+                client,
+                settings=settings,
+                formation=formation,
+                store=store,
+                vector_memory=vector_memory,
+                deltas=deltas,
+            )
+        )
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        app = create_app(
+            settings,
+            formation,
+            client=client,
+            store=store,
+            vector_memory=vector_memory,
+            deltas=deltas,
+        )
+        url = await stack.enter_async_context(serve_app(app))
+        http = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60))
+        yield s.Live(http=http, client=client)
+
+
+async def _history(client: Client, run: s.Run) -> dict[str, Any]:
+    """The run's history once it has closed, as a file of the corpus holds it."""
+    handle = client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
+    await asyncio.wait_for(handle.result(), RESULT_TIMEOUT_S)
+    history = await handle.fetch_history()
+    return {"workflowId": run.workflow_id, **history.to_json_dict()}
+
+
+async def record(label: str) -> dict[str, dict[str, Any]]:
+    """Drive every scenario; the histories by file name, printing each with its event count."""
+    corpus: dict[str, dict[str, Any]] = {}
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
         data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
         dev_server_extra_args=list(TUNING),
     )
-    with tempfile.TemporaryDirectory() as data:
-        settings = Settings(data_dir=Path(data))
-        store = SqliteTranscriptStore(Path(data) / "keel.db")
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                for worker in build_workers(
-                    env.client, settings=settings, formation=FORMATION, store=store
-                ):
-                    await stack.enter_async_context(worker)
-                for name, (drive, options) in SCENARIOS.items():
-                    handle = await start_session(env.client, settings, FORMATION, **options)
-                    await drive(handle)
-                    if "continue_as_new_after_turns" not in options:
-                        await handle.execute_update("close", CloseSessionInput())
-                        await handle.result()
-                    first_run = env.client.get_workflow_handle(
-                        handle.id, run_id=handle.first_execution_run_id
-                    )
-                    history = await first_run.fetch_history()
-                    (out / f"{name}.json").write_text(history.to_json() + "\n")
-                    sys.stdout.write(f"{name}: {len(history.events)} events\n")
-        finally:
-            await store.close()
-            await env.shutdown()
+    try:
+        with tempfile.TemporaryDirectory() as data:
+            for name, (formation, scenarios) in STACKS.items():
+                async with _stack(env.client, name, formation, Path(data)) as live:
+                    for scenario in scenarios:
+                        for role, run in (await scenario(live)).items():
+                            file = f"{scenario.__name__}{f'.{role}' if role else ''}.json"
+                            corpus[file] = await _history(env.client, run)
+                            count = len(corpus[file]["events"])
+                            sys.stdout.write(f"{label}/{file}: {count} events\n")
+    finally:
+        await env.shutdown()
+    return corpus
+
+
+def _save(corpus: dict[str, dict[str, Any]], out: Path) -> None:
+    # Only a complete corpus is kept: a failed scenario leaves no folder behind.
+    out.mkdir()
+    for file, history in corpus.items():
+        (out / file).write_text(json.dumps(history, indent=2) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m tests.histories.record --label NAME`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--label", required=True, help="the folder to create, e.g. 2026-12-02-main-2273a4c"
+    )
+    args = parser.parse_args(argv)
+    if not LABEL.match(args.label):
+        parser.error(f"--label {args.label!r}: letters, digits, '.', '_' and '-' only")
+    out = HERE / args.label
+    if out.exists():
+        parser.error(f"{out} exists; recorded corpora are kept as they are, pick a new label")
+    configure_logging(level="warning")
+    _save(asyncio.run(record(args.label)), out)
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(record(HERE))
+    sys.exit(main())

@@ -1,26 +1,94 @@
-"""Replay committed histories: a change that breaks determinism fails here, not in production.
+"""Replay every committed history: a change that breaks determinism fails here, not in production.
 
-The histories are recorded by `python -m tests.histories.record`; see that file.
+Each folder under `tests/histories/` is a corpus recorded from one build by
+`python -m tests.histories.record --label NAME`, and is kept forever: a build
+that replays them all can take over sessions that older builds started. See
+docs/changing-workflows.md.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from keel.session import session_workflow_id
 from workflows import SessionWorkflow
 
+pytestmark = pytest.mark.timeout(60)
+
 HISTORIES = Path(__file__).parent.parent / "histories"
-SCENARIOS = ["plain_turn", "tool_turn", "approval_turn", "continue_as_new"]
+HISTORY_FILES = sorted(HISTORIES.glob("*/*.json"))
+
+WAVE1 = frozenset({"plain_turn", "tool_turn", "approval_turn", "continue_as_new"})
+"""The first corpus: four paths, recorded before the recorder drove sessions through the API."""
+PATHS_2026_12 = frozenset(
+    {
+        "sync_chat",
+        "streamed_turn",
+        "tool_turn",
+        "approval_approve",
+        "approval_reject",
+        "approval_revise",
+        "approval_signal",
+        "approval_timeout",
+        "delegation",
+        "delegation.specialist",
+        "ask_session",
+        "ask_session.asked",
+        "publish",
+        "publish.subscriber",
+        "memory",
+        "continue_as_new",
+        "continue_as_new.second_run",
+        "close",
+    }
+)
+"""Every path the recorder drove on 2026-12-02: later corpora hold at least these files."""
+KEPT = {"2026-11-wave1": WAVE1, "2026-12-02-main-2273a4c": PATHS_2026_12}
+"""Each committed corpus, oldest first, and the files it must keep. Never remove one:
+add a new corpus here with its files (those of the newest one, and any new path)."""
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
-async def test_a_recorded_history_replays_with_todays_code(scenario: str) -> None:
-    path = HISTORIES / f"{scenario}.json"
-    history = WorkflowHistory.from_json(f"keel/test/{scenario}", path.read_text())
+def _workflow_id(exported: dict[str, Any]) -> str:
+    """The workflow id the recorder wrote beside the events, or (the first corpus, which
+    predates that key) the id of the session its start input names."""
+    if "workflowId" in exported:
+        workflow_id: str = exported["workflowId"]
+        return workflow_id
+    started = exported["events"][0]["workflowExecutionStartedEventAttributes"]
+    start = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))
+    return session_workflow_id(start["tenant"], start["session_id"])
+
+
+def _history(path: Path) -> WorkflowHistory:
+    exported = json.loads(path.read_text())
+    return WorkflowHistory.from_json(_workflow_id(exported), exported)
+
+
+@pytest.mark.parametrize(
+    "path", HISTORY_FILES, ids=[f"{p.parent.name}/{p.stem}" for p in HISTORY_FILES]
+)
+async def test_a_recorded_history_replays_with_todays_code(path: Path) -> None:
+    history = _history(path)
     replayer = Replayer(workflows=[SessionWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)  # raises on a nondeterminism error
+
+
+def test_the_corpus_keeps_every_folder_and_every_path() -> None:
+    held: dict[str, set[str]] = {}
+    for path in HISTORY_FILES:
+        held.setdefault(path.parent.name, set()).add(path.stem)
+    for folder in KEPT:
+        assert folder in held, f"the corpus {folder} is gone"
+    newest = list(KEPT.values())[-1]
+    for folder, stems in held.items():
+        # A new recording may add paths, never drop one.
+        wanted = KEPT.get(folder, newest)
+        assert wanted <= stems, f"{folder} lacks {sorted(wanted - stems)}"
