@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,21 +13,18 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-KEEL = [sys.executable, "-m", "keel.cli"]
+from tests.procs import KEEL, free_port
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_validate_accepts_the_example_and_names_the_field_of_a_bad_file(tmp_path: Path) -> None:
+    # From the repository root, as the docs say; its Python tools import and resolve.
     ok = subprocess.run(
-        [*KEEL, "validate", "examples/formation.yaml"], capture_output=True, text=True
+        [*KEEL, "validate", "examples/formation.yaml"], cwd=ROOT, capture_output=True, text=True
     )
     assert ok.returncode == 0, ok.stderr
-    assert "ok" in ok.stdout
+    assert "ok" in ok.stdout and "2 Python tools" in ok.stdout
 
     bad = tmp_path / "formation.yaml"
     bad.write_text(
@@ -75,11 +70,47 @@ def test_a_worker_refuses_tools_that_do_not_resolve(
     assert "double" not in failed.stderr.split("keel: ", 1)[1]
 
 
+def test_python_tools_import_from_beside_the_formation_whatever_the_directory(
+    tmp_path: Path,
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    example = subprocess.run(
+        [*KEEL, "validate", str(ROOT / "examples" / "tools.yaml")],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+    )
+    assert example.returncode == 0, example.stderr
+    assert "2 Python tools" in example.stdout
+
+    # A bare tool name that no module defines is found by validate, not first by a worker.
+    app = tmp_path / "app"
+    (app / "shop").mkdir(parents=True)
+    (app / "shop" / "__init__.py").write_text("")
+    (app / "shop" / "tools.py").write_text(
+        "import keel\n\n@keel.tool\ndef double(x: int) -> int:\n    return 2 * x\n"
+    )
+    (app / "formation.yaml").write_text(
+        "models: {default: {provider: echo}}\n"
+        "agents: [{name: a, tools: [double, triple]}]\n"
+        "python_tools: [shop.tools]\n"
+    )
+    failed = subprocess.run(
+        [*KEEL, "validate", "../app/formation.yaml"], cwd=elsewhere, capture_output=True, text=True
+    )
+    assert failed.returncode == 2, failed.stdout
+    assert failed.stderr == (
+        "keel: ../app/formation.yaml: agents[0] (a).tools[1]: no Python tool is called"
+        " 'triple'; list its module under python_tools, or write an MCP tool as `server.tool`\n"
+    )
+
+
 class _Dev:
     """`keel dev` on free ports, in its own data dir."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.port, self.temporal_port, self.ui_port = _free_port(), _free_port(), _free_port()
+        self.port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{self.port}"
 
