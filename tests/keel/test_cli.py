@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,9 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.procs import KEEL, free_port
+from keel.cli._serve import NO_REDIS_WARNING
+from keel.settings import Settings
+from tests.procs import KEEL, WORKER_READY, free_port, keel_process, write_formation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,6 +109,43 @@ def test_python_tools_import_from_beside_the_formation_whatever_the_directory(
     )
 
 
+@pytest.mark.parametrize("command", ["api", "worker"])
+async def test_without_redis_api_and_worker_say_at_start_that_tokens_do_not_stream(
+    tmp_path: Path, settings: Settings, command: str
+) -> None:
+    formation, _ = write_formation(
+        tmp_path, {"models": {"default": {"provider": "echo"}}, "agents": [{"name": "a"}]}
+    )
+    port = free_port()
+    argv = [*KEEL, command, *(["--port", str(port)] if command == "api" else [])]
+    process = keel_process(tmp_path, settings, formation, argv, name=command)
+    process.env.pop("KEEL_REDIS_URL", None)
+    ready = f"http://127.0.0.1:{port}/health" if command == "api" else WORKER_READY
+    try:
+        await process.start(ready=ready)
+    finally:
+        process.stop()
+    warnings = [line for line in process.log().splitlines() if NO_REDIS_WARNING in line]
+    assert len(warnings) == 1, process.log()
+    assert json.loads(warnings[0])["level"] == "warning"
+
+
+async def test_with_redis_a_worker_says_nothing_of_the_kind(
+    tmp_path: Path, settings: Settings
+) -> None:
+    formation, _ = write_formation(
+        tmp_path, {"models": {"default": {"provider": "echo"}}, "agents": [{"name": "a"}]}
+    )
+    process = keel_process(tmp_path, settings, formation, [*KEEL, "worker"], name="worker")
+    process.env["KEEL_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    try:
+        await process.start(ready=WORKER_READY)
+    finally:
+        process.stop()
+    assert NO_REDIS_WARNING not in process.log()
+    assert '"channel": "redis"' in process.log()
+
+
 class _Dev:
     """`keel dev` on free ports, in its own data dir."""
 
@@ -171,6 +211,7 @@ def test_keel_dev_serves_chat_and_keeps_sessions_across_a_restart(dev: _Dev) -> 
     finally:
         output = _stop(process)
     assert dev.url in output and f"127.0.0.1:{dev.ui_port}" in output
+    assert NO_REDIS_WARNING not in output  # one process: tokens stream in-process
 
     process = dev.start()
     try:
