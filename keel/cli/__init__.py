@@ -13,10 +13,11 @@ from pydantic import ValidationError
 
 from keel import __version__
 from keel.cli._keys import add_keys_parser, open_bind_refusal, run_keys
-from keel.formation import Formation, FormationError, load_formation
+from keel.formation import Formation, FormationError, FormationProblem, load_formation
 from keel.keys import KeyConfigError, load_keys
 from keel.logging import configure_logging, get_logger
 from keel.settings import Settings
+from keel.tools import BUILTIN_TOOLS, load_python_tools
 
 __all__ = ["main"]
 
@@ -57,14 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if refusal:
             _fail(refusal)
             return EXIT_INVALID
+    path = _formation_path(settings)
     try:
-        formation = _formation(settings)
+        formation = _formation(path)
     except FormationError as err:
         _fail(str(err))
         return EXIT_INVALID
-    # Like uvicorn and celery: the formation's `python_tools` modules import from here.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    _python_tools_path(path)
     try:
         if args.command == "dev":
             from keel.cli._dev import run_dev
@@ -148,27 +148,69 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]
 
 
-def _formation(settings: Settings) -> Formation:
-    """The formation named by flag or env, else ./formation.yaml, else the built-in one."""
+def _formation_path(settings: Settings) -> Path | None:
+    """The formation file named by flag or env, else ./formation.yaml; None: the built-in one."""
     path = settings.formation
     if path is None and Path("formation.yaml").is_file():
         path = Path("formation.yaml")
+    return path
+
+
+def _formation(path: Path | None) -> Formation:
     formation = load_formation(path)
     log.info("formation loaded", formation=formation.id, path=str(path or "built-in"))
     return formation
 
 
+def _python_tools_path(formation: Path | None) -> None:
+    """Put the working directory, then the formation file's directory, on the import path.
+
+    The working directory as uvicorn and celery do; the formation's own directory
+    so that a formation kept beside its `python_tools` package works from anywhere
+    (`keel worker --formation app/formation.yaml`, a mounted config directory).
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    if formation is not None:
+        directory = str(formation.expanduser().resolve().parent)
+        if directory not in sys.path:
+            sys.path.insert(sys.path.index(cwd) + 1, directory)
+
+
 def _validate(path: Path) -> int:
+    """Check the file, then import its `python_tools` as a worker would, and check their names.
+
+    MCP tool names are left to the worker: listing them needs the servers.
+    """
     try:
         formation = load_formation(path)
+        _python_tools_path(path)
+        tools = _python_tools(formation, source=str(path))
     except FormationError as err:
         _fail(str(err))
         return EXIT_INVALID
     sys.stdout.write(
         f"{path}: ok (formation {formation.id!r}, {len(formation.agents)} agents,"
-        f" {len(formation.models)} models)\n"
+        f" {len(formation.models)} models, {len(tools)} Python tools)\n"
     )
     return 0
+
+
+def _python_tools(formation: Formation, *, source: str) -> list[str]:
+    """The names of the formation's Python tools, once each bare tool name resolves to one."""
+    try:
+        tools = load_python_tools(formation.python_tools)
+    except FormationError as err:
+        raise FormationError(err.problems, source) from None
+    problems = formation.unresolved_tools({*tools, *BUILTIN_TOOLS})
+    problems += [
+        FormationProblem("python_tools", f"tool {name!r} has the name of a built-in tool")
+        for name in sorted(BUILTIN_TOOLS & tools.keys())
+    ]
+    if problems:
+        raise FormationError(problems, source)
+    return sorted(tools)
 
 
 def _fail(message: str) -> None:

@@ -23,6 +23,11 @@ from keel.temporal import connect, ensure_search_attributes
 from worker import worker_host
 
 log = get_logger("keel")
+NO_REDIS_WARNING = (
+    "token streaming is off across processes: KEEL_REDIS_URL is not set, so token deltas"
+    " reach only an API in the same process (keel dev); step events still stream"
+)
+"""What `keel api` and `keel worker` log at start without Redis (docs/events.md)."""
 
 
 class _QuietServer(uvicorn.Server):
@@ -66,6 +71,11 @@ async def serve(
     max_concurrent_activities: int = 100,
 ) -> None:
     """Run the API (at `api` = host, port) and/or the workers until `stop` is set."""
+    in_process = bool(api) and worker
+    if not settings.redis_url and not in_process:
+        # Said first, before Temporal is reached: a deployment without Redis still
+        # works, and nothing else would tell its operator why no tokens stream.
+        log.warning(NO_REDIS_WARNING)
     client = await connect_with_retry(settings)
     store: TranscriptStore = open_store(formation.memory.store, data_dir=settings.resolved_data_dir)
     vector = formation.memory.vector
@@ -77,7 +87,9 @@ async def serve(
     )
     # Token deltas: Redis when configured; else in-process when the API and the
     # worker share this process (keel dev); else none.
-    deltas = delta_bus_for(settings.redis_url, in_process=bool(api) and worker)
+    deltas = delta_bus_for(settings.redis_url, in_process=in_process)
+    if deltas:
+        log.info("token deltas", channel=deltas.kind)
     app: FastAPI | None = None
     tasks: list[asyncio.Task[None]] = []
     server: _QuietServer | None = None
@@ -110,7 +122,6 @@ async def serve(
                 vector_memory=vector_memory,
                 deltas=deltas,
             )
-            log.info("token deltas", channel=deltas.kind if deltas else "none")
             host, port = api
             server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None))
             tasks.append(asyncio.create_task(server.serve()))

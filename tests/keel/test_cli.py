@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,21 +14,20 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-KEEL = [sys.executable, "-m", "keel.cli"]
+from keel.cli._serve import NO_REDIS_WARNING
+from keel.settings import Settings
+from tests.procs import KEEL, WORKER_READY, free_port, keel_process, write_formation
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_validate_accepts_the_example_and_names_the_field_of_a_bad_file(tmp_path: Path) -> None:
+    # From the repository root, as the docs say; its Python tools import and resolve.
     ok = subprocess.run(
-        [*KEEL, "validate", "examples/formation.yaml"], capture_output=True, text=True
+        [*KEEL, "validate", "examples/formation.yaml"], cwd=ROOT, capture_output=True, text=True
     )
     assert ok.returncode == 0, ok.stderr
-    assert "ok" in ok.stdout
+    assert "ok" in ok.stdout and "2 Python tools" in ok.stdout
 
     bad = tmp_path / "formation.yaml"
     bad.write_text(
@@ -75,11 +73,84 @@ def test_a_worker_refuses_tools_that_do_not_resolve(
     assert "double" not in failed.stderr.split("keel: ", 1)[1]
 
 
+def test_python_tools_import_from_beside_the_formation_whatever_the_directory(
+    tmp_path: Path,
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    example = subprocess.run(
+        [*KEEL, "validate", str(ROOT / "examples" / "tools.yaml")],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+    )
+    assert example.returncode == 0, example.stderr
+    assert "2 Python tools" in example.stdout
+
+    # A bare tool name that no module defines is found by validate, not first by a worker.
+    app = tmp_path / "app"
+    (app / "shop").mkdir(parents=True)
+    (app / "shop" / "__init__.py").write_text("")
+    (app / "shop" / "tools.py").write_text(
+        "import keel\n\n@keel.tool\ndef double(x: int) -> int:\n    return 2 * x\n"
+    )
+    (app / "formation.yaml").write_text(
+        "models: {default: {provider: echo}}\n"
+        "agents: [{name: a, tools: [double, triple]}]\n"
+        "python_tools: [shop.tools]\n"
+    )
+    failed = subprocess.run(
+        [*KEEL, "validate", "../app/formation.yaml"], cwd=elsewhere, capture_output=True, text=True
+    )
+    assert failed.returncode == 2, failed.stdout
+    assert failed.stderr == (
+        "keel: ../app/formation.yaml: agents[0] (a).tools[1]: no Python tool is called"
+        " 'triple'; list its module under python_tools, or write an MCP tool as `server.tool`\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+async def test_without_redis_api_and_worker_say_at_start_that_tokens_do_not_stream(
+    tmp_path: Path, settings: Settings, command: str
+) -> None:
+    formation, _ = write_formation(
+        tmp_path, {"models": {"default": {"provider": "echo"}}, "agents": [{"name": "a"}]}
+    )
+    port = free_port()
+    argv = [*KEEL, command, *(["--port", str(port)] if command == "api" else [])]
+    process = keel_process(tmp_path, settings, formation, argv, name=command)
+    process.env.pop("KEEL_REDIS_URL", None)
+    ready = f"http://127.0.0.1:{port}/health" if command == "api" else WORKER_READY
+    try:
+        await process.start(ready=ready)
+    finally:
+        process.stop()
+    warnings = [line for line in process.log().splitlines() if NO_REDIS_WARNING in line]
+    assert len(warnings) == 1, process.log()
+    assert json.loads(warnings[0])["level"] == "warning"
+
+
+async def test_with_redis_a_worker_says_nothing_of_the_kind(
+    tmp_path: Path, settings: Settings
+) -> None:
+    formation, _ = write_formation(
+        tmp_path, {"models": {"default": {"provider": "echo"}}, "agents": [{"name": "a"}]}
+    )
+    process = keel_process(tmp_path, settings, formation, [*KEEL, "worker"], name="worker")
+    process.env["KEEL_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    try:
+        await process.start(ready=WORKER_READY)
+    finally:
+        process.stop()
+    assert NO_REDIS_WARNING not in process.log()
+    assert '"channel": "redis"' in process.log()
+
+
 class _Dev:
     """`keel dev` on free ports, in its own data dir."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.port, self.temporal_port, self.ui_port = _free_port(), _free_port(), _free_port()
+        self.port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
         self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -140,6 +211,7 @@ def test_keel_dev_serves_chat_and_keeps_sessions_across_a_restart(dev: _Dev) -> 
     finally:
         output = _stop(process)
     assert dev.url in output and f"127.0.0.1:{dev.ui_port}" in output
+    assert NO_REDIS_WARNING not in output  # one process: tokens stream in-process
 
     process = dev.start()
     try:

@@ -1,0 +1,1 @@
+"""The example application beside the example formations, which list `myapp.tools`."""

@@ -1,1 +1,0 @@
-"""The example application whose tools the formation lists."""
