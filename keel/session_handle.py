@@ -50,7 +50,9 @@ class SessionHandle:
     """
 
     def __init__(self, client: Client, workflow_id: str) -> None:
-        self.workflow: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
+        self.workflow: WorkflowHandle[Any, Any] = client.get_workflow_handle(
+            workflow_id, result_type=SessionResult
+        )
         """The latest run's handle, for what this class does not wrap (describe, streams)."""
 
     @classmethod

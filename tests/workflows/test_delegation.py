@@ -43,7 +43,8 @@ async def test_a_billing_question_goes_to_the_billing_specialist(
     assert result.message is not None
     assert result.message.content == "tool results: billing -> Refund approved"
 
-    child_id = f"{handle.id}/{result.turn_id}/call_1"
+    # `<session>/<turn>/<step>/<call>`: vendors repeat call ids across steps.
+    child_id = f"{handle.id}/{result.turn_id}/1/call_1"
     child = await client.get_workflow_handle(child_id).describe()
     assert child.parent_id == handle.id
     assert [m.content for m in await store.messages(child_id)] == [
