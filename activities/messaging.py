@@ -62,9 +62,7 @@ class MessagingActivities:
             async for execution in self._client.list_workflows(query):
                 if execution.id.endswith(f"/{input.message.from_session}"):
                     continue  # a session does not hear its own message
-                await SessionHandle(self._client, execution.id).deliver_topic_message(
-                    input.message
-                )
+                await SessionHandle(self._client, execution.id).deliver_topic_message(input.message)
                 delivered += 1
             return CallToolResult(
                 content=f"published to {input.message.topic!r}: {delivered} subscribers"
