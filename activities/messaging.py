@@ -10,9 +10,11 @@ from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
 from keel.contracts.messaging import AskSessionInput, PublishInput
 from keel.contracts.tools import CallToolResult
+from keel.messages import final_answer
 from keel.names import SESSION_WORKFLOW, Activities, Rejections
-from keel.session import SendMessageInput
+from keel.session import AssistantReply, SendMessageInput, TurnResult
 from keel.session_handle import SessionHandle, SessionRejected
+from keel.store import TranscriptStore
 from keel.temporal import TENANT_ATTR, TOPICS_ATTR
 
 
@@ -23,8 +25,9 @@ class MessagingActivities:
     request/response needs an update, so these run as activities.
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, store: TranscriptStore) -> None:
         self._client = client
+        self._store = store
 
     @activity.defn(name=Activities.ASK_SESSION)
     async def ask_session(self, input: AskSessionInput) -> CallToolResult:
@@ -36,7 +39,7 @@ class MessagingActivities:
             )
             try:
                 sent = await session.send_message(message, update_id=input.idempotency_key)
-                result = await with_heartbeat(session.wait_turn(sent.turn_id))
+                result = await with_heartbeat(self._wait(session, sent.turn_id))
             except SessionRejected as err:
                 if err.type == Rejections.SESSION_NOT_FOUND:
                     return _unknown(input.session_id)
@@ -48,6 +51,20 @@ class MessagingActivities:
             if result.message is None:
                 return _error(f"session {input.session_id!r} did not answer: {result.error}")
             return CallToolResult(content=result.message.content)
+
+    async def _wait(self, session: SessionHandle, turn_id: str) -> TurnResult:
+        try:
+            return await session.wait_turn(turn_id)
+        except SessionRejected as err:
+            if err.type != Rejections.UNKNOWN_TURN:
+                raise
+        # It ended just before the session continued as new, and was not carried over.
+        answer = final_answer(await self._store.turn_messages(session.id, turn_id))
+        if answer is None:
+            return TurnResult(turn_id=turn_id, status="failed", error="no answer was stored")
+        return TurnResult(
+            turn_id=turn_id, status="completed", message=AssistantReply(content=answer.content)
+        )
 
     @activity.defn(name=Activities.PUBLISH)
     async def publish(self, input: PublishInput) -> CallToolResult:

@@ -26,6 +26,7 @@ from api._shapes import from_execution, session_out
 from api.deps import AppState, Caller
 from api.problems import Problem
 from api.schemas import SessionOut
+from keel.approvals import Approval
 from keel.formation import AgentConfig
 from keel.logging import get_logger
 from keel.names import SESSION_WORKFLOW
@@ -152,6 +153,19 @@ async def live_state(described: DescribedSession) -> SessionState | None:
     except (TimeoutError, RPCError) as err:
         log.info("no live state; reading without a worker", session=described.handle.id, error=err)
         return None
+
+
+async def pending_approvals(described: DescribedSession) -> list[Approval]:
+    """The session's pending approvals: its memo's, or its own where the memo is incomplete."""
+    summary = described.summary
+    if described.session.status != "active":
+        return []
+    if summary is not None and summary.approvals_complete:
+        return summary.pending_approvals
+    live = await live_state(described)
+    if live is not None:
+        return live.pending_approvals
+    return summary.pending_approvals if summary else []
 
 
 async def turn_accepted(client: Client, workflow_id: str, turn_id: str) -> bool:

@@ -9,7 +9,7 @@ from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 
 from api.deps import AppState
 from api.schemas import ChatResponse, SessionOut
-from keel.messages import Message
+from keel.messages import Message, final_answer
 from keel.session import AssistantReply, TurnResult, TurnSummary, session_id_of
 from keel.temporal import AGENT_ATTR, USER_ATTR, workflow_ui_url
 
@@ -67,7 +67,7 @@ def ended_turn(
     session_id: str, turn_id: str, stored: list[Message], summary: TurnSummary | None
 ) -> ChatResponse | None:
     """A turn that ended, from the memo's summary of it or its stored answer; else None."""
-    answer = next((m for m in reversed(stored) if m.role == "assistant" and not m.tool_calls), None)
+    answer = final_answer(stored)
     reply = AssistantReply(content=answer.content) if answer else None
     if summary is not None:
         return ChatResponse(

@@ -14,7 +14,7 @@ from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 
 from api import _sessions
 from api._event_stream import SessionView, open_deltas, open_listener, session_frames, sse_response
-from api._shapes import chat_response
+from api._shapes import chat_response, ended_turn
 from api.deps import AppState, Caller
 from api.schemas import ChatAccepted, ChatResponse
 from keel.names import Rejections
@@ -84,12 +84,11 @@ async def send_turn(
         queued = await _send(handle, message)
         return _accepted(sent, response, stream_offset=queued)
     try:
-        result = await asyncio.wait_for(_chat(handle, message), request.wait_s)
+        return await asyncio.wait_for(_chat(state, handle, message), request.wait_s)
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         # Past `wait_s`. The update call, cancelled by the timeout, may say so
         # in its own words rather than as a CancelledError.
         return _accepted(sent, response, stream_offset=None)
-    return chat_response(sent.session_id, result)
 
 
 async def _target(
@@ -129,20 +128,32 @@ async def _send(handle: SessionHandle, message: SendMessageInput) -> int | None:
     return await _sessions.session_call(handle, send_once())
 
 
-async def _chat(handle: SessionHandle, message: SendMessageInput) -> TurnResult:
+async def _chat(state: AppState, handle: SessionHandle, message: SendMessageInput) -> ChatResponse:
     """Queue and wait in one update; a turn an earlier send queued is waited for instead."""
     assert message.turn_id is not None
     turn_id = message.turn_id
 
-    async def chat_once() -> TurnResult:
+    async def chat_once() -> TurnResult | None:
         try:
             return await handle.chat(message, update_id=turn_id)
         except SessionRejected as err:
             if err.type != Rejections.DUPLICATE_TURN:
                 raise
-        return await handle.wait_turn(turn_id)
+        try:
+            return await handle.wait_turn(turn_id)
+        except SessionRejected as err:
+            if err.type != Rejections.UNKNOWN_TURN:
+                raise
+        return None  # it ended before the session continued as new, and was not carried
 
-    return await _sessions.session_call(handle, chat_once())
+    result = await _sessions.session_call(handle, chat_once())
+    if result is not None:
+        return chat_response(handle.session_id, result)
+    stored = await state.store.turn_messages(handle.id, turn_id)
+    ended = ended_turn(handle.session_id, turn_id, stored, None)
+    return ended or ChatResponse(
+        session_id=handle.session_id, turn_id=turn_id, status="failed", error="no answer stored"
+    )
 
 
 def _accepted(sent: SentTurn, response: Response, *, stream_offset: int | None) -> ChatAccepted:

@@ -52,6 +52,8 @@ class Approval(BaseModel):
     feedback: str | None = None
     revised_arguments: dict[str, Any] | None = None
     decided_by: DecidedBy | None = None
+    arguments_elided: bool = False
+    """Set where a listing leaves out large arguments (the session's memo); ask the session."""
 
     def decided(self, decision: ApprovalDecisionInput, by: DecidedBy) -> Approval:
         """This approval with `decision` applied."""

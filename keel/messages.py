@@ -54,6 +54,13 @@ class Message(BaseModel):
     """Set when the full content lives in the store as a reference: `content` is its glimpse."""
 
 
+def final_answer(turn_messages: list[Message]) -> Message | None:
+    """A turn's final answer among its messages: the last assistant message with no tool call."""
+    return next(
+        (m for m in reversed(turn_messages) if m.role == "assistant" and not m.tool_calls), None
+    )
+
+
 class Summary(BaseModel):
     """A summary of a session's messages before `upto_seq`, stored so turns reuse it."""
 

@@ -297,6 +297,15 @@ class SessionSummary(BaseModel):
     """The last turns that ended, newest last."""
     queued_turns: list[str] = Field(default_factory=list)
     """Turns waiting when the last turn ended (the first of them)."""
+    approvals_elided: bool = False
+    """Some pending approvals are left out (too many to mirror): ask the session."""
+
+    @property
+    def approvals_complete(self) -> bool:
+        """Whether every pending approval is here, arguments and all."""
+        return not self.approvals_elided and not any(
+            a.arguments_elided for a in self.pending_approvals
+        )
 
     def turn(self, turn_id: str) -> TurnSummary | None:
         """The summary of an ended turn, if the memo still lists it."""

@@ -64,7 +64,7 @@ def build_workers(
         references=References(store, threshold_bytes=references.threshold_bytes),
     )
     approvals = ApprovalActivities(catalog)
-    messaging = MessagingActivities(client)
+    messaging = MessagingActivities(client, store)
     memory_activities = MemoryActivities(store, vector_memory)
     # Summaries and fact extraction call the model: they run wherever its calls run.
     model_memory = MemoryModelActivities(store)

@@ -33,8 +33,11 @@ SYNC_FAILED_TURN_PATCH = "keel-sync-failed-turn-1"
 """Sessions started before this keep a failed turn's messages for the next model call."""
 TURNS_KEPT = 50
 """Ended turns whose results the workflow keeps; older ones are answered from the store."""
-TURNS_IN_SUMMARY = 20
-ERROR_CHARS_IN_SUMMARY = 500
+TURNS_IN_SUMMARY = 10
+ERROR_CHARS_IN_SUMMARY = 200
+SUMMARY_BYTES_MAX = 8 * 1024
+"""Temporal refuses a memo past 32 KB (and the session's metadata shares it): past this
+size the summary drops approval arguments, then turns, so an upsert can never fail."""
 
 
 class TurnError(Exception):
@@ -100,7 +103,6 @@ class TurnBook:
         """Upsert the session's summary into its memo, which reads use when no worker runs."""
         if not workflow.patched(SUMMARY_PATCH):
             return
-        recent = self.ended_turns()[-TURNS_IN_SUMMARY:]
         summary = SessionSummary(
             pending_approvals=pending,
             usage=self.usage,
@@ -112,11 +114,11 @@ class TurnBook:
                     usage=t.usage,
                     error=t.error[:ERROR_CHARS_IN_SUMMARY] if t.error else None,
                 )
-                for t in recent
+                for t in self.ended_turns()[-TURNS_IN_SUMMARY:]
             ],
             queued_turns=queued[:TURNS_IN_SUMMARY],
         )
-        workflow.upsert_memo({SUMMARY_MEMO: summary})
+        workflow.upsert_memo({SUMMARY_MEMO: _within_limit(summary)})
 
     async def sync(self, session: StartSessionInput, unsynced: list[Message]) -> list[Message]:
         """Write messages the store may lack; what is still unsynced after (all, on failure)."""
@@ -142,6 +144,26 @@ class TurnBook:
             self._older_set.discard(self._older[0])
         self._older.append(turn_id)
         self._older_set.add(turn_id)
+
+
+def _within_limit(summary: SessionSummary) -> SessionSummary:
+    """`summary`, cut down to `SUMMARY_BYTES_MAX` as JSON."""
+
+    def size() -> int:
+        return len(summary.model_dump_json())
+
+    if size() > SUMMARY_BYTES_MAX:
+        summary.pending_approvals = [
+            a.model_copy(update={"arguments": {}, "arguments_elided": True})
+            for a in summary.pending_approvals
+        ]
+    while size() > SUMMARY_BYTES_MAX and (summary.turns or summary.queued_turns):
+        summary.turns = summary.turns[1:]
+        summary.queued_turns = summary.queued_turns[:-1]
+    if size() > SUMMARY_BYTES_MAX:
+        summary.pending_approvals = summary.pending_approvals[:8]
+        summary.approvals_elided = True
+    return summary
 
 
 _SYNC_CHUNK_BYTES = 256 * 1024

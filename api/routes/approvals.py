@@ -34,12 +34,7 @@ async def list_approvals(
 ) -> ApprovalList:
     """Tool calls of this session waiting for a decision (read without a worker)."""
     described = await _sessions.describe_session(state, client, caller, session_id)
-    if described.session.status != "active":
-        return ApprovalList(approvals=[])
-    if described.summary is not None:
-        return ApprovalList(approvals=described.summary.pending_approvals)
-    live = await _sessions.live_state(described)  # a session of an older build
-    return ApprovalList(approvals=live.pending_approvals if live else [])
+    return ApprovalList(approvals=await _sessions.pending_approvals(described))
 
 
 @router.post("/{approval_id}", responses=problem_responses(404, 409))

@@ -109,13 +109,12 @@ async def get_session(
     """
     described = await _sessions.describe_session(state, client, caller, session_id)
     session = described.session
-    summary = described.summary
-    if summary is None:  # a session of an older build mirrors nothing: ask it
+    pending = await _sessions.pending_approvals(described)
+    if described.summary is not None:
+        usage = described.summary.usage
+    else:  # a session of an older build mirrors nothing: ask it
         live = await _sessions.live_state(described)
-        pending, usage = (live.pending_approvals, live.usage) if live else ([], Usage())
-    else:
-        pending = summary.pending_approvals if session.status == "active" else []
-        usage = summary.usage
+        usage = live.usage if live else Usage()
     messages = await state.store.messages(session.workflow_id, after_seq=after_seq, limit=limit)
     return SessionDetail(
         **session.model_dump(), messages=messages, pending_approvals=pending, usage=usage
