@@ -37,7 +37,7 @@ from keel.temporal import AGENT_ATTR, TENANT_ATTR, TOPICS_ATTR, USER_ATTR
 T = TypeVar("T")
 log = get_logger(__name__)
 
-LIVE_STATE_TIMEOUT = timedelta(seconds=1)
+LIVE_STATE_TIMEOUT = timedelta(seconds=0.5)
 """How long a read waits for a worker to answer the `state` query before it falls back."""
 _ACCEPTED = temporalio.api.enums.v1.UpdateWorkflowExecutionLifecycleStage
 _WAIT_FOR_ACCEPTED = temporalio.api.update.v1.WaitPolicy(

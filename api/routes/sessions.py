@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import _sessions
@@ -23,7 +24,7 @@ from api.schemas import (
     SessionPage,
     TurnId,
 )
-from keel.messages import Usage
+from keel.messages import Message, Usage
 from keel.names import SESSION_WORKFLOW
 from keel.session import TurnStatus
 from keel.temporal import AGENT_ATTR, TENANT_ATTR, USER_ATTR
@@ -155,12 +156,23 @@ async def get_turn(
     if live is not None or session.status != "active":
         if stored:  # an old turn that ended without an answer
             return ChatResponse(session_id=session.id, turn_id=turn_id, status="failed")
-    elif (
-        stored
-        or (described.summary is not None and turn_id in described.summary.queued_turns)
-        or await _sessions.turn_accepted(client, session.workflow_id, turn_id)
-    ):
+    elif (status := await _unended_status(client, described, stored, turn_id)) is not None:
         # No worker answers: the turn is known, and has not ended.
-        status: TurnStatus = "running" if stored else "queued"
         return ChatResponse(session_id=session.id, turn_id=turn_id, status=status)
     raise Problem(404, f"no turn {turn_id!r} in this session", type_="turn-not-found")
+
+
+async def _unended_status(
+    client: Client, described: _sessions.DescribedSession, stored: list[Message], turn_id: str
+) -> TurnStatus | None:
+    """What the memo, the store and Temporal's update records say of a turn not yet ended."""
+    summary = described.summary
+    if summary is not None and any(a.turn_id == turn_id for a in summary.pending_approvals):
+        return "awaiting_approval"
+    if stored:
+        return "running"
+    if summary is not None and turn_id in summary.queued_turns:
+        return "queued"
+    if await _sessions.turn_accepted(client, described.handle.id, turn_id):
+        return "queued"
+    return None

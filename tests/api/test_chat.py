@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from keel.formation import Formation
+from keel.formation import Formation, formation_from_data
 
 
 async def test_sync_chat_answers_and_the_session_keeps_the_messages(api: httpx.AsyncClient) -> None:
@@ -101,3 +101,37 @@ async def test_chat_in_a_closed_session_gets_409(api: httpx.AsyncClient) -> None
     assert late.json()["type"] == "/problems/session-closed"
     again = await api.delete(f"/v1/sessions/{body['session_id']}")
     assert again.status_code == 409
+
+
+@pytest.mark.parametrize(
+    "formation",
+    [
+        formation_from_data(
+            {
+                "models": {"default": {"provider": "scripted"}},
+                "agents": [{"name": "assistant"}],
+                "sessions": {"max_queued_turns": 1},
+            },
+            env={},
+        )
+    ],
+)
+async def test_a_message_for_a_full_queue_gets_429_session_queue_full(
+    api: httpx.AsyncClient,
+) -> None:
+    first = await api.post("/v1/chat", json={"message": "slow [[sleep 1]]", "mode": "async"})
+    session = first.json()["session_id"]
+    for _ in range(50):  # the first message becomes the running turn, leaving the queue empty
+        if (await api.get(f"/v1/sessions/{session}/turns/{first.json()['turn_id']}")).json()[
+            "status"
+        ] == "running":
+            break
+        await asyncio.sleep(0.02)
+    queued = await api.post(
+        "/v1/chat", json={"message": "next", "session_id": session, "mode": "async"}
+    )
+    assert queued.status_code == 202
+    full = await api.post("/v1/chat", json={"message": "one more", "session_id": session})
+    assert full.status_code == 429
+    assert full.json()["type"] == "/problems/session-queue-full"
+    assert int(full.headers["Retry-After"]) > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,7 +26,9 @@ async def fake_llm(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeLLMServ
         yield server
 
 
-def _formation(provider: str, server: FakeLLMServer, **model: Any) -> Formation:
+def _formation(
+    provider: str, server: FakeLLMServer, *, tools: list[str] | None = None, **model: Any
+) -> Formation:
     base_url = server.openai_base_url if provider == "openai" else server.anthropic_base_url
     return formation_from_data(
         {
@@ -38,7 +41,8 @@ def _formation(provider: str, server: FakeLLMServer, **model: Any) -> Formation:
                     **model,
                 }
             },
-            "agents": [{"name": "assistant", "system_prompt": "Be brief."}],
+            "agents": [{"name": "assistant", "system_prompt": "Be brief.", "tools": tools or []}],
+            "python_tools": ["tests.fakes.python_tools"] if tools else [],
         },
         env={},
     )
@@ -115,3 +119,22 @@ async def test_a_missing_key_fails_the_turn_naming_the_variable(
         failed = await chat(handle, "hello")
     assert failed.status == "failed" and failed.error and "FAKE_LLM_KEY" in failed.error
     assert fake_llm.requests == []
+
+
+async def test_call_ids_a_vendor_repeats_get_keys_of_their_own(
+    client: Client, settings: Settings, store: TranscriptStore, fake_llm: FakeLLMServer
+) -> None:
+    formation = _formation("openai", fake_llm, tools=["whoami"])
+    whoami = {"name": "whoami", "arguments": {}, "id": "call_0"}
+    fake_llm.enqueue_reply(tool_calls=[whoami])  # step 1
+    fake_llm.enqueue_reply(tool_calls=[whoami, whoami])  # step 2: the same id, twice
+    fake_llm.enqueue_reply("done")
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(client, settings, formation)
+        result = await chat(handle, "who are you?")
+    assert result.message is not None and result.message.content == "done"
+    messages = await store.messages(handle.id)
+    calls = [[c.id for c in m.tool_calls] for m in messages if m.tool_calls]
+    assert calls == [["call_0"], ["call_0", "call_2_1"]]
+    keys = [json.loads(m.content)["key"].rsplit("/", 2)[-2:] for m in messages if m.role == "tool"]
+    assert keys == [["1", "call_0"], ["2", "call_0"], ["2", "call_2_1"]]
