@@ -123,3 +123,28 @@ async def test_a_session_continues_as_new_when_temporal_suggests_it(
     assert len(runs) >= 3
     assert all(len(run.events) < 120 for run in runs)
     assert [m.seq for m in await store.messages(handle.id)] == list(range(24))
+
+
+async def test_the_hand_over_stays_small_when_the_run_held_long_answers(
+    client: Client, settings: Settings, store: TranscriptStore
+) -> None:
+    formation = formation_from_data(
+        {
+            "models": {"default": {"provider": "scripted"}},
+            "agents": [{"name": "assistant"}],
+            "sessions": {"continue_as_new_after_turns": 4, "max_message_chars": 300_000},
+        },
+        env={},
+    )
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(client, settings, formation)
+        # Four answers of 300 kB: carried whole, with their events, they would pass
+        # Temporal's 2 MB limit on the next run's input.
+        for n in range(4):
+            await chat(handle, f"{n}" * 300_000)
+        after = await chat(handle, "and then?")
+        first, second = await session_runs(client, handle)
+    handed_over = first.events[-1].workflow_execution_continued_as_new_event_attributes
+    assert handed_over.input.ByteSize() < 500_000
+    assert after.message is not None and after.message.content == "echo: and then?"
+    assert second.events[0].workflow_execution_started_event_attributes.input.ByteSize() < 500_000
