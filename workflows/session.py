@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import _carry
 from workflows._approvals import ApprovalGate
-from workflows._delegation import delegation_specs
+from workflows._loop import AgentLoop
 from workflows._memory import SessionMemory
-from workflows._messaging import messaging_specs
-from workflows._model import call_model
-from workflows._step import Step
 from workflows._tools import ToolRunner
 from workflows._turns import TurnBook, TurnError, failure_of
 
@@ -22,9 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.contrib.workflow_streams import WorkflowStream
 
     from keel.approvals import Approval, ApprovalDecisionInput
-    from keel.contracts.llm import CallModelInput, CallModelResult
     from keel.contracts.messaging import TopicMessage
-    from keel.contracts.tools import CallToolResult
     from keel.events import (
         EVENTS_TOPIC,
         EventPayload,
@@ -35,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         TurnFailed,
         TurnStarted,
     )
-    from keel.messages import Message, ToolCall
     from keel.names import SESSION_WORKFLOW, Queries, Rejections, Signals, Updates
     from keel.redaction import redact_event_data
     from keel.session import (
@@ -73,11 +66,8 @@ class SessionWorkflow:
         carried = input.carried or CarriedState()
         self._input = input
         self._session_id = input.session_id or workflow.info().workflow_id.rsplit("/", 1)[-1]
-        self._next_seq = carried.next_seq
         self._queue: deque[QueuedTurn] = deque(carried.queued)
         self._queued_bytes = sum(len(q.model_dump_json()) for q in carried.queued)
-        self._unsynced: list[Message] = list(carried.unsynced)
-        self._run_messages: list[Message] = list(carried.unsynced)
         self._turns_this_run = 0
         self._current: str | None = None
         self._last_turn: TurnResult | None = None
@@ -87,7 +77,8 @@ class SessionWorkflow:
         self._book = TurnBook(carried, self._gate)
         self._topic_messages_seen: deque[str] = deque(maxlen=TOPIC_IDS_KEPT)
         self._memory = SessionMemory(input, carried.summary_upto, self._publish)
-        self._tools = ToolRunner(input, self._gate, self._publish, self._memory)
+        tools = ToolRunner(input, self._gate, self._publish, self._memory)
+        self._loop = AgentLoop(input, carried, tools, self._memory, lambda: self._offset)
         # WorkflowStream registers its own signal/update/query handlers and must
         # be built here, in __init__, before any of them can be delivered.
         self._stream = WorkflowStream(prior_state=carried.stream)
@@ -302,17 +293,9 @@ class SessionWorkflow:
         workflow.set_current_details(f"{self._book.turn_count} turns; idle")
 
     async def _turn(self, turn: TurnResult, queued: QueuedTurn) -> None:
-        self._append(
-            Message(
-                seq=self._next_seq,
-                role="user",
-                content=queued.text,
-                turn_id=turn.turn_id,
-                created_at=queued.received_at,
-            )
-        )
-        await self._memory.before_turn(turn.turn_id, queued.text, self._next_seq)
-        result = await self._agent_loop(turn, queued)
+        self._loop.user_message(queued)
+        await self._memory.before_turn(turn.turn_id, queued.text, self._loop.next_seq)
+        result = await self._loop.run(turn, queued)
         answer = result.message
         turn.status = "completed"
         turn.message = AssistantReply(content=answer.content)
@@ -330,78 +313,9 @@ class SessionWorkflow:
         self._publish(TurnFailed(error=error, error_id=error_id), turn.turn_id)
         # The store may lack the turn's messages: without this they would ride in
         # every later model call's input while calls keep failing.
-        self._unsynced = await self._book.sync(self._input, self._unsynced)
-
-    async def _agent_loop(self, turn: TurnResult, queued: QueuedTurn) -> CallModelResult:
-        """Model, then tools, then model again, until an answer or `max_steps`."""
-        agent = self._input.agent
-        for number in range(1, agent.max_steps + 1):
-            step = Step(turn.turn_id, number, tuple(queued.ask_chain))
-            last_step = number == agent.max_steps
-            result = await self._call_model(step, last_step, queued.response_schema)
-            turn.usage = turn.usage + result.usage
-            answer = result.message
-            self._append(answer)
-            self._unsynced.clear()
-            if not answer.tool_calls:
-                return result
-            if last_step:
-                # Every call needs a result, or vendors refuse the transcript later.
-                for call in answer.tool_calls:
-                    self._append(self._tool_message(turn.turn_id, call, _STEP_LIMIT_RESULT))
-            else:
-                async for call, tool_result in self._tools.run(turn, step, answer.tool_calls):
-                    self._append(self._tool_message(turn.turn_id, call, tool_result))
-        raise TurnError(
-            f"the agent reached its step limit (max_steps={agent.max_steps}) without a final answer"
-        )
-
-    async def _call_model(
-        self, step: Step, last_step: bool, response_schema: dict[str, Any] | None
-    ) -> CallModelResult:
-        agent = self._input.agent
-        call = CallModelInput(
-            session=workflow.info().workflow_id,
-            turn_id=step.turn_id,
-            step=step.number,
-            upto_seq=self._unsynced[0].seq if self._unsynced else self._next_seq,
-            new_messages=self._unsynced,
-            model=agent.model,
-            system_prompt=agent.system_prompt,
-            # The last step offers no tools, so the model has to answer.
-            tools=[] if last_step else [*agent.tools, *self._memory.tools],
-            extra_tools=[]
-            if last_step
-            else [*delegation_specs(agent, self._input.team), *messaging_specs(agent.tools)],
-            buffer_messages=agent.buffer_messages,
-            owner=self._memory.scope,
-            memories=self._memory.recalled,
-            response_schema=response_schema,
-            stream_offset=self._offset,
-        )
-        return await call_model(self._input, call, self._run_messages)
-
-    def _tool_message(self, turn_id: str, call: ToolCall, result: CallToolResult) -> Message:
-        return Message(
-            seq=self._next_seq,
-            role="tool",
-            content=result.content,
-            turn_id=turn_id,
-            created_at=workflow.now(),
-            tool_call_id=call.id,
-            name=call.name,
-            is_error=result.is_error,
-            ref=result.ref,
-        )
+        self._loop.unsynced = await self._book.sync(self._input, self._loop.unsynced)
 
     # -- bookkeeping --------------------------------------------------------
-
-    def _append(self, message: Message) -> None:
-        """Record a message of this run. The LLM activity stores the unsynced ones."""
-        self._next_seq = message.seq + 1
-        self._run_messages.append(message)
-        if message.role != "assistant":
-            self._unsynced.append(message)
 
     def _publish(self, payload: EventPayload, turn_id: str | None) -> None:
         """Append a step event to the session's stream (no history cost: subscribers poll)."""
@@ -434,19 +348,14 @@ class SessionWorkflow:
         if self._closing:
             return  # a `close` accepted while handlers finished: the session ends here
         carried = CarriedState(
-            next_seq=self._next_seq,
+            next_seq=self._loop.next_seq,
             turn_count=self._book.turn_count,
             usage=self._book.usage,
             queued=list(self._queue),
-            unsynced=self._unsynced,
+            unsynced=self._loop.unsynced,
             stream=_carry.stream_tail(self._stream, self._offset),
             summary_upto=self._memory.summary_upto,
             recent_turns=_carry.recent_turns(self._book.ended_turns()),
             turn_ids=self._book.turn_ids(),
         )
         workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
-
-
-_STEP_LIMIT_RESULT = CallToolResult(
-    content="not run: the agent reached its step limit", is_error=True
-)
