@@ -75,14 +75,17 @@ async def start_session(
     metadata: dict[str, Any],
     topics: list[str] | None = None,
     session_id: str | None = None,
+    retried: bool = False,
 ) -> SessionOut:
     """Start the workflow of a new session; 409 past the user's session limit.
 
     Args:
         session_id: the id to use; a session that already has it is the answer
             (a retried request). A new id by default.
+        retried: an earlier attempt of this request may have started the
+            session: the limit, which would count it, is not checked again.
     """
-    if caller.limited and session_id is None:
+    if caller.limited and not retried:
         await _check_session_quota(state, client, caller.tenant, user_id)
     session_id = session_id or uuid.uuid4().hex
     start = new_session_input(

@@ -43,6 +43,8 @@ class TurnRequest:
     """The turn's id; chosen here when None. A retried request passes the first one's."""
     new_session_id: str | None = None
     """The id of the session to start (without `session_id`); chosen when None."""
+    retried: bool = False
+    """An earlier attempt with these ids may have started the session: no limit check."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ async def _target(
         user_id=caller.owner_for(request.user_id),
         metadata={},
         session_id=request.new_session_id,
+        retried=request.retried,
     )
     handle = SessionHandle.of(client, caller.tenant, session.id)
     return handle, SentTurn(session.id, turn_id, new_session=True)

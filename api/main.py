@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api._body_limit import install_body_limit
+from api._idempotency import install_idempotency
 from api._metrics import install_request_middleware
 from api._streams import SessionStreams
 from api.deps import AUTHENTICATED, AppState
@@ -87,6 +88,7 @@ def create_app(
     )
     app.state.keel = state
     install_problem_handlers(app)
+    install_idempotency(app)
     # Added before the request middleware, so it runs inside it: 413s are logged and counted.
     install_body_limit(app, settings.max_body_bytes)
     install_request_middleware(app, state)

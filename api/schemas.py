@@ -173,5 +173,5 @@ class ForgetResult(BaseModel):
     sessions_terminated: int
     sessions_deleted: int
     rows_deleted: int
-    """Transcript store rows: messages, summaries, references and session records."""
+    """Transcript store rows: messages, summaries, references, session and idempotency records."""
     memories_deleted: int

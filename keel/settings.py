@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     """Requests per minute per API key, per API process (429 with Retry-After)."""
     rate_limit_burst: int = Field(default=60, ge=1)
     """Requests a key may send at once before the per-minute rate applies."""
+    idempotency_ttl_s: float = Field(default=86_400, gt=0)
+    """How long an `Idempotency-Key` is remembered: its ids, and its answer once final.
+
+    The API promises at least 24 hours; a shorter time is for tests."""
     log_level: str = "info"
     log_format: str = "auto"
     """`json`, `console`, or `auto` (console on a TTY, JSON otherwise)."""

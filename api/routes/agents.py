@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from api import _sessions
+from api._idempotency import Idempotent, final_answer
 from api._limits import check_message
 from api._turns import TurnRequest, send_turn
 from api.deps import CurrentCaller, State, TemporalClient
@@ -62,6 +63,7 @@ async def run_agent(
     client: TemporalClient,
     caller: CurrentCaller,
     response: Response,
+    idempotency: Idempotent,
 ) -> ChatResponse | ChatAccepted:
     """Run one agent (a specialist, say) directly, in a new session or in `session_id`."""
     check_message(
@@ -76,9 +78,16 @@ async def run_agent(
                 f"session {session.id!r} belongs to agent {session.agent!r}",
                 type_="wrong-agent",
             )
+    claim = await idempotency.claim(caller, body, "turn_id", "session_id")
     request = TurnRequest(
-        text=body.message, session_id=body.session_id, agent=agent.name, wait_s=body.wait_s
+        text=body.message,
+        session_id=body.session_id,
+        agent=agent.name,
+        wait_s=body.wait_s,
+        turn_id=claim.ids["turn_id"],
+        new_session_id=claim.ids["session_id"],
+        retried=claim.replayed,
     )
     answer = await send_turn(state, client, caller, request, response=response)
     assert not isinstance(answer, EventSourceResponse)
-    return answer
+    return await claim.finish(answer, response, final=final_answer(answer, mode=request.mode))

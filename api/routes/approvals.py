@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from api import _sessions
+from api._idempotency import Idempotent
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import ApprovalId, JsonObject, SessionId
@@ -45,6 +46,8 @@ async def decide(
     state: State,
     client: TemporalClient,
     caller: CurrentCaller,
+    response: Response,
+    idempotency: Idempotent,
 ) -> Approval:
     """Approve, reject (feedback goes to the model) or revise (new arguments and/or feedback)."""
     try:
@@ -53,4 +56,7 @@ async def decide(
         reasons = [str(e["msg"]).removeprefix("Value error, ") for e in err.errors()]
         raise Problem(422, "; ".join(reasons), type_="invalid-decision") from None
     handle = (await _sessions.describe_session(state, client, caller, session_id)).handle
-    return await _sessions.session_call(handle, handle.respond_to_approval(decision))
+    # The key's own update id: Temporal answers a retry with the first decision's outcome.
+    claim = await idempotency.claim(caller, body)
+    decided = handle.respond_to_approval(decision, update_id=claim.update_id)
+    return await claim.finish(await _sessions.session_call(handle, decided), response)

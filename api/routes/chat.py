@@ -8,6 +8,7 @@ import jsonschema
 from fastapi import APIRouter, Response
 from sse_starlette import EventSourceResponse
 
+from api._idempotency import Idempotent, final_answer
 from api._limits import check_message
 from api._turns import TurnRequest, send_turn
 from api.deps import CurrentCaller, RequestStack, State, StreamClaim, TemporalClient
@@ -34,6 +35,7 @@ async def chat(
     response: Response,
     stack: RequestStack,
     claim_stream: StreamClaim,
+    idempotency: Idempotent,
 ) -> ChatResponse | ChatAccepted | EventSourceResponse:
     """Send `message`; in `sync` mode answer with the reply, in `async` mode with a turn URL.
 
@@ -58,6 +60,7 @@ async def chat(
     waiting = f"{caller.tenant}/{owner}" if caller.limited and body.mode == "sync" else None
     if body.stream:
         claim_stream()
+    claim = await idempotency.claim(caller, body, "turn_id", "session_id")
     request = TurnRequest(
         text=body.message,
         session_id=body.session_id,
@@ -66,9 +69,13 @@ async def chat(
         response_schema=body.response_schema,
         mode="stream" if body.stream else body.mode,
         wait_s=body.wait_s,
+        turn_id=claim.ids["turn_id"],
+        new_session_id=claim.ids["session_id"],
+        retried=claim.replayed,
     )
     with state.limits.turns.hold(waiting):
-        return await send_turn(state, client, caller, request, response=response, stack=stack)
+        answer = await send_turn(state, client, caller, request, response=response, stack=stack)
+    return await claim.finish(answer, response, final=final_answer(answer, mode=request.mode))
 
 
 def _check_schema(schema: dict[str, Any]) -> None:

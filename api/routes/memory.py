@@ -88,6 +88,8 @@ async def forget_user(
             sessions.add(execution.id)
         terminated = sum([await _terminate(client, session) for session in sorted(sessions)])
     rows = await state.store.delete_sessions(sorted(sessions))
+    # Stored answers of the user's idempotent requests hold message text too.
+    rows += await state.store.delete_user_idempotency(tenant, user)
     memories = await vector.forget(tenant, user) if vector else 0
     log.info("user forgotten", sessions=len(sessions), rows=rows, memories=memories)
     return ForgetResult(

@@ -10,6 +10,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import _sessions
 from api._errors import temporal_errors
+from api._idempotency import Idempotent
 from api._shapes import chat_response, ended_turn, from_execution
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
@@ -39,9 +40,11 @@ async def create_session(
     client: TemporalClient,
     caller: CurrentCaller,
     response: Response,
+    idempotency: Idempotent,
 ) -> SessionOut:
     """Start a session with an agent (the formation's default when none is named)."""
     agent = _sessions.resolve_agent(state, body.agent)
+    claim = await idempotency.claim(caller, body, "session_id")
     session = await _sessions.start_session(
         state,
         client,
@@ -50,9 +53,11 @@ async def create_session(
         user_id=caller.owner_for(body.user_id),
         metadata=body.metadata,
         topics=body.topics,
+        session_id=claim.ids["session_id"],
+        retried=claim.replayed,
     )
     response.headers["Location"] = f"/v1/sessions/{session.id}"
-    return session
+    return await claim.finish(session, response)
 
 
 @router.get("")

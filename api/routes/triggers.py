@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from api._auth import Caller
+from api._idempotency import Idempotent, final_answer
 from api._turns import TurnRequest, send_turn
 from api.deps import (
     AUTHENTICATED,
@@ -85,6 +86,7 @@ async def fire_trigger(
     client: TemporalClient,
     response: Response,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    idempotency: Idempotent,
     x_keel_signature: Annotated[str | None, Header(max_length=200)] = None,
     x_user_id: Annotated[str | None, Header(pattern=ID_PATTERN)] = None,
     x_tenant_id: Annotated[str | None, Header(pattern=TENANT_PATTERN)] = None,
@@ -110,16 +112,20 @@ async def fire_trigger(
         message = render_message(trigger.template, body.data)
     except TriggerDataError as err:
         raise Problem(422, str(err), type_="trigger-data", missing=err.missing) from None
+    claim = await idempotency.claim(caller, body, "turn_id", "session_id")
     turn = TurnRequest(
         text=message,
         session_id=body.session_id,
         agent=None if body.session_id else trigger.agent,
         mode=body.mode,
         wait_s=body.wait_s,
+        turn_id=claim.ids["turn_id"],
+        new_session_id=claim.ids["session_id"],
+        retried=claim.replayed,
     )
     answer = await send_turn(state, client, caller, turn, response=response)
     assert not isinstance(answer, EventSourceResponse)
-    return answer
+    return await claim.finish(answer, response, final=final_answer(answer, mode=turn.mode))
 
 
 def _trigger(triggers: list[TriggerConfig], name: str) -> TriggerConfig:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
+from keel.idempotency import IdempotencyRecord, StoredResponse
 from keel.messages import Message, Summary
 
 
@@ -63,6 +65,30 @@ class TranscriptStore(Protocol):
 
     async def get_reference(self, session: str, ref: str) -> str | None:
         """Content stored under `ref` for this session (never another session's)."""
+        ...
+
+    async def claim_idempotency(
+        self, record: IdempotencyRecord, *, live_after: datetime
+    ) -> IdempotencyRecord | None:
+        """Insert `record` unless its key has a record created after `live_after`.
+
+        Returns that live record, or None when `record` went in (an expired one
+        with the same key is replaced). Atomic across processes: of two claims
+        of one key at once, one inserts and the other gets its record. Now and
+        then (see `keel.idempotency.PurgeClock`) deletes expired records too.
+        """
+        ...
+
+    async def finish_idempotency(self, record: IdempotencyRecord, response: StoredResponse) -> None:
+        """Mark a `started` record `done` with the answer to replay; a done one stays as it is."""
+        ...
+
+    async def purge_idempotency(self, *, created_before: datetime) -> int:
+        """Delete the records created before `created_before`; returns how many."""
+        ...
+
+    async def delete_user_idempotency(self, tenant: str, user_id: str) -> int:
+        """Delete a user's records (their stored answers hold message text); returns how many."""
         ...
 
     async def close(self) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
 from keel.messages import Message, Summary
 
 # Each entry upgrades the schema by one version; `keel_migrations` records the
@@ -50,7 +53,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (session, ref)
     );
     """,
+    """
+    CREATE TABLE idempotency (
+        tenant TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        route TEXT NOT NULL,
+        idem_key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        ids TEXT NOT NULL,
+        status TEXT NOT NULL,
+        response TEXT,
+        created_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (tenant, user_id, route, idem_key)
+    );
+    CREATE INDEX idempotency_created ON idempotency (created_at);
+    """,
 )
+_IDEMPOTENCY_COLUMNS = (
+    "tenant, user_id, route, idem_key, request_hash, ids, status, response, created_at"
+)
+_CLAIM_TRIES = 3
+_IDEMPOTENCY_KEY = "tenant = $1 AND user_id = $2 AND route = $3 AND idem_key = $4"
 _SESSION_TABLES = ("messages", "summaries", "refs", "sessions")
 _MIGRATION_LOCK = 0x6B65656C  # "keel": one process migrates, the others wait for it
 
@@ -87,6 +110,7 @@ class PostgresTranscriptStore:
         self._sizes = (min_size, max_size)
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        self._purges = PurgeClock()
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -215,7 +239,82 @@ class PostgresTranscriptStore:
         )
         return rows[0]["content"] if rows else None
 
+    async def claim_idempotency(
+        self, record: IdempotencyRecord, *, live_after: datetime
+    ) -> IdempotencyRecord | None:
+        if self._purges.due():
+            await self.purge_idempotency(created_before=live_after)
+        key = (record.tenant, record.user_id, record.route, record.key)
+        pool = await self._get_pool()
+        for _ in range(_CLAIM_TRIES):
+            # One statement, so two processes claiming one key at once cannot both insert:
+            # the loser's conflict finds the winner's row, which is live.
+            inserted = await pool.fetch(
+                f"INSERT INTO idempotency ({_IDEMPOTENCY_COLUMNS})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                " ON CONFLICT (tenant, user_id, route, idem_key) DO UPDATE SET"
+                " request_hash=excluded.request_hash, ids=excluded.ids,"
+                " status=excluded.status, response=excluded.response,"
+                " created_at=excluded.created_at"
+                " WHERE idempotency.created_at < $10 RETURNING idem_key",
+                *key,
+                record.request_hash,
+                json.dumps(record.ids),
+                record.status,
+                record.response.model_dump_json() if record.response else None,
+                record.created_at,
+                live_after,
+            )
+            if inserted:
+                return None
+            rows = await pool.fetch(
+                f"SELECT {_IDEMPOTENCY_COLUMNS} FROM idempotency WHERE {_IDEMPOTENCY_KEY}", *key
+            )
+            if rows:
+                return _idempotency_record(rows[0])
+            # Purged between the two statements (by a process whose clock runs ahead).
+        raise RuntimeError(f"idempotency key {record.key!r} could not be claimed")
+
+    async def finish_idempotency(self, record: IdempotencyRecord, response: StoredResponse) -> None:
+        await self._execute(
+            "UPDATE idempotency SET status = 'done', response = $5"
+            f" WHERE {_IDEMPOTENCY_KEY} AND status = 'started' AND created_at = $6",
+            record.tenant,
+            record.user_id,
+            record.route,
+            record.key,
+            response.model_dump_json(),
+            record.created_at,
+        )
+
+    async def purge_idempotency(self, *, created_before: datetime) -> int:
+        pool = await self._get_pool()
+        status = await pool.execute("DELETE FROM idempotency WHERE created_at < $1", created_before)
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def delete_user_idempotency(self, tenant: str, user_id: str) -> int:
+        pool = await self._get_pool()
+        status = await pool.execute(
+            "DELETE FROM idempotency WHERE tenant = $1 AND user_id = $2", tenant, user_id
+        )
+        return int(status.rsplit(" ", 1)[-1])
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+def _idempotency_record(row: asyncpg.Record) -> IdempotencyRecord:
+    response = row["response"]
+    return IdempotencyRecord(
+        tenant=row["tenant"],
+        user_id=row["user_id"],
+        route=row["route"],
+        key=row["idem_key"],
+        request_hash=row["request_hash"],
+        ids=json.loads(row["ids"]),
+        status=row["status"],
+        response=StoredResponse.model_validate_json(response) if response else None,
+        created_at=row["created_at"],
+    )

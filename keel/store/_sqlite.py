@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
 from keel.messages import Message, Summary
 
 # Each entry upgrades the schema by one version; `PRAGMA user_version` records
@@ -52,7 +54,28 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (session, ref)
     ) WITHOUT ROWID;
     """,
+    # created_at as fixed-width UTC ISO text, so that comparing strings compares times.
+    """
+    CREATE TABLE idempotency (
+        tenant TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        route TEXT NOT NULL,
+        idem_key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        ids TEXT NOT NULL,
+        status TEXT NOT NULL,
+        response TEXT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (tenant, user_id, route, idem_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_created ON idempotency (created_at);
+    """,
 )
+_IDEMPOTENCY_COLUMNS = (
+    "tenant, user_id, route, idem_key, request_hash, ids, status, response, created_at"
+)
+_CLAIM_TRIES = 3
+_IDEMPOTENCY_KEY = "tenant = ? AND user_id = ? AND route = ? AND idem_key = ?"
 _SESSION_TABLES = ("messages", "summaries", "refs", "sessions")
 
 
@@ -70,6 +93,7 @@ class SqliteTranscriptStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._purges = PurgeClock()
         self._migrate()
 
     def _migrate(self) -> None:
@@ -200,6 +224,96 @@ class SqliteTranscriptStore:
         )
         return rows[0][0] if rows else None
 
+    async def claim_idempotency(
+        self, record: IdempotencyRecord, *, live_after: datetime
+    ) -> IdempotencyRecord | None:
+        if self._purges.due():
+            await self.purge_idempotency(created_before=live_after)
+        row = (
+            record.tenant,
+            record.user_id,
+            record.route,
+            record.key,
+            record.request_hash,
+            json.dumps(record.ids),
+            record.status,
+            record.response.model_dump_json() if record.response else None,
+            _timestamp(record.created_at),
+        )
+
+        def claim() -> tuple[Any, ...] | None:
+            with self._lock:
+                for _ in range(_CLAIM_TRIES):
+                    # One statement, so two processes claiming one key at once cannot both
+                    # insert: the loser's conflict finds the winner's row, which is live.
+                    inserted = self._db.execute(
+                        f"INSERT INTO idempotency ({_IDEMPOTENCY_COLUMNS})"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (tenant, user_id, route, idem_key) DO UPDATE SET"
+                        " request_hash=excluded.request_hash, ids=excluded.ids,"
+                        " status=excluded.status, response=excluded.response,"
+                        " created_at=excluded.created_at"
+                        " WHERE idempotency.created_at < ? RETURNING idem_key",
+                        (*row, _timestamp(live_after)),
+                    ).fetchall()
+                    if inserted:
+                        return None
+                    existing: tuple[Any, ...] | None = self._db.execute(
+                        f"SELECT {_IDEMPOTENCY_COLUMNS} FROM idempotency WHERE {_IDEMPOTENCY_KEY}",
+                        row[:4],
+                    ).fetchone()
+                    if existing is not None:
+                        return existing
+                    # Purged between the two statements (by a process whose clock runs ahead).
+            raise RuntimeError(f"idempotency key {record.key!r} could not be claimed")
+
+        existing = await asyncio.to_thread(claim)
+        return None if existing is None else _idempotency_record(existing)
+
+    async def finish_idempotency(self, record: IdempotencyRecord, response: StoredResponse) -> None:
+        await self._run(
+            "UPDATE idempotency SET status = 'done', response = ?"
+            f" WHERE {_IDEMPOTENCY_KEY} AND status = 'started' AND created_at = ?",
+            (
+                response.model_dump_json(),
+                record.tenant,
+                record.user_id,
+                record.route,
+                record.key,
+                _timestamp(record.created_at),
+            ),
+        )
+
+    async def purge_idempotency(self, *, created_before: datetime) -> int:
+        return await self._write(
+            [("DELETE FROM idempotency WHERE created_at < ?", [(_timestamp(created_before),)])]
+        )
+
+    async def delete_user_idempotency(self, tenant: str, user_id: str) -> int:
+        return await self._write(
+            [("DELETE FROM idempotency WHERE tenant = ? AND user_id = ?", [(tenant, user_id)])]
+        )
+
     async def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _timestamp(moment: datetime) -> str:
+    """Fixed-width UTC ISO text: ordered as strings as the times are."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _idempotency_record(row: tuple[Any, ...]) -> IdempotencyRecord:
+    tenant, user_id, route, key, request_hash, ids, status, response, created_at = row
+    return IdempotencyRecord(
+        tenant=tenant,
+        user_id=user_id,
+        route=route,
+        key=key,
+        request_hash=request_hash,
+        ids=json.loads(ids),
+        status=status,
+        response=StoredResponse.model_validate_json(response) if response else None,
+        created_at=datetime.fromisoformat(created_at),
+    )

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from keel.names import Activities
+from keel.names import SESSION_WORKFLOW, Activities, Updates
 from keel.session_handle import SessionHandle
 from keel.settings import Settings
 from tests.procs import (
@@ -25,7 +25,7 @@ from tests.procs import (
     worker_process,
     write_formation,
 )
-from tests.runs import wait_for_pending
+from tests.runs import activities, session_runs, wait_for_pending
 
 FORMATION = {"models": {"default": {"provider": "scripted"}}, "agents": [{"name": "assistant"}]}
 
@@ -93,6 +93,61 @@ async def test_the_api_killed_during_a_sync_chat_turn_loses_nothing(
         )
     assert messages == [("user", "slow [[sleep 2]]"), ("assistant", "echo: slow")]
     assert again.status_code == 200 and again.json()["message"]["content"] == "echo: still here?"
+
+
+async def test_the_api_killed_during_a_keyed_chat_answers_the_retry_with_the_original_turn(
+    keel: _Keel, client: Client, settings: Settings
+) -> None:
+    await keel.worker()
+    api = await keel.api()
+    body = {"message": "slow [[sleep 2]]"}  # a new session: its id is in the key's record
+    headers = {"Idempotency-Key": "order-42:chat"}
+    async with httpx.AsyncClient(base_url=keel.url, timeout=30) as http:
+        chat = asyncio.create_task(http.post("/v1/chat", json=body, headers=headers))
+        handle = await _only_session(client, settings)
+        await wait_for_pending(handle, Activities.CALL_MODEL)
+        api.kill()
+        with pytest.raises(httpx.TransportError):
+            await chat
+
+    second = await keel.api()  # another process: the same store and Temporal, nothing in memory
+    async with httpx.AsyncClient(base_url=keel.url, timeout=30) as http:
+        retried = await http.post("/v1/chat", json=body, headers=headers)
+        assert "idempotent retry of an unfinished request" in second.log()
+        detail = (await http.get(f"/v1/sessions/{handle.session_id}")).json()
+        replayed = await http.post("/v1/chat", json=body, headers=headers)
+
+    assert retried.status_code == 200, retried.text
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    answer = retried.json()
+    assert answer["session_id"] == handle.session_id
+    assert answer["message"]["content"] == "echo: slow"
+    assert [(m["role"], m["content"], m["turn_id"]) for m in detail["messages"]] == [
+        ("user", "slow [[sleep 2]]", answer["turn_id"]),
+        ("assistant", "echo: slow", answer["turn_id"]),
+    ]
+    assert replayed.json() == answer and replayed.headers["Idempotent-Replayed"] == "true"
+    runs = await session_runs(client, handle)
+    sent = [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for run in runs
+        for e in run.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+    assert [n for n in sent if n in (Updates.CHAT, Updates.SEND_MESSAGE)] == [Updates.CHAT]
+    assert len([a for run in runs for a in activities(run, Activities.CALL_MODEL)]) == 1
+
+
+async def _only_session(client: Client, settings: Settings) -> SessionHandle:
+    """The one session on this test's task queue, once Temporal's visibility lists it."""
+    query = f"WorkflowType = '{SESSION_WORKFLOW}' AND TaskQueue = '{settings.sessions_task_queue}'"
+    for _ in range(300):
+        found = [w async for w in client.list_workflows(query)]
+        if found:
+            assert len(found) == 1
+            return SessionHandle(client, found[0].id)
+        await asyncio.sleep(0.1)
+    raise AssertionError("no session started")
 
 
 async def _messages_once_answered(

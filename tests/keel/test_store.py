@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from keel.idempotency import IdempotencyRecord, StoredResponse
 from keel.messages import Message, Summary
 from keel.store import (
     PostgresTranscriptStore,
@@ -95,6 +97,78 @@ async def test_deleting_a_users_sessions_leaves_nothing(any_store: TranscriptSto
     assert len(await any_store.messages("b1")) == 2
 
 
+def _record(
+    key: str = "k1", *, user: str = "ann", route: str = "POST /v1/chat", **fields: object
+) -> IdempotencyRecord:
+    values: dict[str, object] = {"request_hash": "h1", "ids": {"turn_id": "t1"}, "created_at": NOW}
+    values.update(fields)
+    return IdempotencyRecord(tenant="t", user_id=user, route=route, key=key, **values)
+
+
+async def test_an_idempotency_key_is_claimed_once_per_user_and_route(
+    any_store: TranscriptStore,
+) -> None:
+    live = NOW - timedelta(hours=24)
+    assert await any_store.claim_idempotency(_record(), live_after=live) is None
+    again = await any_store.claim_idempotency(
+        _record(request_hash="h2", ids={"turn_id": "t2"}), live_after=live
+    )
+    assert again == _record()  # the first claim's hash and ids, still started
+    assert await any_store.claim_idempotency(_record(user="bob"), live_after=live) is None
+    other_route = _record(route="POST /v1/sessions")
+    assert await any_store.claim_idempotency(other_route, live_after=live) is None
+
+    answer = StoredResponse(status_code=201, body={"id": "s1"}, headers={"Location": "/x"})
+    await any_store.finish_idempotency(_record(), answer)
+    await any_store.finish_idempotency(_record(), StoredResponse(status_code=200, body=None))
+    done = await any_store.claim_idempotency(_record(), live_after=live)
+    assert done is not None and (done.status, done.response) == ("done", answer)
+    assert done.ids == {"turn_id": "t1"} and done.created_at == NOW
+    bob = await any_store.claim_idempotency(_record(user="bob"), live_after=live)
+    assert bob is not None and bob.status == "started"
+
+
+async def test_claims_of_one_key_at_once_have_one_winner(any_store: TranscriptStore) -> None:
+    claims = [_record(ids={"turn_id": f"t{i}"}) for i in range(6)]
+    results = await asyncio.gather(
+        *(any_store.claim_idempotency(c, live_after=NOW - timedelta(days=1)) for c in claims)
+    )
+    winners = [c for c, r in zip(claims, results, strict=True) if r is None]
+    assert len(winners) == 1
+    assert {r.ids["turn_id"] for r in results if r is not None} == {winners[0].ids["turn_id"]}
+
+
+async def test_expired_idempotency_records_are_ignored_and_purged(
+    any_store: TranscriptStore,
+) -> None:
+    old = _record("old", created_at=NOW - timedelta(hours=25))
+    await any_store.claim_idempotency(old, live_after=NOW - timedelta(days=2))
+    await any_store.finish_idempotency(old, StoredResponse(status_code=200, body={}))
+    await any_store.claim_idempotency(_record("new"), live_after=NOW - timedelta(days=2))
+    live = NOW - timedelta(hours=24)
+    fresh = _record("old", request_hash="h2", ids={"turn_id": "t2"})
+    assert await any_store.claim_idempotency(fresh, live_after=live) is None  # replaced
+    assert await any_store.claim_idempotency(_record("old"), live_after=live) == fresh
+
+    await any_store.claim_idempotency(
+        _record("older", created_at=NOW - timedelta(days=3)), live_after=NOW - timedelta(days=4)
+    )
+    assert await any_store.purge_idempotency(created_before=live) == 1
+    assert await any_store.claim_idempotency(_record("older"), live_after=live) is None
+
+
+async def test_forgetting_a_user_deletes_their_idempotency_records(
+    any_store: TranscriptStore,
+) -> None:
+    live = NOW - timedelta(days=1)
+    for key, user in (("a", "ann"), ("b", "ann"), ("a", "bob")):
+        await any_store.claim_idempotency(_record(key, user=user), live_after=live)
+    assert await any_store.delete_user_idempotency("t", "ann") == 2
+    assert await any_store.delete_user_idempotency("other", "bob") == 0
+    assert await any_store.claim_idempotency(_record("a", user="ann"), live_after=live) is None
+    assert await any_store.claim_idempotency(_record("a", user="bob"), live_after=live)
+
+
 async def test_sqlite_migrates_a_store_of_version_1(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old = sqlite3.connect(path, isolation_level=None)
@@ -111,6 +185,7 @@ async def test_sqlite_migrates_a_store_of_version_1(tmp_path: Path) -> None:
         assert await store.messages("s") == [message]
         await store.register_session("s", tenant="t", user_id="u", formation="f")
         assert await store.user_sessions("t", "u") == ["s"]
+        assert await store.claim_idempotency(_record(), live_after=NOW) is None
     finally:
         await store.close()
     reopened = sqlite3.connect(path)
@@ -138,6 +213,7 @@ async def test_postgres_migrates_a_store_of_version_1() -> None:
                 assert await store.messages("s") == [message]
                 await store.register_session("s", tenant="t", user_id="u", formation="f")
                 assert await store.user_sessions("t", "u") == ["s"]
+                assert await store.claim_idempotency(_record(), live_after=NOW) is None
             finally:
                 await store.close()
             version = await conn.fetchval("SELECT max(version) FROM keel_migrations")
