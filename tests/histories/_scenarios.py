@@ -354,6 +354,18 @@ async def continue_as_new(live: Live) -> Recorded:
     return {"": Run(workflow_id, first_run), "second_run": Run(workflow_id, second_run)}
 
 
+async def failed_turn(live: Live) -> Recorded:
+    """A model that refuses (a 400): the turn fails, its message is stored, the next answers."""
+    failed = await _ok(live.http.post("/v1/chat", json={"message": "no [[fail 400]]"}))
+    _expect("turn status", failed["status"], "failed")
+    again = await _chat(live, "and now?", session_id=failed["session_id"])
+    _expect("answer", _content(again), "echo: and now?")
+    session = await _ok(live.http.get(f"/v1/sessions/{failed['session_id']}"))
+    _expect("messages", [m["content"] for m in session["messages"]][:1], ["no [[fail 400]]"])
+    await _close(live, failed["session_id"])
+    return {"": Run(session["workflow_id"])}
+
+
 async def close(live: Live) -> Recorded:
     """One turn, then `DELETE /v1/sessions/{id}` (the `close` update) ends the session."""
     answer = await _chat(live, "bye", agent="assistant")

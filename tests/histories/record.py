@@ -96,6 +96,7 @@ STACKS: dict[str, tuple[Formation, Sequence[s.Scenario]]] = {
             s.delegation,
             s.ask_session,
             s.publish,
+            s.failed_turn,
             s.close,
         ],
     ),
