@@ -201,9 +201,10 @@ async def test_a_key_is_forgotten_after_its_ttl(
 
 
 async def test_forgetting_a_user_forgets_their_keys(api: httpx.AsyncClient) -> None:
-    headers = _key(**{"X-User-Id": "fay"})
+    user = f"forgotten-{uuid.uuid4().hex[:8]}"  # other tests forget their own users
+    headers = _key(**{"X-User-Id": user})
     first = await api.post("/v1/sessions", json={}, headers=headers)
-    forgot = await api.post("/v1/memory/forget", json={"user_id": "fay"})
+    forgot = await api.post("/v1/memory/forget", json={"user_id": user})
     assert forgot.status_code == 200 and forgot.json()["rows_deleted"] >= 1, forgot.text
     later = await api.post("/v1/sessions", json={"metadata": {"n": 2}}, headers=headers)
     assert later.status_code == 201 and later.json()["id"] != first.json()["id"]
