@@ -20,6 +20,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from keel.approvals import ApprovalDecisionInput
+from keel.contracts.tools import call_key
 from keel.temporal import TOPICS_ATTR
 from tests.api.live import read_events
 
@@ -271,7 +272,7 @@ async def delegation(live: Live) -> Recorded:
     _expect("answer", _content(answer), "tool results: billing -> echo: What do I owe?")
     await _close(live, session["id"])
     workflow_id = session["workflow_id"]
-    child = f"{workflow_id}/{answer['turn_id']}/call_1"
+    child = call_key(workflow_id, answer["turn_id"], 1, "call_1")  # step 1: the first model step
     return {"": Run(workflow_id), "specialist": Run(child)}
 
 
