@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from fastapi import Response
@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 
 from api import _sessions
 from api._event_stream import SessionView, open_deltas, open_listener, session_frames, sse_response
+from api._idempotency import Claim, final_answer
 from api._shapes import chat_response, ended_turn
 from api.deps import AppState, Caller
 from api.schemas import ChatAccepted, ChatResponse
@@ -91,6 +92,27 @@ async def send_turn(
         # Past `wait_s`. The update call, cancelled by the timeout, may say so
         # in its own words rather than as a CancelledError.
         return _accepted(sent, response, stream_offset=None)
+
+
+async def send_claimed_turn(
+    state: AppState,
+    client: Client,
+    caller: Caller,
+    request: TurnRequest,
+    claim: Claim,
+    *,
+    response: Response,
+    stack: AsyncExitStack | None = None,
+) -> ChatResponse | ChatAccepted | EventSourceResponse:
+    """`send_turn` under an `Idempotency-Key`: with the claim's ids, its answer kept for a retry."""
+    request = replace(
+        request,
+        turn_id=claim.ids["turn_id"],
+        new_session_id=claim.ids["session_id"],
+        retried=claim.replayed,
+    )
+    answer = await send_turn(state, client, caller, request, response=response, stack=stack)
+    return await claim.finish(answer, response, final=final_answer(answer, mode=request.mode))
 
 
 async def _target(

@@ -7,9 +7,9 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from api import _sessions
-from api._idempotency import Idempotent, final_answer
+from api._idempotency import Idempotent
 from api._limits import check_message
-from api._turns import TurnRequest, send_turn
+from api._turns import TurnRequest, send_claimed_turn
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import ID_PATTERN, AgentList, AgentName, AgentOut, ChatAccepted, ChatResponse
@@ -84,10 +84,7 @@ async def run_agent(
         session_id=body.session_id,
         agent=agent.name,
         wait_s=body.wait_s,
-        turn_id=claim.ids["turn_id"],
-        new_session_id=claim.ids["session_id"],
-        retried=claim.replayed,
     )
-    answer = await send_turn(state, client, caller, request, response=response)
+    answer = await send_claimed_turn(state, client, caller, request, claim, response=response)
     assert not isinstance(answer, EventSourceResponse)
-    return await claim.finish(answer, response, final=final_answer(answer, mode=request.mode))
+    return answer

@@ -8,9 +8,9 @@ import jsonschema
 from fastapi import APIRouter, Response
 from sse_starlette import EventSourceResponse
 
-from api._idempotency import Idempotent, final_answer
+from api._idempotency import Idempotent
 from api._limits import check_message
-from api._turns import TurnRequest, send_turn
+from api._turns import TurnRequest, send_claimed_turn
 from api.deps import CurrentCaller, RequestStack, State, StreamClaim, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import ChatAccepted, ChatRequest, ChatResponse
@@ -69,13 +69,11 @@ async def chat(
         response_schema=body.response_schema,
         mode="stream" if body.stream else body.mode,
         wait_s=body.wait_s,
-        turn_id=claim.ids["turn_id"],
-        new_session_id=claim.ids["session_id"],
-        retried=claim.replayed,
     )
     with state.limits.turns.hold(waiting):
-        answer = await send_turn(state, client, caller, request, response=response, stack=stack)
-    return await claim.finish(answer, response, final=final_answer(answer, mode=request.mode))
+        return await send_claimed_turn(
+            state, client, caller, request, claim, response=response, stack=stack
+        )
 
 
 def _check_schema(schema: dict[str, Any]) -> None:

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from api._auth import Caller
-from api._idempotency import Idempotent, final_answer
-from api._turns import TurnRequest, send_turn
+from api._idempotency import Idempotent
+from api._turns import TurnRequest, send_claimed_turn
 from api.deps import (
     AUTHENTICATED,
     State,
@@ -119,13 +119,10 @@ async def fire_trigger(
         agent=None if body.session_id else trigger.agent,
         mode=body.mode,
         wait_s=body.wait_s,
-        turn_id=claim.ids["turn_id"],
-        new_session_id=claim.ids["session_id"],
-        retried=claim.replayed,
     )
-    answer = await send_turn(state, client, caller, turn, response=response)
+    answer = await send_claimed_turn(state, client, caller, turn, claim, response=response)
     assert not isinstance(answer, EventSourceResponse)
-    return await claim.finish(answer, response, final=final_answer(answer, mode=turn.mode))
+    return answer
 
 
 def _trigger(triggers: list[TriggerConfig], name: str) -> TriggerConfig:

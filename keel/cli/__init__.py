@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from pydantic import ValidationError
 
@@ -26,7 +27,7 @@ log = get_logger("keel")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `keel` command line; returns the exit code."""
+    """Run the `keel` command line; returns the exit code (`dev`, `api` and `worker` exit)."""
     args = _parser().parse_args(argv)
     if args.command == "keys":
         return run_keys(args)
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dev":
             from keel.cli._dev import run_dev
 
-            return asyncio.run(run_dev(settings, formation, args))
+            _exit_without_teardown(asyncio.run(run_dev(settings, formation, args)))
         from keel.cli._serve import serve, stop_on_signals
 
         async def run() -> None:
@@ -93,8 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     except FormationError as err:  # found by the worker at start: tools that do not resolve
         _fail(str(err))
-        return EXIT_INVALID
-    return 0
+        _exit_without_teardown(EXIT_INVALID)
+    _exit_without_teardown(0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -211,6 +212,18 @@ def _python_tools(formation: Formation, *, source: str) -> list[str]:
     if problems:
         raise FormationError(problems, source)
     return sorted(tools)
+
+
+def _exit_without_teardown(code: int) -> NoReturn:
+    """End a process that ran a Temporal client, once everything Keel opened is closed.
+
+    The SDK's Rust threads can call into Python while the interpreter finalizes,
+    which aborts the process (temporalio/sdk-python#300): a clean stop on SIGTERM
+    would then exit by SIGABRT, and a supervisor would count it as a crash.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _fail(message: str) -> None:

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
-from keel.approvals import Approval, ApprovalDecisionInput
+from keel.approvals import ApprovalDecisionInput
 from keel.names import Activities
 from keel.session_handle import SessionHandle
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.procs import WORKER_READY, KeelProcess, worker_process, write_formation
 from tests.runs import activities, session_runs, wait_for_pending
-from tests.workflows.helpers import chat, send, start_session, wait_for_turn
+from tests.workflows.helpers import (
+    chat,
+    pending_approval,
+    send,
+    start_session,
+    wait_for_turn,
+)
 
 SCRIPTED = {"models": {"default": {"provider": "scripted"}}}
 
@@ -145,7 +150,7 @@ async def test_a_worker_killed_while_a_session_waits_for_approval(
     first = await _start(processes, worker_process(tmp_path, settings, path))
     handle = await start_session(client, settings, formation)
     turn_id = await send(handle, '[[call lookup {"invoice": 7}]]')
-    approval = await _pending_approval(handle)
+    approval = await pending_approval(handle)
     first.kill()
     await _start(processes, worker_process(tmp_path, settings, path))
     # The approval the killed worker opened is still there, under the same id.
@@ -167,13 +172,3 @@ async def test_a_worker_killed_while_a_session_waits_for_approval(
         "tool",
         "assistant",
     ]
-
-
-async def _pending_approval(handle: SessionHandle) -> Approval:
-    for _ in range(300):
-        state = await handle.state()
-        if state.pending_approvals:
-            [approval] = state.pending_approvals
-            return approval
-        await asyncio.sleep(0.1)
-    raise AssertionError("no approval was requested")

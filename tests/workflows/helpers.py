@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 from temporalio.client import Client
 
+from keel.approvals import Approval
 from keel.formation import Formation
 from keel.names import SESSION_WORKFLOW
 from keel.session import SendMessageInput, TurnResult, new_session_input, session_workflow_id
@@ -57,3 +59,13 @@ async def wait_for_turn(handle: SessionHandle, turn_id: str) -> TurnResult:
 async def send(handle: SessionHandle, text: str) -> str:
     """Send a message; the id of the turn it queued."""
     return (await handle.send_message(SendMessageInput(text=text))).turn_id
+
+
+async def pending_approval(handle: SessionHandle) -> Approval:
+    """The one approval the session waits for, once it asks (within 30 s)."""
+    for _ in range(300):
+        if pending := (await handle.state()).pending_approvals:
+            [approval] = pending
+            return approval
+        await asyncio.sleep(0.1)
+    raise AssertionError("no approval was requested")

@@ -21,7 +21,7 @@ from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.conftest import running_workers
 from tests.runs import activities, session_runs
-from tests.workflows.helpers import chat, send, start_session, wait_for_turn
+from tests.workflows.helpers import chat, pending_approval, send, start_session, wait_for_turn
 from worker import build_workers
 
 
@@ -53,14 +53,9 @@ async def test_a_decision_and_its_timeout_in_one_workflow_task_let_the_decision_
     async with running_workers(client, settings, formation, store):
         handle = await start_session(client, settings, formation)
         turn_id = await send(handle, '[[call lookup {"invoice": 7}]]')
-        for _ in range(100):
-            if pending := (await handle.state()).pending_approvals:
-                break
-            await asyncio.sleep(0.05)
+        approval = await pending_approval(handle)
     # No worker: the decision and the timer's firing wait in the same workflow task.
-    await handle.signal_approval(
-        ApprovalDecisionInput(approval_id=pending[0].id, decision="approve")
-    )
+    await handle.signal_approval(ApprovalDecisionInput(approval_id=approval.id, decision="approve"))
     await asyncio.sleep(2.5)
     async with running_workers(client, settings, formation, store):
         result = await wait_for_turn(handle, turn_id)
@@ -173,16 +168,13 @@ async def test_a_close_accepted_while_continue_as_new_waits_closes_the_session(
     async with _workers(client, settings, formation, store, [sessions, model_queue]):
         handle = await start_session(client, settings, formation)
         turn_id = await send(handle, '[[call lookup {"invoice": 7}]]')
-        for _ in range(100):
-            if pending := (await handle.state()).pending_approvals:
-                break
-            await asyncio.sleep(0.05)
+        approval = await pending_approval(handle)
         # A revision whose arguments a worker on the (down) tool queue must check:
         # the update stays in flight while the approval times out and the turn ends.
         revise = asyncio.create_task(
             handle.respond_to_approval(
                 ApprovalDecisionInput(
-                    approval_id=pending[0].id, decision="revise", arguments={"invoice": 8}
+                    approval_id=approval.id, decision="revise", arguments={"invoice": 8}
                 )
             )
         )
