@@ -2,20 +2,20 @@
 
 The harness is `bench/_chaos.py`, the one `python -m bench.chaos` runs for
 long; here one short trial: 4 sessions of 4 turns, the worker killed three
-times, the API once and the dev server once.
+times, the API once and the dev server once (about a minute, most of it
+restarting processes).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from bench._chaos import Plan, run, summary
 
 
 async def test_turns_complete_exactly_once_while_processes_are_killed(tmp_path: Path) -> None:
-    plan = Plan(trials=1, kills=5, sessions=4, turns=4, deadline_s=60)
-    started = time.monotonic()
+    # A turn gives up after 45 s, so a wedged one fails here before pytest's timeout.
+    plan = Plan(trials=1, kills=5, sessions=4, turns=4, deadline_s=45)
     figures = summary(plan, await run(plan, tmp_path))
 
     assert figures["kills_by_target"] == {"api": 1, "server": 1, "worker": 3}
@@ -24,4 +24,3 @@ async def test_turns_complete_exactly_once_while_processes_are_killed(tmp_path: 
     assert (figures["lost"], figures["duplicated"], figures["stray"]) == (0, 0, 0)
     assert figures["extra_model_calls"] == 0
     assert figures["hung_reads"] == 0, figures["slowest_read"]
-    print(f"chaos trial took {time.monotonic() - started:.1f} s: {figures}")
