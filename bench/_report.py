@@ -88,8 +88,13 @@ def table(results: dict[str, Any]) -> str:
 
 def write_doc(path: Path, results: dict[str, Any]) -> None:
     """Replace the generated block of `path` (which must have the markers) with new results."""
-    head, found, rest = path.read_text().partition(START)
-    _, found_end, tail = rest.partition(END)
+    replace_block(path, START, END, table(results))
+
+
+def replace_block(path: Path, start: str, end: str, text: str) -> None:
+    """Replace what lies between the markers `start` and `end` in `path` with `text`."""
+    head, found, rest = path.read_text().partition(start)
+    _, found_end, tail = rest.partition(end)
     if not (found and found_end):
-        raise ValueError(f"{path} lacks the {START!r} … {END!r} markers")
-    path.write_text(f"{head}{START}\n{table(results)}\n{END}{tail}")
+        raise ValueError(f"{path} lacks the {start!r} … {end!r} markers")
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")

@@ -150,10 +150,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 ),
                 "idle_sessions": await idle_memory(stack, http, sessions=args.idle_sessions),
             }
-    return {"machine": _machine(), "target_ratio": TARGET_RATIO, **results}
+    return {"machine": machine(), "target_ratio": TARGET_RATIO, **results}
 
 
-def _machine() -> dict[str, Any]:
+def machine() -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
