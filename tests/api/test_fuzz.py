@@ -3,8 +3,8 @@
 Bad input must never reach a 500, and every answer must be one the OpenAPI document
 declares. The run is bounded (tests/api/schemathesis.toml) and deterministic, so it fails
 on a change to the API, not on the draw. To explore further by hand, start `keel dev` and
-run `st --config-file tests/api/schemathesis.toml run URL/openapi.json` from tests/api with
-`--max-examples` raised and `--generation-deterministic` off.
+run `st --config-file schemathesis.toml run URL/openapi.json` from tests/api with
+`--max-examples` raised and `deterministic` set to false in a copy of the config.
 """
 
 from __future__ import annotations

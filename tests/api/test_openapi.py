@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from api import create_app
 from keel.formation import default_formation
@@ -18,13 +19,16 @@ Schema = dict[str, Any]
 KEY = "openapi-admin-0123456789abcdef"
 
 
-def _document(tmp_path: Path, **settings: Any) -> Schema:
-    app = create_app(
+def _app(tmp_path: Path, **settings: Any) -> FastAPI:
+    return create_app(
         Settings(data_dir=tmp_path, **settings),
         default_formation(env={}),
         store=SqliteTranscriptStore(tmp_path / "keel.db"),
     )
-    return app.openapi()
+
+
+def _document(tmp_path: Path, **settings: Any) -> Schema:
+    return _app(tmp_path, **settings).openapi()
 
 
 @pytest.fixture(params=["dev", "keys"])
@@ -125,11 +129,7 @@ def test_links_chain_create_chat_read_close(document: Schema) -> None:
 
 
 async def test_a_wrong_method_names_every_method_of_the_path(tmp_path: Path) -> None:
-    app = create_app(
-        Settings(data_dir=tmp_path),
-        default_formation(env={}),
-        store=SqliteTranscriptStore(tmp_path / "keel.db"),
-    )
+    app = _app(tmp_path)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://keel"
     ) as http:
