@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from api.problems import Problem
-from keel.keys import KeyRing
+from keel.keys import ApiKey, KeyRing
 
 ANONYMOUS = "anonymous"
 CallerRole = Literal["admin", "client", "dev"]
@@ -83,6 +83,29 @@ def resolve_caller(
     if not keys.enabled:
         caller = Caller(default_tenant, user_id or ANONYMOUS, user_id is not None)
         return _check_tenant(caller, tenant_id)
+    key = match_key(keys, bearer)
+    if key.role == "client" and user_id is None:
+        raise Problem(422, "a client key must name its user in X-User-Id", type_="user-id-required")
+    if key.role == "admin" and key.tenant is None and tenant_id is not None:
+        tenant = tenant_id
+    else:
+        tenant = key.tenant or default_tenant
+    caller = Caller(
+        tenant,
+        user_id or ANONYMOUS,
+        user_id is not None,
+        role=key.role,
+        key_name=key.name,
+    )
+    return _check_tenant(caller, tenant_id)
+
+
+def match_key(keys: KeyRing, bearer: str | None) -> ApiKey:
+    """The configured key `bearer` is.
+
+    Raises:
+        Problem: 401 without a key or with one that is not configured.
+    """
     if bearer is None:
         raise Problem(
             401,
@@ -98,20 +121,7 @@ def resolve_caller(
             type_="unauthorized",
             headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'},
         )
-    if key.role == "client" and user_id is None:
-        raise Problem(422, "a client key must name its user in X-User-Id", type_="user-id-required")
-    if key.role == "admin" and key.tenant is None and tenant_id is not None:
-        tenant = tenant_id
-    else:
-        tenant = key.tenant or default_tenant
-    caller = Caller(
-        tenant,
-        user_id or ANONYMOUS,
-        user_id is not None,
-        role=key.role,
-        key_name=key.name,
-    )
-    return _check_tenant(caller, tenant_id)
+    return key
 
 
 def _check_tenant(caller: Caller, requested: str | None) -> Caller:

@@ -9,22 +9,22 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
-from api._auth import ANONYMOUS, Caller, CallerRole, resolve_caller
+from api._auth import ANONYMOUS, Caller, CallerRole, match_key, resolve_caller
 from api._limits import Limits
 from api._metrics import Metrics
 from api._page_tokens import PageTokens
 from api._streams import SessionStreams
 from api.problems import Problem
-from api.schemas import ID_PATTERN
+from api.schemas import TenantIdHeader, UserIdHeader
 from keel.deltas import DeltaBus
 from keel.formation import Formation
 from keel.keys import KeyRing, load_keys
 from keel.memory import VectorMemory
-from keel.settings import TENANT_PATTERN, Settings
+from keel.settings import Settings
 from keel.store import TranscriptStore
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "StreamClaim",
     "StreamSlot",
     "TemporalClient",
+    "authenticate",
     "bearer",
     "enforce_rate_limit",
     "get_caller",
@@ -98,12 +99,26 @@ def get_client(state: State) -> Client:
 bearer = HTTPBearer(auto_error=False, description="An admin or a client key; see docs/security.md.")
 
 
+async def authenticate(
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Refuse a request without a valid key (once keys are configured), first of all.
+
+    It reads nothing but the key, so it runs before any other input is checked:
+    a caller without a key gets a 401 whatever else is wrong with its request,
+    and learns nothing of the rest.
+    """
+    if state.keys.enabled:
+        match_key(state.keys, credentials.credentials if credentials else None)
+
+
 async def get_caller(
     request: Request,
     state: State,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    x_user_id: Annotated[str | None, Header(pattern=ID_PATTERN)] = None,
-    x_tenant_id: Annotated[str | None, Header(pattern=TENANT_PATTERN)] = None,
+    x_user_id: UserIdHeader = None,
+    x_tenant_id: TenantIdHeader = None,
 ) -> Caller:
     """The caller: its key's role and tenant, and the user named by `X-User-Id`.
 
@@ -181,7 +196,8 @@ async def hold_stream(claim: StreamClaim) -> None:
     claim()
 
 
-AUTHENTICATED = [Depends(get_caller), Depends(enforce_rate_limit)]
-"""Router dependencies of every `/v1` router: a valid key (or dev mode), then the rate limit."""
+AUTHENTICATED = [Depends(authenticate), Depends(get_caller), Depends(enforce_rate_limit)]
+"""Router dependencies of every `/v1` router: a valid key (or dev mode), the caller it acts
+for, then the rate limit."""
 StreamSlot = Depends(hold_stream)
 """Route dependency of every SSE route: `dependencies=[StreamSlot]`."""

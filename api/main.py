@@ -14,6 +14,7 @@ from temporalio.client import Client
 from api._body_limit import install_body_limit
 from api._idempotency import install_idempotency
 from api._metrics import install_request_middleware
+from api._openapi import install_openapi
 from api._streams import SessionStreams
 from api.deps import AUTHENTICATED, AppState
 from api.problems import V1_PROBLEMS, install_problem_handlers
@@ -88,6 +89,7 @@ def create_app(
     )
     app.state.keel = state
     install_problem_handlers(app)
+    install_openapi(app, state)
     install_idempotency(app)
     # Added before the request middleware, so it runs inside it: 413s are logged and counted.
     install_body_limit(app, settings.max_body_bytes)

@@ -7,15 +7,24 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Header, Path
-from pydantic import AfterValidator, BaseModel, Field
+from fastapi import Header, Path, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from keel.approvals import Approval
 from keel.messages import Message, Usage
 from keel.session import AssistantReply, TurnStatus
+from keel.settings import TENANT_PATTERN
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+ID_MAX_LENGTH = 128
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+NAME_MAX_LENGTH = 64
+TENANT_MAX_LENGTH = 64
+APPROVAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+"""An approval id: an id, but at most 64 characters, as the session workflow takes them."""
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+MAX_OFFSET = 2**53 - 1
+"""The largest event offset a caller may name: exact as a JSON number in every client."""
 
 
 def _max_json_bytes(limit: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -32,12 +41,22 @@ def _max_json_bytes(limit: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 
 # Path and header parameters: every id is checked before it reaches Temporal.
-SessionId = Annotated[str, Path(pattern=ID_PATTERN)]
-TurnId = Annotated[str, Path(pattern=ID_PATTERN)]
-ApprovalId = Annotated[str, Path(pattern=ID_PATTERN)]
-AgentName = Annotated[str, Path(pattern=NAME_PATTERN)]
-LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**53)]
+SessionId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
+TurnId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
+ApprovalId = Annotated[str, Path(pattern=APPROVAL_ID_PATTERN, max_length=64)]
+AgentName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)]
+LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_OFFSET)]
 """An SSE resume offset; anything but a non-negative integer is a 422."""
+
+UserIdHeader = Annotated[str | None, Header(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
+TenantIdHeader = Annotated[str | None, Header(pattern=TENANT_PATTERN, max_length=TENANT_MAX_LENGTH)]
+UserIdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
+AgentQuery = Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)]
+TurnIdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
+
+# Body fields naming things: the same patterns, with their lengths declared for clients.
+OptionalId = Annotated[str | None, Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
+OptionalName = Annotated[str | None, Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)]
 
 Metadata = Annotated[dict[str, Any], AfterValidator(_max_json_bytes(16_384))]
 """A session's free-form metadata: kept in the workflow's memo, so small."""
@@ -65,8 +84,8 @@ class AgentList(BaseModel):
 class CreateSession(BaseModel):
     """`POST /v1/sessions`."""
 
-    agent: str | None = Field(default=None, pattern=NAME_PATTERN)
-    user_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    agent: OptionalName = None
+    user_id: OptionalId = None
     metadata: Metadata = Field(default_factory=dict, max_length=64)
     topics: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list, max_length=32
@@ -103,13 +122,25 @@ class SessionPage(BaseModel):
     next_page_token: str | None = None
 
 
+_BOTH_SESSION_AND_AGENT: dict[str, Any] = {
+    "required": ["session_id", "agent"],
+    "properties": {"session_id": {"type": "string"}, "agent": {"type": "string"}},
+}
+"""A chat that names an existing session and an agent: refused, the session has its agent."""
+
+
 class ChatRequest(BaseModel):
     """`POST /v1/chat`."""
 
+    model_config = ConfigDict(json_schema_extra={"not": _BOTH_SESSION_AND_AGENT})
+
     message: str = Field(min_length=1, max_length=1_000_000)
-    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    agent: str | None = Field(default=None, pattern=NAME_PATTERN)
-    user_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    """At most the smaller of `KEEL_MAX_MESSAGE_CHARS` and the formation's limit; the
+    OpenAPI document states the limit this API enforces."""
+    session_id: OptionalId = None
+    agent: OptionalName = None
+    """Only when starting a session: with `session_id` too it is a 422."""
+    user_id: OptionalId = None
     stream: bool = False
     mode: Literal["sync", "async"] = "sync"
     wait_s: float = Field(default=120, gt=0, le=3600)
@@ -163,7 +194,7 @@ class MemoryPage(BaseModel):
 class ForgetUser(BaseModel):
     """`POST /v1/memory/forget`."""
 
-    user_id: str = Field(pattern=ID_PATTERN)
+    user_id: str = Field(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)
 
 
 class ForgetResult(BaseModel):

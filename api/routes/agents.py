@@ -12,7 +12,7 @@ from api._limits import check_message
 from api._turns import TurnRequest, send_claimed_turn
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
-from api.schemas import ID_PATTERN, AgentList, AgentName, AgentOut, ChatAccepted, ChatResponse
+from api.schemas import AgentList, AgentName, AgentOut, ChatAccepted, ChatResponse, OptionalId
 from keel.formation import AgentConfig
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -45,7 +45,7 @@ class RunAgent(BaseModel):
     """`POST /v1/agents/{name}/run`."""
 
     message: str = Field(min_length=1, max_length=1_000_000)
-    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    session_id: OptionalId = None
     wait_s: float = Field(default=120, gt=0, le=3600)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from api import _sessions
 from api._idempotency import Idempotent
@@ -21,8 +21,28 @@ class ApprovalList(BaseModel):
     approvals: list[Approval]
 
 
+_DECISION_RULES: list[JsonValue] = [
+    {"properties": {"decision": {"enum": ["approve", "reject"]}, "arguments": {"type": "null"}}},
+    {
+        "properties": {
+            "decision": {"const": "revise"},
+            "feedback": {"type": "string", "maxLength": 10_000},
+        },
+        "required": ["feedback"],
+    },
+    {
+        "properties": {"decision": {"const": "revise"}, "arguments": {"type": "object"}},
+        "required": ["arguments"],
+    },
+]
+"""What `ApprovalDecisionInput` checks, for the OpenAPI document: `arguments` go with
+`revise` only, and `revise` says how (feedback, arguments, or both)."""
+
+
 class DecisionBody(BaseModel):
     """`POST …/approvals/{approval_id}`."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": _DECISION_RULES})
 
     decision: Decision
     feedback: str | None = Field(default=None, max_length=10_000)

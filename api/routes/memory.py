@@ -10,9 +10,16 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api._errors import temporal_errors
-from api.deps import Caller, CurrentCaller, State, TemporalClient
+from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
-from api.schemas import ID_PATTERN, ForgetResult, ForgetUser, MemoryOut, MemoryPage
+from api.schemas import (
+    UUID_PATTERN,
+    ForgetResult,
+    ForgetUser,
+    MemoryOut,
+    MemoryPage,
+    UserIdQuery,
+)
 from keel.logging import get_logger
 from keel.memory import MemoryItem, MemoryScope, VectorMemory
 from keel.names import SESSION_WORKFLOW
@@ -26,12 +33,17 @@ log = get_logger(__name__)
 async def list_memories(
     state: State,
     caller: CurrentCaller,
-    user_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    user_id: UserIdQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[str | None, Query(max_length=64)] = None,
+    offset: Annotated[str | None, Query(pattern=UUID_PATTERN, max_length=36)] = None,
 ) -> MemoryPage:
-    """The user's memories in this formation (the caller's own user for client callers)."""
-    user = _user(caller, user_id)
+    """The user's memories in this formation.
+
+    Callers bound to a user (a client key, or `X-User-Id`) see their own;
+    others see `user_id`'s, or without it their own (`anonymous` in dev mode).
+    `offset` is a page's `next_offset`.
+    """
+    user = caller.user_filter(user_id) or caller.user_id
     if not state.formation.memory.vector.enabled:
         return MemoryPage(memories=[])
     scope = MemoryScope(tenant=caller.tenant, user_id=user, formation=state.formation.id)
@@ -49,15 +61,17 @@ async def delete_memory(
 ) -> Response:
     """Delete one memory; 404 unless it is the caller's to delete."""
     memory = _vector(state.vector_memory) if state.formation.memory.vector.enabled else None
-    item = await memory.get(memory_id) if memory and _is_uuid(memory_id) else None
+    point = _uuid(memory_id)
+    item = await memory.get(point) if memory and point else None
     if (
         memory is None
+        or point is None
         or item is None
         or item.tenant != caller.tenant
         or (caller.user_given and item.user_id != caller.user_id)
     ):
         raise Problem(404, f"no memory {memory_id!r}", type_="memory-not-found")
-    await memory.delete([memory_id])
+    await memory.delete([point])
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -112,14 +126,6 @@ async def _terminate(client: Client, workflow_id: str) -> int:
     return 1
 
 
-def _user(caller: Caller, user_id: str | None) -> str:
-    if caller.user_given:
-        return caller.user_id
-    if user_id is None:
-        raise Problem(422, "user_id: required", type_="invalid-request")
-    return user_id
-
-
 def _vector(memory: VectorMemory | None) -> VectorMemory:
     if memory is None:
         raise Problem(
@@ -131,12 +137,12 @@ def _vector(memory: VectorMemory | None) -> VectorMemory:
     return memory
 
 
-def _is_uuid(value: str) -> bool:
+def _uuid(value: str) -> str | None:
+    """`value` as the vector store spells ids (any form `uuid.UUID` reads), or None."""
     try:
-        uuid.UUID(value)
+        return str(uuid.UUID(value))
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def _out(item: MemoryItem) -> MemoryOut:

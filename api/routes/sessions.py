@@ -11,12 +11,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import _sessions
 from api._errors import temporal_errors
 from api._idempotency import Idempotent
+from api._page_tokens import PAGE_TOKEN_MAX_LENGTH, PAGE_TOKEN_PATTERN, page_not_found
 from api._shapes import chat_response, ended_turn, from_execution
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import (
-    ID_PATTERN,
-    NAME_PATTERN,
+    AgentQuery,
     ChatResponse,
     CreateSession,
     SessionDetail,
@@ -24,10 +24,12 @@ from api.schemas import (
     SessionOut,
     SessionPage,
     TurnId,
+    UserIdQuery,
 )
 from keel.messages import Message, Usage
 from keel.names import SESSION_WORKFLOW
 from keel.session import TurnStatus
+from keel.store import MAX_SEQ
 from keel.temporal import AGENT_ATTR, TENANT_ATTR, USER_ATTR
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -60,18 +62,24 @@ async def create_session(
     return await claim.finish(session, response)
 
 
-@router.get("")
+@router.get("", responses=problem_responses(404))
 async def list_sessions(
     state: State,
     client: TemporalClient,
     caller: CurrentCaller,
-    user_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    agent: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    user_id: UserIdQuery = None,
+    agent: AgentQuery = None,
     status_: Annotated[Literal["active", "closed"] | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    page_token: Annotated[str | None, Query(max_length=4096)] = None,
+    page_token: Annotated[
+        str | None, Query(pattern=PAGE_TOKEN_PATTERN, max_length=PAGE_TOKEN_MAX_LENGTH)
+    ] = None,
 ) -> SessionPage:
-    """Sessions of the caller's tenant, newest first, from Temporal's visibility store."""
+    """Sessions of the caller's tenant, newest first, from Temporal's visibility store.
+
+    A `page_token` this API did not issue for the same filters, or one Temporal
+    no longer knows, names no page: 404 `page-not-found`.
+    """
     user = caller.user_filter(user_id)
     clauses = [f"WorkflowType = '{SESSION_WORKFLOW}'", f"{TENANT_ATTR.name} = '{caller.tenant}'"]
     if user:
@@ -91,7 +99,7 @@ async def list_sessions(
     except RPCError as err:
         if err.status != RPCStatusCode.INVALID_ARGUMENT:
             raise
-        raise Problem(422, "page_token is not valid any more", type_="invalid-request") from None
+        raise page_not_found() from None
     sessions = [await from_execution(state, e) for e in pages.current_page or []]
     next_token = pages.next_page_token
     return SessionPage(
@@ -106,7 +114,7 @@ async def get_session(
     state: State,
     client: TemporalClient,
     caller: CurrentCaller,
-    after_seq: Annotated[int, Query(ge=-1)] = -1,
+    after_seq: Annotated[int, Query(ge=-1, le=MAX_SEQ)] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> SessionDetail:
     """The session, its messages (from the transcript store), pending approvals and usage.

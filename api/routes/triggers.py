@@ -22,9 +22,17 @@ from api.deps import (
     get_caller,
 )
 from api.problems import V1_PROBLEMS, Problem, problem_responses
-from api.schemas import ID_PATTERN, NAME_PATTERN, ChatAccepted, ChatResponse, JsonObject
+from api.schemas import (
+    NAME_MAX_LENGTH,
+    NAME_PATTERN,
+    ChatAccepted,
+    ChatResponse,
+    JsonObject,
+    OptionalId,
+    TenantIdHeader,
+    UserIdHeader,
+)
 from keel.formation import TriggerConfig
-from keel.settings import TENANT_PATTERN
 from keel.triggers import TriggerDataError, render_message, signature_ok
 
 router = APIRouter(prefix="/v1/triggers", tags=["triggers"])
@@ -50,7 +58,7 @@ class FireTrigger(BaseModel):
     """`POST /v1/triggers/{name}`."""
 
     data: JsonObject = Field(default_factory=dict)
-    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    session_id: OptionalId = None
     """Continue this session instead of starting one."""
     mode: Literal["sync", "async"] = "async"
     wait_s: float = Field(default=120, gt=0, le=3600)
@@ -79,7 +87,7 @@ async def list_triggers(state: State) -> TriggerList:
     },
 )
 async def fire_trigger(
-    name: Annotated[str, Path(pattern=NAME_PATTERN)],
+    name: Annotated[str, Path(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)],
     body: FireTrigger,
     request: Request,
     state: State,
@@ -88,8 +96,8 @@ async def fire_trigger(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     idempotency: Idempotent,
     x_keel_signature: Annotated[str | None, Header(max_length=200)] = None,
-    x_user_id: Annotated[str | None, Header(pattern=ID_PATTERN)] = None,
-    x_tenant_id: Annotated[str | None, Header(pattern=TENANT_PATTERN)] = None,
+    x_user_id: UserIdHeader = None,
+    x_tenant_id: TenantIdHeader = None,
 ) -> ChatAccepted | ChatResponse:
     """Render the trigger's template with `data` and send it to its agent.
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keel.store._base import TranscriptStore
+from keel.store._base import MAX_SEQ, TranscriptStore
 from keel.store._postgres import PostgresTranscriptStore
 from keel.store._sqlite import SqliteTranscriptStore
 
-__all__ = ["PostgresTranscriptStore", "SqliteTranscriptStore", "TranscriptStore", "open_store"]
+__all__ = [
+    "MAX_SEQ",
+    "PostgresTranscriptStore",
+    "SqliteTranscriptStore",
+    "TranscriptStore",
+    "open_store",
+]
 
 
 def open_store(url: str, *, data_dir: Path) -> TranscriptStore:

@@ -9,6 +9,10 @@ from typing import Protocol
 from keel.idempotency import IdempotencyRecord, StoredResponse
 from keel.messages import Message, Summary
 
+MAX_SEQ = 2**31 - 1
+"""The largest message sequence number there can be: PostgreSQL keeps `seq` as an `INTEGER`
+(32 bits), so a larger one in a query fails in the driver instead of matching nothing."""
+
 
 class TranscriptStore(Protocol):
     """Messages of every session, keyed by `(session, seq)`, with what hangs off them.
@@ -30,7 +34,10 @@ class TranscriptStore(Protocol):
     async def messages(
         self, session: str, *, after_seq: int = -1, limit: int = 1000
     ) -> list[Message]:
-        """Messages with `seq > after_seq`, oldest first (for the API)."""
+        """Messages with `seq > after_seq`, oldest first (for the API).
+
+        `after_seq` is at most `MAX_SEQ`; the API refuses larger ones (422).
+        """
         ...
 
     async def turn_messages(self, session: str, turn_id: str) -> list[Message]:

@@ -1,112 +1,159 @@
-"""Schemathesis against /openapi.json: no 5xx, and every answer is one the schema declares."""
+"""Schemathesis against a real `keel dev`: every phase, every check, with keys and without.
+
+Bad input must never reach a 500, and every answer must be one the OpenAPI document
+declares. The run is bounded (tests/api/schemathesis.toml) and deterministic, so it fails
+on a change to the API, not on the draw. To explore further by hand, start `keel dev` and
+run `st --config-file schemathesis.toml run URL/openapi.json` from tests/api with
+`--max-examples` raised and `deterministic` set to false in a copy of the config.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
-import schemathesis
-from hypothesis import HealthCheck, Phase, given
-from hypothesis import settings as fuzz_settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import Case, GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
-from temporalio.client import Client
+import pytest
 
-from api import create_app
-from keel.formation import Formation
-from keel.settings import Settings
-from keel.store import TranscriptStore
-from tests.conftest import running_workers
+from tests.procs import KEEL, free_port, write_formation
 
-ADMIN = "fuzz-admin-0123456789abcdef"
-EXAMPLES = 25
-"""Per operation and generation mode: bounded, so the run stays under a minute."""
-REQUEST_TIMEOUT_S = 30
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+ST = Path(sys.executable).parent / "st"
+ADMIN_KEY = f"fuzz-admin-{uuid.uuid4().hex}"
+FORMATION = {
+    "id": "fuzz",
+    "models": {"default": {"provider": "echo"}},
+    "agents": [{"name": "assistant", "model": "default"}],
+    # Something for `POST /v1/triggers/{name}` and `/v1/memory` to find.
+    "triggers": [{"name": "ping", "agent": "assistant", "template": "ping"}],
+    "memory": {"vector": {"enabled": True}},
+}
+RUN_TIMEOUT_S = 150
+MIN_CASES = 1000
+"""Fewer means the run tested less than it should (a phase or an operation fell out)."""
+pytestmark = pytest.mark.timeout(RUN_TIMEOUT_S + 60)
 
 
-async def test_fuzzing_finds_no_server_error_and_no_undeclared_answer(
-    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
-) -> None:
-    # No rate limit: the fuzzer should reach the routes, not the bucket. A tenant of its
-    # own keeps its many sessions out of other tests' session counts.
-    tenant = f"fuzz-{uuid.uuid4().hex[:8]}"
-    settings = settings.model_copy(
-        update={
-            "admin_keys": f"{ADMIN}@{tenant}",
-            "rate_limit_per_minute": 0,
-            "max_sessions_per_user": 20,
-        }
-    )
-    app = create_app(settings, formation, client=client, store=store)
-    schema = schemathesis.openapi.from_dict(app.openapi())
-    loop = asyncio.get_running_loop()
-    stopped = threading.Event()
-    async with (
-        running_workers(client, settings, formation, store),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://keel") as http,
-    ):
+@dataclass
+class _Dev:
+    """A `keel dev` on free ports, in a data dir of its own."""
 
-        def send(case: Case) -> None:
-            """Send a case to the app on the test's loop (workers run there) and check it."""
-            if stopped.is_set():  # the test is over (timed out): end the thread too
-                raise RuntimeError("the fuzz test has stopped")
-            request = case.as_transport_kwargs(
-                base_url="http://keel", headers={"Authorization": f"Bearer {ADMIN}"}
-            )
-            if isinstance(request.get("data"), bytes | str):
-                request["content"] = request.pop("data")
-            request.pop("cookies", None)
-            sent = asyncio.run_coroutine_threadsafe(http.request(**request), loop)
-            response = sent.result(REQUEST_TIMEOUT_S)
-            case.validate_response(response, checks=CHECKS)
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
 
-        def fuzz() -> None:
-            # Hypothesis drives sync tests: it runs in a thread while the loop serves.
-            for result in schema.get_all_operations():
-                operation = result.ok()
-                if operation.path.endswith("/events"):
-                    continue  # endless SSE streams: tests/api/test_events.py covers them
-                for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                    try:
-                        _each_case(operation.as_strategy(generation_mode=mode), send)()
-                    except Unsatisfiable:
-                        # An operation with no input to get wrong has no negative cases.
-                        if mode is not GenerationMode.NEGATIVE:
-                            raise
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
 
+
+def _start(tmp: Path, name: str, env: dict[str, str]) -> _Dev:
+    port = free_port()
+    formation, _ = write_formation(tmp, FORMATION)
+    log = tmp / f"{name}.log"
+    argv = [
+        *KEEL,
+        "dev",
+        *("--port", str(port), "--temporal-port", str(free_port())),
+        *("--ui-port", str(free_port()), "--data-dir", str(tmp / "data")),
+        *("--formation", str(formation)),
+    ]
+    # Nothing of the caller's environment configures it: no key, no model key, no limits.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    base.pop("OPENAI_API_KEY", None)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**base, **env, "KEEL_LOG_FORMAT": "json"},
+        )
+    return _Dev(f"http://127.0.0.1:{port}", process, log)
+
+
+def _wait_healthy(dev: _Dev, *, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
         try:
-            await asyncio.to_thread(fuzz)
-        finally:
-            stopped.set()
+            if httpx.get(f"{dev.url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert dev.process.poll() is None, dev.output()
+        assert time.monotonic() < deadline, f"keel dev did not start:\n{dev.output()}"
+        time.sleep(0.3)
 
 
-def _each_case(strategy: Any, send: Callable[[Case], None]) -> Callable[[], None]:
-    @fuzz_settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.explicit, Phase.generate, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(case=strategy)
-    def run(case: Case) -> None:
-        send(case)
+@pytest.fixture(scope="module")
+def devs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, _Dev]]:
+    """Both servers, started at once (their Temporal dev servers take the time)."""
+    modes: dict[str, dict[str, str]] = {
+        "dev": {},
+        # One admin key bound to no tenant, so `X-Tenant-Id` is honoured too; no rate or
+        # session limit, so the fuzzer reaches the routes and not the buckets.
+        "keys": {
+            "KEEL_ADMIN_KEYS": ADMIN_KEY,
+            "KEEL_RATE_LIMIT_PER_MINUTE": "0",
+            "KEEL_MAX_SESSIONS_PER_USER": "0",
+        },
+    }
+    started = {
+        mode: _start(tmp_path_factory.mktemp(f"fuzz-{mode}"), mode, env)
+        for mode, env in modes.items()
+    }
+    try:
+        for dev in started.values():
+            _wait_healthy(dev)
+        yield started
+    finally:
+        for dev in started.values():
+            dev.process.terminate()
+        for dev in started.values():
+            try:
+                dev.process.wait(30)
+            except subprocess.TimeoutExpired:
+                dev.process.kill()
+                dev.process.wait()
 
-    return run
+
+@pytest.mark.parametrize("mode", ["dev", "keys"])
+def test_fuzzing_finds_no_server_error_and_no_undeclared_answer(
+    devs: dict[str, _Dev], mode: str, tmp_path: Path
+) -> None:
+    dev = devs[mode]
+    config = HERE / "schemathesis.toml"
+    if mode == "keys":
+        # The key as the document's security scheme, so that the auth checks can leave it
+        # out or spoil it (a header given on the command line would be sent regardless).
+        config = tmp_path / "schemathesis.toml"
+        config.write_text(
+            (HERE / "schemathesis.toml").read_text()
+            + f'\n[auth.openapi.HTTPBearer]\nbearer = "{ADMIN_KEY}"\n'
+        )
+    argv = [
+        str(ST),
+        *("--config-file", str(config)),
+        "run",
+        f"{dev.url}/openapi.json",
+        *("--phases", "examples,coverage,fuzzing,stateful"),
+        *("--checks", "all"),
+        "--no-color",
+    ]
+    started = time.monotonic()
+    # From this folder: the config names its hooks module relative to it.
+    run = subprocess.run(argv, cwd=HERE, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    took = time.monotonic() - started
+    report = run.stdout + run.stderr
+    assert run.returncode == 0, f"{report}\n--- keel dev ---\n{dev.output()[-5_000:]}"
+    cases = re.search(r"(\d+) generated, (\d+) passed", report)
+    assert cases is not None, report
+    assert int(cases[1]) == int(cases[2]) >= MIN_CASES, report
+    log.info("%s: %s cases in %.0f s", mode, cases[1], took)

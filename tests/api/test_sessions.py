@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import httpx
+
+from keel.store import MAX_SEQ
 
 
 async def _list(api: httpx.AsyncClient, want: int, **params: Any) -> list[dict[str, Any]]:
@@ -74,6 +77,23 @@ async def test_pagination_hands_out_a_token(api: httpx.AsyncClient) -> None:
     assert len(rest["sessions"]) == 1
     bad = await api.get("/v1/sessions", params={"page_token": "!!"})
     assert bad.status_code == 422
+    # Well formed, but not issued for this query (nor at all): it names no page.
+    for token in (page["next_page_token"], base64.urlsafe_b64encode(b"x" * 40).decode()):
+        foreign = await api.get("/v1/sessions", params={"user_id": "other", "page_token": token})
+        assert foreign.status_code == 404, foreign.text
+        assert foreign.json()["type"] == "/problems/page-not-found"
+
+
+async def test_a_sequence_number_past_any_the_store_holds_is_a_422(
+    api: httpx.AsyncClient,
+) -> None:
+    session = (await api.post("/v1/sessions", json={})).json()
+    url = f"/v1/sessions/{session['id']}"
+    assert (await api.get(url, params={"after_seq": MAX_SEQ})).status_code == 200
+    for after_seq in (MAX_SEQ + 1, 2459128474000696541184):
+        answer = await api.get(url, params={"after_seq": after_seq})
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
 
 
 async def test_unknown_session_is_a_404_problem(api: httpx.AsyncClient) -> None:
