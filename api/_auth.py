@@ -59,31 +59,28 @@ class Caller:
 
 
 def resolve_caller(
-    keys: KeyRing,
+    key: ApiKey | None,
     default_tenant: str,
     *,
-    bearer: str | None,
     user_id: str | None,
     tenant_id: str | None,
 ) -> Caller:
     """The caller, from the request's key and headers.
 
     Args:
-        keys: the accepted keys; none configured means dev mode.
+        key: the request's key, as `match_key` found it; None in dev mode (no keys).
         default_tenant: `KEEL_TENANT`, for keys bound to no tenant.
-        bearer: the key from `Authorization: Bearer`, if sent.
         user_id: `X-User-Id`, if sent.
         tenant_id: `X-Tenant-Id`, if sent; honoured only for admin keys bound to
             no tenant, and refused when it names another tenant than the caller's.
 
     Raises:
-        Problem: 401 without a valid key; 422 for a client key without
-            `X-User-Id`; 403 for an `X-Tenant-Id` the key may not use.
+        Problem: 422 for a client key without `X-User-Id`; 403 for an
+            `X-Tenant-Id` the key may not use.
     """
-    if not keys.enabled:
+    if key is None:
         caller = Caller(default_tenant, user_id or ANONYMOUS, user_id is not None)
         return _check_tenant(caller, tenant_id)
-    key = match_key(keys, bearer)
     if key.role == "client" and user_id is None:
         raise Problem(422, "a client key must name its user in X-User-Id", type_="user-id-required")
     if key.role == "admin" and key.tenant is None and tenant_id is not None:

@@ -22,7 +22,7 @@ from api.problems import Problem
 from api.schemas import TenantIdHeader, UserIdHeader
 from keel.deltas import DeltaBus
 from keel.formation import Formation
-from keel.keys import KeyRing, load_keys
+from keel.keys import ApiKey, KeyRing, load_keys
 from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import TranscriptStore
@@ -102,21 +102,25 @@ bearer = HTTPBearer(auto_error=False, description="An admin or a client key; see
 async def authenticate(
     state: State,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> None:
-    """Refuse a request without a valid key (once keys are configured), first of all.
+) -> ApiKey | None:
+    """The request's key, first of all: a 401 without a valid one once keys are configured.
 
     It reads nothing but the key, so it runs before any other input is checked:
     a caller without a key gets a 401 whatever else is wrong with its request,
-    and learns nothing of the rest.
+    and learns nothing of the rest. None in dev mode (no keys configured).
     """
-    if state.keys.enabled:
-        match_key(state.keys, credentials.credentials if credentials else None)
+    if not state.keys.enabled:
+        return None
+    return match_key(state.keys, credentials.credentials if credentials else None)
+
+
+RequestKey = Annotated[ApiKey | None, Depends(authenticate)]
 
 
 async def get_caller(
     request: Request,
     state: State,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    key: RequestKey,
     x_user_id: UserIdHeader = None,
     x_tenant_id: TenantIdHeader = None,
 ) -> Caller:
@@ -126,13 +130,7 @@ async def get_caller(
     sent, names the user. Async, like the other limit dependencies, so they
     run on the event loop and never race in a thread pool.
     """
-    caller = resolve_caller(
-        state.keys,
-        state.settings.tenant,
-        bearer=credentials.credentials if credentials else None,
-        user_id=x_user_id,
-        tenant_id=x_tenant_id,
-    )
+    caller = resolve_caller(key, state.settings.tenant, user_id=x_user_id, tenant_id=x_tenant_id)
     request.state.caller = caller  # for the request's log line: who did it
     return caller
 

@@ -17,6 +17,7 @@ from api.deps import (
     AUTHENTICATED,
     State,
     TemporalClient,
+    authenticate,
     bearer,
     enforce_rate_limit,
     get_caller,
@@ -114,7 +115,8 @@ async def fire_trigger(
             raise Problem(401, "missing or wrong X-Keel-Signature", type_="bad-signature")
         caller = Caller(state.settings.tenant, WEBHOOK_USER, True, role="client")
     else:
-        caller = await get_caller(request, state, credentials, x_user_id, x_tenant_id)
+        key = await authenticate(state, credentials)
+        caller = await get_caller(request, state, key, x_user_id, x_tenant_id)
         await enforce_rate_limit(state, caller)
     try:
         message = render_message(trigger.template, body.data)
