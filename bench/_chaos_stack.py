@@ -3,13 +3,13 @@
 Each can be SIGKILLed and started again in place: the dev server on the same
 port and database file (so every workflow survives it), the API on the same
 port (so clients keep their URL), the worker as a new process on the same
-queues. Every process start gets a log file of its own in the work directory.
+queues. Each worker and API start logs to a file of its own in the work directory; the
+dev server's starts append to `temporal.log`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +18,16 @@ from typing import Literal
 from temporalio.client import Client
 
 from keel.cli._serve import connect_with_retry
-from keel.devserver import dev_server_args
 from keel.settings import Settings
-from tests.procs import KEEL, WORKER_READY, KeelProcess, free_port, keel_process, write_formation
+from tests.procs import (
+    KEEL,
+    WORKER_READY,
+    DevServerProcess,
+    KeelProcess,
+    free_port,
+    keel_process,
+    write_formation,
+)
 
 Target = Literal["worker", "api", "server"]
 """What the chaos loop kills."""
@@ -31,26 +38,6 @@ FORMATION = {
     "models": {"default": {"provider": "scripted"}},
     "agents": [{"name": "assistant"}],
 }
-
-
-class _DevServer:
-    """`temporal server start-dev` whose state lives in one SQLite file, so it survives a kill."""
-
-    def __init__(self, workdir: Path, port: int) -> None:
-        self._args = dev_server_args(db_file=workdir / "temporal.db", port=port, ui_port=None)
-        self._workdir = workdir
-        self._process: subprocess.Popen[bytes] | None = None
-        self._starts = 0
-
-    def start(self) -> None:
-        self._starts += 1
-        with (self._workdir / f"temporal-{self._starts}.log").open("ab") as log:
-            self._process = subprocess.Popen(self._args, stdout=log, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
 
 
 @dataclass
@@ -85,7 +72,7 @@ class ChaosStack:
         self.api_url = f"http://127.0.0.1:{api_port}"
         self._api_port = api_port
         self._formation, _ = write_formation(workdir, FORMATION)
-        self._server = _DevServer(workdir, temporal_port)
+        self._server = DevServerProcess(workdir, temporal_port)
         self._worker: KeelProcess | None = None
         self._api: KeelProcess | None = None
         self.client: Client | None = None

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
+from keel.devserver import dev_server_args
 from keel.formation import Formation, formation_from_data
 from keel.settings import Settings
 
@@ -137,3 +138,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class DevServerProcess:
+    """A dev server of one test or bench alone, its data in one SQLite file: it survives SIGKILL.
+
+    Args:
+        directory: holds the database and `temporal.log` (every start appends to it).
+        port: its gRPC port; a free one when None.
+    """
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.port = port if port is not None else free_port()
+        self._args = dev_server_args(
+            db_file=directory / "temporal.db", port=self.port, ui_port=None
+        )
+        self._log = directory / "temporal.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log.open("ab") as out:
+            self._process = subprocess.Popen(self._args, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,48 +9,26 @@ from pathlib import Path
 import pytest
 
 from keel.cli._serve import connect_with_retry
-from keel.devserver import dev_server_args
 from keel.formation import Formation
 from keel.names import Activities
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.conftest import running_workers
-from tests.procs import free_port
+from tests.procs import DevServerProcess
 from tests.runs import activities
 from tests.workflows.helpers import chat, start_session
 
 
-class _Server:
-    """A dev server of this test alone, its data in one SQLite file."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self._args = dev_server_args(
-            db_file=directory / "temporal.db", port=self.port, ui_port=None
-        )
-        self._log = directory / "temporal.log"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self._log.open("ab") as out:
-            self._process = subprocess.Popen(self._args, stdout=out, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[_Server]:
-    own = _Server(tmp_path)
+def server(tmp_path: Path) -> Iterator[DevServerProcess]:
+    own = DevServerProcess(tmp_path)
     own.start()
     yield own
     own.kill()
 
 
 async def test_a_dev_server_killed_between_turns_restarts_with_every_session_intact(
-    server: _Server, formation: Formation, store: TranscriptStore, tmp_path: Path
+    server: DevServerProcess, formation: Formation, store: TranscriptStore, tmp_path: Path
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
     settings = Settings(
