@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowHistory, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from keel.approvals import ApprovalDecisionInput
 from keel.contracts.llm import CallModelInput
 from keel.formation import Formation, formation_from_data
-from keel.names import Activities
-from keel.session import SendMessageInput
+from keel.names import Activities, Rejections
+from keel.session import SendMessageInput, TurnResult
 from keel.session_handle import SessionHandle, SessionRejected
 from keel.settings import Settings
 from keel.store import TranscriptStore
@@ -23,6 +23,8 @@ from tests.conftest import running_workers
 from tests.runs import activities, session_runs
 from tests.workflows.helpers import chat, pending_approval, send, start_session, wait_for_turn
 from worker import build_workers
+
+RESENDS = 5
 
 
 def _formation(**extra: Any) -> Formation:
@@ -87,7 +89,7 @@ async def test_sixty_sync_chats_queued_at_once_each_get_their_answer(
         await send(handle, "first [[sleep 1]]")
         # More turns than the workflow keeps results of: each is forgotten soon
         # after it ends, and its `chat` waiter must have its answer all the same.
-        chats = [handle.chat(SendMessageInput(text=f"turn {n}")) for n in range(60)]
+        chats = [_chat_resending(handle, f"turn {n}", f"turn-{n}") for n in range(60)]
         results = await asyncio.gather(*chats)
         state = await handle.state()
     assert [r.status for r in results] == ["completed"] * 60
@@ -95,6 +97,26 @@ async def test_sixty_sync_chats_queued_at_once_each_get_their_answer(
         f"echo: turn {n}" for n in range(60)
     ]
     assert state.turn_count == 61
+
+
+async def _chat_resending(handle: SessionHandle, text: str, turn_id: str) -> TurnResult:
+    """A sync chat sent again, by the same update id, when its RPC gives up, as the API does.
+
+    Sixty updates at once on a loaded machine: the server may abort some before a
+    worker accepts them, and the client's retries of that can run out; a resend
+    with the same id is the same turn (or its `DuplicateTurn`, then waited for).
+    """
+    message = SendMessageInput(text=text, turn_id=turn_id)
+    for _ in range(RESENDS):
+        try:
+            return await handle.chat(message, update_id=turn_id)
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            continue
+        except SessionRejected as err:
+            if err.type != Rejections.DUPLICATE_TURN:
+                raise
+            return await handle.wait_turn(turn_id)
+    raise AssertionError(f"{turn_id}: no answer after {RESENDS} sends")
 
 
 async def test_a_failing_model_does_not_make_each_model_call_carry_more(
