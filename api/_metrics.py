@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.logging import get_logger
 
@@ -40,33 +40,66 @@ class Metrics:
 
 def install_request_middleware(app: FastAPI, state: AppState) -> None:
     """Count, time and log every request, with a request id bound for its log lines."""
+    app.add_middleware(RequestObserver, state=state)
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+class RequestObserver:
+    """Pure ASGI, not `BaseHTTPMiddleware`: that one runs each request through a task
+    and memory streams of its own, which cost the API an eighth of its CPU per turn
+    (docs/performance.md). A request is timed to its response's start, as a stream
+    (SSE) is logged when it opens."""
+
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self._app = app
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
         started = time.perf_counter()
+
+        async def observed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        (b"x-request-id", request_id.encode()),
+                    ],
+                }
+                self._observe(scope, request_id, message["status"], time.perf_counter() - started)
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            response = await call_next(request)
+            await self._app(scope, receive, observed_send)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
+
+    def _observe(self, scope: Scope, request_id: str, status: int, elapsed: float) -> None:
+        state = self._state
         state.requests += 1
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        state.metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        state.metrics.latency.labels(request.method, route).observe(elapsed)
-        response.headers["x-request-id"] = request_id
-        caller = getattr(request.state, "caller", None)
+        method: str = scope["method"]
+        route = getattr(scope.get("route"), "path", "unmatched")
+        state.metrics.requests.labels(method, route, str(status)).inc()
+        state.metrics.latency.labels(method, route).observe(elapsed)
+        caller = scope.get("state", {}).get("caller")
         log.info(
             "request",
             request_id=request_id,
-            method=request.method,
+            method=method,
             route=route,
-            status=response.status_code,
+            status=status,
             ms=round(elapsed * 1000, 1),
             # Who made it (never the key itself): an audit trail per key.
             **({"key": caller.key_name, "tenant": caller.tenant} if caller else {}),
         )
-        return response
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None

@@ -80,8 +80,9 @@ class AppState:
         self.page_tokens = PageTokens(self.settings.page_token_secret)
 
 
-def get_state(request: Request) -> AppState:
-    """The app's shared state."""
+async def get_state(request: Request) -> AppState:
+    """The app's shared state (async, as every dependency here: FastAPI runs a plain
+    `def` one in its thread pool, a thread hop per request)."""
     state: AppState = request.app.state.keel
     return state
 
@@ -89,7 +90,7 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def get_client(state: State) -> Client:
+async def get_client(state: State) -> Client:
     """The Temporal client, or 503 while Temporal cannot be reached."""
     if state.client is None:
         raise Problem(503, "Temporal is not reachable yet", type_="temporal-unavailable")

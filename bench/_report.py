@@ -30,6 +30,15 @@ def table(results: dict[str, Any]) -> str:
             plain["floor"],
             "p50_ms",
         ),
+        *(
+            (
+                f"plain turn p50, turns {window.removeprefix('turns_').replace('_', '-')}",
+                f"{by_side['keel']:.1f} ms",
+                f"{by_side['floor']:.1f} ms",
+                f"{by_side['keel'] / by_side['floor']:.2f}",
+            )
+            for window, by_side in plain.get("p50_ms_by_window", {}).items()
+        ),
         _latency("tool turn p50", tool["keel"], tool["floor"], "p50_ms"),
         _latency("tool turn p95", tool["keel"], tool["floor"], "p95_ms"),
         (
@@ -39,6 +48,7 @@ def table(results: dict[str, Any]) -> str:
             f"{busy['ratio']:.2f}",
         ),
     ]
+    rows += _cpu_rows(busy)
     history = plain["history_bytes_per_turn"]
     rows += [
         (
@@ -68,6 +78,16 @@ def table(results: dict[str, Any]) -> str:
             "",
         )
     )
+    if "evicted_turn" in idle:
+        rows.append(
+            (
+                f"turn p50 of a session evicted from the cache ({idle['max_cached_sessions']:,}"
+                " sessions), against a warm one's",
+                f"{idle['evicted_turn']['p50_ms']:.1f} ms",
+                f"{idle['warm_turn']['p50_ms']:.1f} ms (warm)",
+                f"{idle['evicted_ratio_p50']:.2f}",
+            )
+        )
     met = plain["ratio_p50"] <= target and tool["ratio_p50"] <= target
     return "\n".join(
         [
@@ -84,6 +104,34 @@ def table(results: dict[str, Any]) -> str:
             f" (plain {plain['ratio_p50']}x, tool {tool['ratio_p50']}x).",
         ]
     )
+
+
+def _cpu_rows(busy: dict[str, Any]) -> list[Row]:
+    """CPU ms per turn while the sessions chatted at once: Keel's processes beside the floor's."""
+    cpu = busy.get("cpu_ms_per_turn")
+    if cpu is None:
+        return []
+    keel, floor = cpu["keel"], cpu["floor"]
+    rows: list[Row] = [
+        (f"CPU ms per turn, {name}", f"{keel[name]:.1f}", f"{floor.get(name, 0):.1f}", "")
+        for name in ("temporal", "fake-llm")
+    ]
+    rows += [
+        (
+            "CPU ms per turn, Keel's worker / the floor's",
+            f"{keel['worker']:.1f}",
+            f"{floor['floor']:.1f}",
+            "",
+        ),
+        ("CPU ms per turn, Keel's API", f"{keel['api']:.1f}", "", ""),
+        (
+            "CPU ms per turn, total (fake model left out)",
+            f"{cpu['keel_total']:.1f}",
+            f"{cpu['floor_total']:.1f}",
+            f"{cpu['keel_total'] / cpu['floor_total']:.2f}",
+        ),
+    ]
+    return rows
 
 
 def write_doc(path: Path, results: dict[str, Any]) -> None:

@@ -33,6 +33,8 @@ class Stack:
     """A client with Keel's data converter (it also serves the floor)."""
     worker: subprocess.Popen[bytes]
     """Keel's worker, whose memory is measured."""
+    processes: dict[str, subprocess.Popen[bytes]]
+    """Every process by name (temporal, fake-llm, worker, api, floor), whose CPU is measured."""
 
 
 def _formation(llm_url: str) -> dict[str, object]:
@@ -57,16 +59,16 @@ async def running_stack(workdir: Path, *, profile: Path | None = None) -> AsyncI
 
     With `profile`, the worker runs under cProfile and writes its stats there when stopped.
     """
-    processes: list[subprocess.Popen[bytes]] = []
+    processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def spawn(
         name: str, argv: list[str], env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         with (workdir / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+                argv, stdout=log, stderr=subprocess.STDOUT, env={**_deployed_env(), **(env or {})}
             )
-        processes.append(process)
+        processes[name] = process
         return process
 
     try:
@@ -93,16 +95,23 @@ async def running_stack(workdir: Path, *, profile: Path | None = None) -> AsyncI
         spawn("api", [sys.executable, "-m", "keel.cli", "api", "--port", str(api_port)], env)
         spawn("floor", [sys.executable, "-m", "bench.floor", temporal, FLOOR_QUEUE, llm_url])
         api_url = f"http://127.0.0.1:{api_port}"
-        await _healthy(f"{api_url}/health", processes, workdir)
-        yield Stack(api_url, client, worker)
+        await _healthy(f"{api_url}/health", [*processes.values()], workdir)
+        yield Stack(api_url, client, worker, processes)
     finally:
-        for process in reversed(processes):
+        for process in reversed(processes.values()):
             process.terminate()
-        for process in processes:
+        for process in processes.values():
             try:
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _deployed_env() -> dict[str, str]:
+    """This environment, less `PYTHONDONTWRITEBYTECODE`: an installed package has its
+    bytecode, and without it the workflow sandbox compiles the workflow modules again
+    for every session a worker loads (docs/performance.md)."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
 
 
 async def _read_port(port_file: Path, timeout_s: float = 30) -> int:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     lower means step events, and the first token deltas that wait for them, arrive sooner."""
     sessions_task_queue: str = SESSIONS_TASK_QUEUE
     activities_task_queue: str = ACTIVITIES_TASK_QUEUE
+    max_cached_sessions: int = Field(default=200, ge=1)
+    """Sessions a worker keeps in memory between their turns; an evicted one replays
+    its current run's history on its next message (docs/performance.md)."""
     tenant: str = Field(default="default", pattern=TENANT_PATTERN)
     """Tenant of callers whose key names none, and of every caller when no keys are set."""
     # -- limits: 0 disables one; all but the two size limits apply to keyed callers only

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities import LlmActivities, ToolActivities, ToolCatalog
 from activities._references import References
@@ -39,6 +39,7 @@ def build_workers(
     max_concurrent_activities: int = 100,
     vector_memory: VectorMemory | None = None,
     deltas: DeltaBus | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> list[Worker]:
     """One worker per task queue this process serves.
 
@@ -54,6 +55,7 @@ def build_workers(
         max_concurrent_activities: per worker.
         vector_memory: the vector memory, when the formation enables it (the caller closes it).
         deltas: where LLM activities stream text; None: no streaming.
+        interceptors: for every worker (tests inject faults with them).
     """
     catalog = catalog or ToolCatalog()
     references = formation.memory.references
@@ -66,7 +68,8 @@ def build_workers(
     approvals = ApprovalActivities(catalog)
     messaging = MessagingActivities(client, store)
     memory_activities = MemoryActivities(store, vector_memory)
-    # Summaries and fact extraction call the model: they run wherever its calls run.
+    # Summaries and fact extraction call the model: they run wherever its calls run,
+    # which is the session's own queue unless the model names one.
     model_memory = MemoryModelActivities(store)
     model_activities: list[Callable[..., Any]] = [
         llm.call_model,
@@ -82,15 +85,33 @@ def build_workers(
             *model_task_queues(formation),
         ]
     )
+    activity_options: dict[str, Any] = {
+        "max_concurrent_activities": max_concurrent_activities,
+        "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
+        "interceptors": interceptors,
+    }
     workers = []
     for queue in dict.fromkeys(queues):
         if queue == settings.sessions_task_queue:
-            workers.append(Worker(client, task_queue=queue, workflows=[SessionWorkflow]))
+            # The workflows and their model calls on one queue: a call scheduled by a
+            # workflow task starts eagerly, in the same worker, with no matching.
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=queue,
+                    workflows=[SessionWorkflow],
+                    activities=model_activities,
+                    max_cached_workflows=settings.max_cached_sessions,
+                    **activity_options,
+                )
+            )
         elif queue == settings.activities_task_queue:
             workers.append(
                 Worker(
                     client,
                     task_queue=queue,
+                    # Model calls too: those that sessions scheduled here before they
+                    # moved to the session's own queue.
                     activities=[
                         *model_activities,
                         llm.seed_transcript,
@@ -102,19 +123,12 @@ def build_workers(
                         memory_activities.write,
                         memory_activities.read_reference,
                     ],
-                    max_concurrent_activities=max_concurrent_activities,
-                    graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                    **activity_options,
                 )
             )
         else:
             # A model's own queue runs LLM calls only (a GPU worker).
             workers.append(
-                Worker(
-                    client,
-                    task_queue=queue,
-                    activities=model_activities,
-                    max_concurrent_activities=max_concurrent_activities,
-                    graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-                )
+                Worker(client, task_queue=queue, activities=model_activities, **activity_options)
             )
     return workers

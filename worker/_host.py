@@ -67,12 +67,10 @@ async def worker_host(
             names no tool, or a tool injects a service that was not given.
     """
     services = dict(services or {})
-    catalog: ToolCatalog | None = None
     pool = McpPool(formation.mcp_servers)
     try:
-        # A worker that only runs workflows needs no tools; LLM activities need their schemas.
-        if not task_queues or set(task_queues) != {settings.sessions_task_queue}:
-            catalog = await _load_tools(formation, pool, services)
+        # Every queue runs model calls (the sessions queue too), which need tool schemas.
+        catalog = await _load_tools(formation, pool, services)
         yield build_workers(
             client,
             settings=settings,

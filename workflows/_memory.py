@@ -13,6 +13,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows import _options
+from workflows._model import model_task_queue
 from workflows._step import Step
 
 with workflow.unsafe.imports_passed_through():
@@ -231,8 +232,9 @@ class SessionMemory:
                 arg,
                 result_type,
                 _options.memory_model_call(model) if model_call else _options.MEMORY,
-                task_queue=(model.task_queue if model_call else None)
-                or self._input.activities_task_queue,
+                task_queue=model_task_queue(model)
+                if model_call
+                else self._input.activities_task_queue,
                 summary=summary,
             )
         except ActivityError as err:

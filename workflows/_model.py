@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
         SeedTranscriptInput,
         SeedTranscriptResult,
     )
+    from keel.formation import ModelConfig
     from keel.messages import Message
     from keel.names import Activities, ActivityErrors
     from keel.session import StartSessionInput
@@ -60,6 +61,15 @@ async def call_model(
     return await _execute(session, call.model_copy(update={"reseed": True}))
 
 
+def model_task_queue(model: ModelConfig) -> str:
+    """Where a model's calls run: its own queue (a GPU worker's), else the session's own.
+
+    On the session's queue the worker that runs the workflow task also takes the
+    call, eagerly: Temporal hands it over with the task's completion, no matching.
+    """
+    return model.task_queue or workflow.info().task_queue
+
+
 def chunks(messages: list[Message], max_bytes: int) -> list[list[Message]]:
     """`messages` in order, cut into runs of at most `max_bytes` as JSON (one at least each)."""
     out: list[list[Message]] = []
@@ -81,7 +91,6 @@ async def _execute(session: StartSessionInput, call: CallModelInput) -> CallMode
         call,
         CallModelResult,
         _options.model_call(model),
-        # A model with its own queue (a GPU worker's) runs only there.
-        task_queue=model.task_queue or session.activities_task_queue,
+        task_queue=model_task_queue(model),
         summary=f"llm {model.provider}/{model.model or session.agent.model_name} step {call.step}",
     )

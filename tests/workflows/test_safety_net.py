@@ -12,7 +12,6 @@ from temporalio.client import Client
 from temporalio.worker import (
     Interceptor,
     StartActivityInput,
-    Worker,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
     WorkflowOutboundInterceptor,
@@ -24,7 +23,6 @@ from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.workflows.helpers import chat, start_session
 from worker import build_workers
-from workflows import SessionWorkflow
 
 FAULT = "fault injected into the workflow"
 
@@ -60,22 +58,12 @@ async def test_a_fault_in_workflow_code_fails_the_turn_and_the_session_goes_on(
         },
         env={},
     )
-    activities = build_workers(
-        client,
-        settings=settings,
-        formation=formation,
-        store=store,
-        task_queues=[settings.activities_task_queue],
-    )
-    sessions = Worker(
-        client,
-        task_queue=settings.sessions_task_queue,
-        workflows=[SessionWorkflow],
-        interceptors=[_FaultInjector()],
+    workers = build_workers(
+        client, settings=settings, formation=formation, store=store, interceptors=[_FaultInjector()]
     )
     caplog.set_level(logging.ERROR, logger=workflow.logger.name)
     async with contextlib.AsyncExitStack() as stack:
-        for worker in [*activities, sessions]:
+        for worker in workers:
             await stack.enter_async_context(worker)
         handle = await start_session(client, settings, formation)
         failed = await chat(handle, '[[call lookup {"invoice": 7}]]')
