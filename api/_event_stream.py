@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Hashable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Hashable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -69,6 +69,8 @@ class SessionView:
 
     def on_event(self, item: StreamItem) -> list[Out]:
         """The frames that a step event lets out: itself (unless filtered) and held deltas."""
+        if item.offset <= self.passed:
+            return []  # sent already: it came first, apart from the listener
         event = item.event
         self.passed = item.offset
         out = []
@@ -146,9 +148,19 @@ def frame(out: Out, *, id_prefix: str = "") -> ServerSentEvent:
 
 
 async def session_frames(
-    listener: Listener, deltas: AsyncIterator[Delta] | None, view: SessionView
+    listener: Listener,
+    deltas: AsyncIterator[Delta] | None,
+    view: SessionView,
+    first: Sequence[StreamItem] = (),
 ) -> AsyncIterator[ServerSentEvent]:
-    """The frames of one session until it closes, the view is done, or the listener ends."""
+    """The frames of one session until it closes, the view is done, or the listener ends.
+
+    `first`: events known already (the listener may bring them again; the view
+    sends each offset once).
+    """
+    for known in first:
+        for out in view.on_event(known):
+            yield frame(out)
     mux = Mux()
     mux.add("events", listener)
     if deltas is not None:

@@ -16,10 +16,11 @@ from api import _sessions
 from api._event_stream import SessionView, open_deltas, open_listener, session_frames, sse_response
 from api._idempotency import Claim, final_answer
 from api._shapes import chat_response, ended_turn
+from api._streams import StreamItem
 from api.deps import AppState, Caller
 from api.schemas import ChatAccepted, ChatResponse
 from keel.names import Rejections
-from keel.session import SendMessageInput, TurnResult
+from keel.session import SendMessageInput, SendMessageResult, TurnResult
 from keel.session_handle import SessionHandle, SessionRejected
 
 TurnMode = Literal["sync", "async", "stream"]
@@ -85,7 +86,7 @@ async def send_turn(
         return await _stream_turn(state, client, stack, handle, sent, message)
     if request.mode == "async":
         queued = await _send(handle, message)
-        return _accepted(sent, response, stream_offset=queued)
+        return _accepted(sent, response, stream_offset=queued.stream_offset if queued else None)
     try:
         return await asyncio.wait_for(_chat(state, handle, message), request.wait_s)
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
@@ -137,14 +138,14 @@ async def _target(
     return handle, SentTurn(session.id, turn_id, new_session=True)
 
 
-async def _send(handle: SessionHandle, message: SendMessageInput) -> int | None:
-    """Queue the message; its stream offset, or None if an earlier request queued it."""
+async def _send(handle: SessionHandle, message: SendMessageInput) -> SendMessageResult | None:
+    """Queue the message; None if an earlier request queued it."""
     assert message.turn_id is not None
     turn_id = message.turn_id
 
-    async def send_once() -> int | None:
+    async def send_once() -> SendMessageResult | None:
         try:
-            return (await handle.send_message(message, update_id=turn_id)).stream_offset
+            return await handle.send_message(message, update_id=turn_id)
         except SessionRejected as err:
             if err.type == Rejections.DUPLICATE_TURN:
                 return None
@@ -208,9 +209,9 @@ async def _stream_turn(
     # A new session's stream starts at 0: listening before sending saves a
     # round trip before `turn.started` (which the turn's first deltas wait for).
     listener = await open_listener(state, client, stack, handle.id, 0) if sent.new_session else None
-    offset = await _send(handle, message)
+    result = await _send(handle, message)
     # A turn an earlier request queued: its events are somewhere in the stream.
-    start = 0 if offset is None else offset
+    start = 0 if result is None else result.stream_offset
     if listener is None:
         listener = await open_listener(state, client, stack, handle.id, start)
     headers = {
@@ -219,4 +220,7 @@ async def _stream_turn(
         "Location": f"/v1/sessions/{sent.session_id}/turns/{sent.turn_id}",
     }
     view = SessionView(start, turn_id=sent.turn_id)
-    return sse_response(state, session_frames(listener, deltas, view), headers)
+    # `turn.started` came with the answer: the first deltas need not wait for a poll.
+    started = result and result.started
+    first = [StreamItem(started.offset, started.event)] if started else []
+    return sse_response(state, session_frames(listener, deltas, view, first), headers)

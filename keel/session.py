@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from keel.approvals import Approval
+from keel.events import SessionEvent
 from keel.formation import (
     AgentConfig,
     ApprovalsConfig,
@@ -204,11 +205,21 @@ class SendMessageInput(BaseModel):
     turn never asks one of them back (each would wait for the other)."""
 
 
+class StreamedEvent(BaseModel):
+    """A step event and its offset in the session's stream."""
+
+    offset: int
+    event: SessionEvent
+
+
 class SendMessageResult(BaseModel):
     """The turn a message started, and the stream offset its events start at."""
 
     turn_id: str
     stream_offset: int
+    started: StreamedEvent | None = None
+    """The turn's `turn.started`, when the message found the session idle: a stream
+    of the turn sends it at once, not after a poll of the session's events."""
 
 
 class WaitTurnInput(BaseModel):

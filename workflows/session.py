@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         SessionResult,
         SessionState,
         StartSessionInput,
+        StreamedEvent,
         TurnResult,
         WaitTurnInput,
     )
@@ -51,6 +52,8 @@ TOPIC_IDS_KEPT = 1000
 """Recent topic message ids, to drop a publish that a retry delivered twice."""
 TURNS_IN_STATE = 50
 """Turns the `state` query lists; older ones are answered from the memo and the store."""
+STARTED_IN_SEND_PATCH = "keel-started-in-send-1"
+"""`send_message` to an idle session answers with the turn's `turn.started`."""
 
 
 @workflow.defn(name=SESSION_WORKFLOW)
@@ -71,6 +74,8 @@ class SessionWorkflow:
         self._turns_this_run = 0
         self._current: str | None = None
         self._last_turn: TurnResult | None = None
+        self._started: StreamedEvent | None = None
+        """The latest turn's `turn.started`."""
         self._closing = False
         self._continuing = False
         self._gate = ApprovalGate(input.approvals, on_change=self._summary_changed)
@@ -116,9 +121,24 @@ class SessionWorkflow:
     # -- messages -----------------------------------------------------------
 
     @workflow.update(name=Updates.SEND_MESSAGE)
-    def send_message(self, input: SendMessageInput) -> SendMessageResult:
-        """Queue a user message as a new turn; answers at once."""
-        return self._enqueue(input)
+    async def send_message(self, input: SendMessageInput) -> SendMessageResult:
+        """Queue a user message as a new turn; answers at once.
+
+        In an idle session the turn starts in this same workflow task, and the
+        answer waits for it, to carry its `turn.started`.
+        """
+        idle = not (self._current or self._queue or self._closing or self._continuing)
+        sent = self._enqueue(input)
+        if not (idle and workflow.patched(STARTED_IN_SEND_PATCH)):
+            return sent
+        turn = self._book.turns[sent.turn_id]
+        await workflow.wait_condition(
+            lambda: turn.status != "queued" or self._closing or self._continuing
+        )
+        started = self._started
+        if started is None or started.event.turn_id != sent.turn_id:
+            return sent  # it went on to the next run, or the session closed
+        return sent.model_copy(update={"started": started})
 
     @workflow.update(name=Updates.CHAT)
     async def chat(self, input: SendMessageInput) -> TurnResult:
@@ -270,7 +290,7 @@ class SessionWorkflow:
         turn.status = "running"
         self._current = turn.turn_id
         workflow.set_current_details(f"turn {self._book.turn_count + 1}: running")
-        self._publish(TurnStarted(agent=self._input.agent.name), turn.turn_id)
+        self._started = self._append(TurnStarted(agent=self._input.agent.name), turn.turn_id)
         try:
             await self._turn(turn, queued)
         except (ActivityError, TurnError, ApplicationError) as err:
@@ -319,6 +339,10 @@ class SessionWorkflow:
 
     def _publish(self, payload: EventPayload, turn_id: str | None) -> None:
         """Append a step event to the session's stream (no history cost: subscribers poll)."""
+        self._append(payload, turn_id)
+
+    def _append(self, payload: EventPayload, turn_id: str | None) -> StreamedEvent:
+        """`_publish`, returning the event as streamed."""
         event = SessionEvent.of(
             payload, session_id=self._session_id, turn_id=turn_id, ts=workflow.now()
         )
@@ -326,6 +350,7 @@ class SessionWorkflow:
         event.data = redact_event_data(event.type, event.data, self._input.privacy)
         self._events.publish(event)
         self._offset += 1
+        return StreamedEvent(offset=self._offset - 1, event=event)
 
     def _summary_changed(self) -> None:
         self._book.mirror(self._gate.pending(), [q.turn_id for q in self._queue])

@@ -80,17 +80,35 @@ async def test_a_closed_session_refuses_messages_and_completes(
 async def test_the_busy_policy_reject_refuses_a_second_message(
     client: Client, settings: Settings, formation: Formation, store: TranscriptStore
 ) -> None:
-    scripted = formation.model_copy(
-        update={
-            "models": {
-                **formation.models,
-                "default": formation.models["default"].model_copy(update={"provider": "scripted"}),
-            }
-        }
-    )
+    scripted = _scripted(formation)
     async with running_workers(client, settings, scripted, store):
         handle = await start_session(client, settings, scripted, on_busy="reject")
         await handle.send_message(SendMessageInput(text="slow [[sleep 2]]"))
         with pytest.raises(SessionRejected) as caught:
             await handle.send_message(SendMessageInput(text="second"))
         assert caught.value.type == "SessionBusy"
+
+
+async def test_a_message_to_an_idle_session_answers_with_its_turn_started(
+    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+) -> None:
+    """So a stream of the turn sends `turn.started` without waiting for a poll."""
+    scripted = _scripted(formation)
+    async with running_workers(client, settings, scripted, store):
+        handle = await start_session(client, settings, scripted)
+        first = await handle.send_message(SendMessageInput(text="slow [[sleep 1]]"))
+        queued = await handle.send_message(SendMessageInput(text="second"))
+
+        assert first.started is not None
+        assert first.started.offset == first.stream_offset
+        assert first.started.event.type == "turn.started"
+        assert first.started.event.turn_id == first.turn_id
+        # Behind a running turn it starts later: nothing to carry.
+        assert queued.started is None
+        assert (await handle.wait_turn(queued.turn_id)).status == "completed"
+
+
+def _scripted(formation: Formation) -> Formation:
+    """The formation with the `scripted` model, which follows `[[sleep N]]`."""
+    default = formation.models["default"].model_copy(update={"provider": "scripted"})
+    return formation.model_copy(update={"models": {**formation.models, "default": default}})
