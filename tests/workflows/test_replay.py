@@ -52,11 +52,14 @@ PATHS_2026_12 = frozenset(
 )
 """Every path the recorder drove on 2026-12-02: later corpora hold at least these files."""
 HARDENED = PATHS_2026_12 | {"failed_turn"}
-"""The session core after issue 11: the same paths, and a turn whose model call fails."""
+"""The session core after issue 11: the same paths, and a turn whose model call fails.
+The corpus of issue 12 holds them too: model calls on the session's own queue, and
+`send_message` answering with `turn.started`."""
 KEPT = {
     "2026-11-wave1": WAVE1,
     "2026-12-02-main-2273a4c": PATHS_2026_12,
     "2026-12-02-hardened-ca772f9": HARDENED,
+    "2026-12-03-perf-446d4ef": HARDENED,
 }
 """Each committed corpus, oldest first, and the files it must keep. Never remove one:
 add a new corpus here with its files (those of the newest one, and any new path)."""
