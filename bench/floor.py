@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
     import openai
+    from openai.types.chat import ChatCompletion
 
 FLOOR_WORKFLOW = "bench.Floor"
 TIMEOUT = timedelta(seconds=30)
@@ -39,8 +40,9 @@ class FloorActivities:
     """The model call Keel makes, minus the transcript store; and a tool that does nothing.
 
     The call is the same as Keel's LLM activity makes: the `openai` SDK (one
-    pooled client, no SDK retries) sending the last `BUFFER` messages of the
-    conversation. The floor keeps its transcripts in this process's memory: not
+    pooled client, no SDK retries) posting the last `BUFFER` messages of the
+    conversation as built, without `create`'s walk of the body (as Keel does).
+    The floor keeps its transcripts in this process's memory: not
     durable, which is exactly the part of Keel's cost it leaves out.
     """
 
@@ -53,9 +55,11 @@ class FloorActivities:
         """Add `text` as a user message and answer it."""
         transcript = self._transcripts[activity.info().workflow_id or ""]
         transcript.append({"role": "user", "content": text})
-        completion = await self._client.chat.completions.create(
-            model="fake",
-            messages=transcript[-BUFFER:],  # type: ignore[arg-type]
+        completion = await self._client.post(
+            "/chat/completions",
+            body={"model": "fake", "messages": transcript[-BUFFER:]},
+            cast_to=ChatCompletion,
+            options={"security": {"bearer_auth": True}},
         )
         answer = completion.choices[0].message.content or ""
         transcript.append({"role": "assistant", "content": answer})

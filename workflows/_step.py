@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -11,14 +9,21 @@ with workflow.unsafe.imports_passed_through():
     from keel.messages import ToolCall
 
 
-@dataclass(frozen=True)
 class Step:
-    """A model step of a turn."""
+    """A model step of a turn (a plain class, as `_options.ActivityOptions` says why).
 
-    turn_id: str
-    number: int
-    ask_chain: tuple[str, ...] = ()
-    """Workflow ids of the sessions waiting on this turn through `ask_session`."""
+    Args:
+        turn_id: The turn.
+        number: The step's number in the turn, from 1.
+        ask_chain: Workflow ids of the sessions waiting on this turn through `ask_session`.
+    """
+
+    __slots__ = ("ask_chain", "number", "turn_id")
+
+    def __init__(self, turn_id: str, number: int, ask_chain: tuple[str, ...] = ()) -> None:
+        self.turn_id = turn_id
+        self.number = number
+        self.ask_chain = ask_chain
 
     def key(self, call: ToolCall) -> str:
         """The call's name in the session, unique even when a vendor repeats call ids.
