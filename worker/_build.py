@@ -85,7 +85,8 @@ def build_workers(
             *model_task_queues(formation),
         ]
     )
-    activity_options: dict[str, Any] = {
+    # For every worker; the interceptors reach workflow tasks as well as activities.
+    every_worker: dict[str, Any] = {
         "max_concurrent_activities": max_concurrent_activities,
         "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
         "interceptors": interceptors,
@@ -102,7 +103,7 @@ def build_workers(
                     workflows=[SessionWorkflow],
                     activities=model_activities,
                     max_cached_workflows=settings.max_cached_sessions,
-                    **activity_options,
+                    **every_worker,
                 )
             )
         elif queue == settings.activities_task_queue:
@@ -123,12 +124,12 @@ def build_workers(
                         memory_activities.write,
                         memory_activities.read_reference,
                     ],
-                    **activity_options,
+                    **every_worker,
                 )
             )
         else:
             # A model's own queue runs LLM calls only (a GPU worker).
             workers.append(
-                Worker(client, task_queue=queue, activities=model_activities, **activity_options)
+                Worker(client, task_queue=queue, activities=model_activities, **every_worker)
             )
     return workers
