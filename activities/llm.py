@@ -115,6 +115,7 @@ class LlmActivities:
             tool_calls=unique_call_ids(response.tool_calls, input.step),
             turn_id=input.turn_id,
             created_at=datetime.now(UTC),
+            usage=response.usage,
         )
         await self._store.upsert(input.session, [answer])
         return CallModelResult(message=answer, usage=response.usage, data=data)

@@ -29,6 +29,7 @@ from api.schemas import SessionOut
 from keel.approvals import Approval
 from keel.formation import AgentConfig
 from keel.logging import get_logger
+from keel.messages import Usage
 from keel.names import SESSION_WORKFLOW
 from keel.session import SUMMARY_MEMO, SessionState, SessionSummary, new_session_input
 from keel.session_handle import SessionHandle
@@ -169,6 +170,18 @@ async def pending_approvals(described: DescribedSession) -> list[Approval]:
     if live is not None:
         return live.pending_approvals
     return summary.pending_approvals if summary else []
+
+
+async def session_usage(state: AppState, described: DescribedSession) -> Usage:
+    """The session's tokens: its memo's count, then the store's of the turns since."""
+    summary = described.summary
+    if summary is None:  # a session of an older build mirrors nothing: ask it
+        live = await live_state(described)
+        return live.usage if live else Usage()
+    if summary.usage_from_seq is None:
+        return summary.usage
+    since = await state.store.usage(described.session.workflow_id, from_seq=summary.usage_from_seq)
+    return summary.usage + since
 
 
 async def turn_accepted(client: Client, workflow_id: str, turn_id: str) -> bool:

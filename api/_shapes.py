@@ -9,7 +9,7 @@ from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 
 from api.deps import AppState
 from api.schemas import ChatResponse, SessionOut
-from keel.messages import Message, final_answer
+from keel.messages import Message, final_answer, tokens_of
 from keel.session import AssistantReply, TurnResult, TurnSummary, session_id_of
 from keel.temporal import AGENT_ATTR, USER_ATTR, workflow_ui_url
 
@@ -66,7 +66,7 @@ def chat_response(session_id: str, result: TurnResult) -> ChatResponse:
 def ended_turn(
     session_id: str, turn_id: str, stored: list[Message], summary: TurnSummary | None
 ) -> ChatResponse | None:
-    """A turn that ended, from the memo's summary of it or its stored answer; else None."""
+    """A turn that ended, from the memo's summary of it or its stored messages; else None."""
     answer = final_answer(stored)
     reply = AssistantReply(content=answer.content) if answer else None
     if summary is not None:
@@ -80,4 +80,10 @@ def ended_turn(
         )
     if reply is None:
         return None
-    return ChatResponse(session_id=session_id, turn_id=turn_id, status="completed", message=reply)
+    return ChatResponse(
+        session_id=session_id,
+        turn_id=turn_id,
+        status="completed",
+        message=reply,
+        usage=tokens_of(stored),
+    )

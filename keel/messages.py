@@ -52,6 +52,9 @@ class Message(BaseModel):
     """For role `tool`: the tool failed and `content` is its error message."""
     ref: str | None = None
     """Set when the full content lives in the store as a reference: `content` is its glimpse."""
+    usage: Usage | None = None
+    """For role `assistant`: the tokens of the model call that wrote it (None in older rows), so
+    the store alone can say what a turn and a session used."""
 
 
 def final_answer(turn_messages: list[Message]) -> Message | None:
@@ -59,6 +62,15 @@ def final_answer(turn_messages: list[Message]) -> Message | None:
     return next(
         (m for m in reversed(turn_messages) if m.role == "assistant" and not m.tool_calls), None
     )
+
+
+def tokens_of(messages: list[Message]) -> Usage:
+    """The tokens of the model calls that wrote `messages` (those that record them)."""
+    total = Usage()
+    for message in messages:
+        if message.usage is not None:
+            total = total + message.usage
+    return total
 
 
 class Summary(BaseModel):

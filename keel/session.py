@@ -298,16 +298,25 @@ class SessionSummary(BaseModel):
     """What a session mirrors into its workflow memo, under `SUMMARY_MEMO`.
 
     Temporal answers a describe without a worker, so reads of a session never
-    wait for one: the memo is upserted when approvals change and a turn ends.
+    wait for one. The memo holds what the transcript store cannot tell: it is
+    upserted when approvals change, when a turn ends other than completed or
+    with other turns waiting, and after a run's first turn. A completed turn's
+    answer and tokens are in the store (each assistant message's `usage`).
     """
 
     pending_approvals: list[Approval] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
+    """The session's tokens at the upsert; with `usage_from_seq`, only those of the model
+    calls whose answers come before that seq."""
+    usage_from_seq: int | None = None
+    """Where the store's count of tokens takes over (`TranscriptStore.usage`); None: `usage`
+    is the session's whole count (a session that upserts after every turn)."""
     turn_count: int = 0
+    """Turns ended at the upsert."""
     turns: list[TurnSummary] = Field(default_factory=list)
-    """The last turns that ended, newest last."""
+    """The last turns that ended before the upsert, newest last."""
     queued_turns: list[str] = Field(default_factory=list)
-    """Turns waiting when the last turn ended (the first of them)."""
+    """Turns waiting at the upsert (the first of them)."""
     approvals_elided: bool = False
     """Some pending approvals are left out (too many to mirror): ask the session."""
 

@@ -29,6 +29,9 @@ with workflow.unsafe.imports_passed_through():
 
 SUMMARY_PATCH = "keel-summary-memo-1"
 """Sessions started before this keep no summary in their memo."""
+MIRROR_ON_CHANGE_PATCH = "keel-mirror-on-change-1"
+"""Sessions started before this upsert their memo after every turn. Each upsert costs the
+Temporal server about a third of its CPU per turn (docs/performance.md)."""
 SYNC_FAILED_TURN_PATCH = "keel-sync-failed-turn-1"
 """Sessions started before this keep a failed turn's messages for the next model call."""
 TURNS_KEPT = 50
@@ -65,6 +68,10 @@ class TurnBook:
         )
         self.turn_count = carried.turn_count
         self.usage: Usage = carried.usage
+        self._counted_upto_seq = carried.next_seq
+        """Messages from this seq on hold tokens `usage` does not count yet."""
+        self._mirrored_queue: list[str] | None = None
+        """The queued turns the memo lists; None until this run upserts it."""
         self._older: deque[str] = deque(maxlen=_carry.TURN_IDS_KEPT)
         self._older_set: set[str] = set()
         for turn_id in carried.turn_ids:
@@ -78,10 +85,16 @@ class TurnBook:
         """Whether the session has had a turn of this id (a retried message)."""
         return turn_id in self.turns or turn_id in self._older_set
 
-    def ended(self, turn: TurnResult) -> None:
-        """Count an ended turn, and let the oldest results go so state stays small."""
+    def ended(self, turn: TurnResult, *, next_seq: int) -> None:
+        """Count an ended turn, and let the oldest results go so state stays small.
+
+        Args:
+            turn: the turn that ended.
+            next_seq: the seq the session's next message takes.
+        """
         self.turn_count += 1
         self.usage = self.usage + turn.usage
+        self._counted_upto_seq = next_seq
         while len(self.turns) > TURNS_KEPT:
             oldest = next(iter(self.turns))
             if self.turns[oldest].status not in FINAL_TURN_STATUSES:
@@ -99,13 +112,29 @@ class TurnBook:
         ended = [t.turn_id for t in self.ended_turns()]
         return [*self._older, *ended][-_carry.TURN_IDS_KEPT :]
 
+    def mirror_ended(self, turn: TurnResult, pending: list[Approval], queued: list[str]) -> None:
+        """`mirror` after a turn, unless the store and the memo already tell all of it.
+
+        A completed turn's answer and tokens are in the store; a failed or
+        cancelled one's status, and a changed queue, are not.
+        """
+        if (
+            turn.status == "completed"
+            and queued[:TURNS_IN_SUMMARY] == self._mirrored_queue
+            and workflow.patched(MIRROR_ON_CHANGE_PATCH)
+        ):
+            return
+        self.mirror(pending, queued)
+
     def mirror(self, pending: list[Approval], queued: list[str]) -> None:
         """Upsert the session's summary into its memo, which reads use when no worker runs."""
         if not workflow.patched(SUMMARY_PATCH):
             return
+        self._mirrored_queue = queued[:TURNS_IN_SUMMARY]
         summary = SessionSummary(
             pending_approvals=pending,
             usage=self.usage,
+            usage_from_seq=self._counted_upto_seq,
             turn_count=self.turn_count,
             turns=[
                 TurnSummary(

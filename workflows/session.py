@@ -275,7 +275,7 @@ class SessionWorkflow:
             status="closing" if self._closing else "active",
             agent=self._input.agent.name,
             current_turn=self._current,
-            queued_turns=[q.turn_id for q in self._queue],
+            queued_turns=self._queued_turn_ids(),
             turns=list(self._book.turns.values())[-TURNS_IN_STATE:],
             pending_approvals=self._gate.pending(),
             usage=self._book.usage,
@@ -308,8 +308,8 @@ class SessionWorkflow:
         self._current = None
         self._turns_this_run += 1
         self._last_turn = turn
-        self._book.ended(turn)
-        self._summary_changed()
+        self._book.ended(turn, next_seq=self._loop.next_seq)
+        self._book.mirror_ended(turn, self._gate.pending(), self._queued_turn_ids())
         workflow.set_current_details(f"{self._book.turn_count} turns; idle")
 
     async def _turn(self, turn: TurnResult, queued: QueuedTurn) -> None:
@@ -353,7 +353,10 @@ class SessionWorkflow:
         return StreamedEvent(offset=self._offset - 1, event=event)
 
     def _summary_changed(self) -> None:
-        self._book.mirror(self._gate.pending(), [q.turn_id for q in self._queue])
+        self._book.mirror(self._gate.pending(), self._queued_turn_ids())
+
+    def _queued_turn_ids(self) -> list[str]:
+        return [q.turn_id for q in self._queue]
 
     def _should_continue_as_new(self) -> bool:
         return (

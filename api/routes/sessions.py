@@ -26,7 +26,7 @@ from api.schemas import (
     TurnId,
     UserIdQuery,
 )
-from keel.messages import Message, Usage
+from keel.messages import Message
 from keel.names import SESSION_WORKFLOW
 from keel.session import TurnStatus
 from keel.store import MAX_SEQ
@@ -124,11 +124,7 @@ async def get_session(
     described = await _sessions.describe_session(state, client, caller, session_id)
     session = described.session
     pending = await _sessions.pending_approvals(described)
-    if described.summary is not None:
-        usage = described.summary.usage
-    else:  # a session of an older build mirrors nothing: ask it
-        live = await _sessions.live_state(described)
-        usage = live.usage if live else Usage()
+    usage = await _sessions.session_usage(state, described)
     messages = await state.store.messages(session.workflow_id, after_seq=after_seq, limit=limit)
     return SessionDetail(
         **session.model_dump(), messages=messages, pending_approvals=pending, usage=usage

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from keel.idempotency import IdempotencyRecord, StoredResponse
-from keel.messages import Message, Summary
+from keel.messages import Message, Summary, Usage
 
 MAX_SEQ = 2**31 - 1
 """The largest message sequence number there can be: PostgreSQL keeps `seq` as an `INTEGER`
@@ -42,6 +42,10 @@ class TranscriptStore(Protocol):
 
     async def turn_messages(self, session: str, turn_id: str) -> list[Message]:
         """The messages of one turn, oldest first."""
+        ...
+
+    async def usage(self, session: str, *, from_seq: int = 0) -> Usage:
+        """The tokens of the model calls whose answers have `seq >= from_seq`, summed."""
         ...
 
     async def register_session(

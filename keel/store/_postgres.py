@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
-from keel.messages import Message, Summary
+from keel.messages import Message, Summary, Usage
 
 # Each entry upgrades the schema by one version; `keel_migrations` records the
 # ones applied, so a new release can open an old database. Never edit an entry
@@ -173,6 +173,16 @@ class PostgresTranscriptStore:
             turn_id,
         )
         return [Message.model_validate_json(row["body"]) for row in rows]
+
+    async def usage(self, session: str, *, from_seq: int = 0) -> Usage:
+        [row] = await self._fetch(
+            "SELECT coalesce(sum((body::jsonb #>> '{usage,prompt_tokens}')::bigint), 0) AS prompt,"
+            " coalesce(sum((body::jsonb #>> '{usage,completion_tokens}')::bigint), 0) AS completion"
+            " FROM messages WHERE session = $1 AND seq >= $2 AND role = 'assistant'",
+            session,
+            from_seq,
+        )
+        return Usage(prompt_tokens=row["prompt"], completion_tokens=row["completion"])
 
     async def register_session(
         self, session: str, *, tenant: str, user_id: str, formation: str

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
-from keel.messages import Message, Summary
+from keel.messages import Message, Summary, Usage
 
 # Each entry upgrades the schema by one version; `PRAGMA user_version` records
 # how many have run, so a new release can open an old file. Never edit an entry
@@ -167,6 +167,15 @@ class SqliteTranscriptStore:
             (session, turn_id),
         )
         return [Message.model_validate_json(body) for (body,) in rows]
+
+    async def usage(self, session: str, *, from_seq: int = 0) -> Usage:
+        [(prompt, completion)] = await self._run(
+            "SELECT coalesce(sum(json_extract(body, '$.usage.prompt_tokens')), 0),"
+            " coalesce(sum(json_extract(body, '$.usage.completion_tokens')), 0)"
+            " FROM messages WHERE session = ? AND seq >= ? AND role = 'assistant'",
+            (session, from_seq),
+        )
+        return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
     async def register_session(
         self, session: str, *, tenant: str, user_id: str, formation: str

@@ -41,6 +41,10 @@ async def test_every_read_answers_within_two_seconds_with_the_worker_killed(
         ) as http:
             done = (await http.post("/v1/chat", json={"message": "hello"})).json()
             session = done["session_id"]
+            # The memo mirrors the first turn; only the store knows of the second.
+            again = (
+                await http.post("/v1/chat", json={"session_id": session, "message": "again"})
+            ).json()
             waiting = await _send(http, session, GATED)
             [approval] = await _pending(http, session)
             queued = await _send(http, session, "after the approval")
@@ -49,6 +53,7 @@ async def test_every_read_answers_within_two_seconds_with_the_worker_killed(
             reads = {
                 "session": base,
                 "completed turn": f"{base}/turns/{done['turn_id']}",
+                "stored turn": f"{base}/turns/{again['turn_id']}",
                 "waiting turn": f"{base}/turns/{waiting}",
                 "queued turn": f"{base}/turns/{queued}",
                 "approvals": f"{base}/approvals",
@@ -62,13 +67,23 @@ async def test_every_read_answers_within_two_seconds_with_the_worker_killed(
     assert [m["content"] for m in answers["session"]["messages"]] == [
         "hello",
         "echo: hello",
+        "again",
+        "echo: again",
         GATED,
         "",
     ]
     assert [a["id"] for a in answers["session"]["pending_approvals"]] == [approval["id"]]
-    assert answers["session"]["usage"]["completion_tokens"] > 0
-    assert answers["completed turn"]["status"] == "completed"
-    assert answers["completed turn"]["message"]["content"] == "echo: hello"
+    # Every model call's tokens, the waiting turn's too: each answer in the store has its own.
+    answered = [m["usage"] for m in answers["session"]["messages"] if m["role"] == "assistant"]
+    assert answered[:2] == [done["usage"], again["usage"]]
+    assert answers["session"]["usage"] == {
+        kind: sum(usage[kind] for usage in answered)
+        for kind in ("prompt_tokens", "completion_tokens")
+    }
+    for turn, sent in (("completed turn", done), ("stored turn", again)):
+        assert {k: answers[turn][k] for k in ("status", "message", "usage")} == {
+            k: sent[k] for k in ("status", "message", "usage")
+        }
     assert answers["waiting turn"]["status"] == "awaiting_approval"
     assert answers["queued turn"]["status"] == "queued"
     assert answers["approvals"]["approvals"] == [approval]

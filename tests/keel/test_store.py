@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from keel.idempotency import IdempotencyRecord, StoredResponse
-from keel.messages import Message, Summary
+from keel.messages import Message, Summary, Usage
 from keel.store import (
     PostgresTranscriptStore,
     SqliteTranscriptStore,
@@ -59,6 +59,22 @@ async def test_upserts_are_idempotent_and_windows_read_back(any_store: Transcrip
     assert [m.seq for m in await any_store.messages("s", after_seq=3, limit=1)] == [4]
     assert len(await any_store.turn_messages("s", "t1")) == 6
     assert everything[0].created_at == NOW
+
+
+async def test_usage_sums_the_answers_tokens_from_a_seq_on(any_store: TranscriptStore) -> None:
+    def answer(seq: int, prompt: int) -> Message:
+        tokens = Usage(prompt_tokens=prompt, completion_tokens=1)
+        return _message(seq).model_copy(update={"usage": tokens})
+
+    # seq 3 is an answer of an older build, without usage.
+    await any_store.upsert("s", [_message(0), answer(1, 10), _message(2), _message(3)])
+    await any_store.upsert("s", [_message(4), answer(5, 20), _message(6), answer(7, 40)])
+    await any_store.upsert("other", [answer(1, 1000)])
+
+    assert await any_store.usage("s") == Usage(prompt_tokens=70, completion_tokens=3)
+    assert await any_store.usage("s", from_seq=4) == Usage(prompt_tokens=60, completion_tokens=2)
+    assert await any_store.usage("s", from_seq=8) == Usage()
+    assert await any_store.usage("nobody") == Usage()
 
 
 async def test_summaries_keep_the_one_covering_most(any_store: TranscriptStore) -> None:

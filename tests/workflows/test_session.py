@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from keel.formation import Formation
-from keel.session import SendMessageInput
+from keel.messages import Usage
+from keel.session import SUMMARY_MEMO, SendMessageInput, SessionSummary
 from keel.session_handle import SessionRejected
 from keel.settings import Settings
 from keel.store import TranscriptStore
@@ -28,6 +30,7 @@ async def test_a_turn_answers_and_stores_the_transcript(
         assert second.message is not None and second.message.content == "echo: again"
         assert first.usage.completion_tokens > 0
         messages = await store.messages(handle.id)
+        assert messages[1].usage == first.usage
         assert [(m.seq, m.role, m.content) for m in messages] == [
             (0, "user", "hello"),
             (1, "assistant", "echo: hello"),
@@ -106,6 +109,40 @@ async def test_a_message_to_an_idle_session_answers_with_its_turn_started(
         # Behind a running turn it starts later: nothing to carry.
         assert queued.started is None
         assert (await handle.wait_turn(queued.turn_id)).status == "completed"
+
+
+async def test_completed_turns_leave_the_memo_alone_and_the_store_counts_their_tokens(
+    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+) -> None:
+    """Each memo upsert costs the server CPU: only what the store cannot tell is mirrored."""
+    scripted = _scripted(formation)
+    async with running_workers(client, settings, scripted, store):
+        handle = await start_session(client, settings, scripted)
+        turns = [await chat(handle, text) for text in ("one", "two", "three")]
+        failed = await chat(handle, "[[fail 400]]")
+        after = await chat(handle, "four")
+
+        mirrored = [
+            SessionSummary.model_validate_json(
+                event.workflow_properties_modified_event_attributes.upserted_memo.fields[
+                    SUMMARY_MEMO
+                ].data
+            ).turn_count
+            async for event in handle.workflow.fetch_history_events()
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED
+        ]
+        summary = await (await handle.workflow.describe()).memo_value(
+            SUMMARY_MEMO, type_hint=SessionSummary
+        )
+    assert failed.status == "failed" and after.status == "completed"
+    # After the run's first turn and the failed one, not after the completed turns between
+    # (the last turn upserts too when it was queued behind the failed one, as it can be).
+    assert mirrored[:2] == [1, 4] and mirrored[2:] in ([], [5])
+    assert summary.turn(failed.turn_id) is not None
+    assert summary.usage_from_seq is not None
+    since = await store.usage(handle.id, from_seq=summary.usage_from_seq)
+    total = sum((t.usage for t in [*turns, failed, after]), Usage())
+    assert summary.usage + since == total and total.completion_tokens > 0
 
 
 def _scripted(formation: Formation) -> Formation:
