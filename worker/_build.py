@@ -21,6 +21,7 @@ from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from keel.temporal import model_task_queues
+from worker._sandbox import session_sandbox
 from workflows import SessionWorkflow
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
@@ -101,6 +102,7 @@ def build_workers(
                     client,
                     task_queue=queue,
                     workflows=[SessionWorkflow],
+                    workflow_runner=session_sandbox(),
                     activities=model_activities,
                     max_cached_workflows=settings.max_cached_sessions,
                     **every_worker,
