@@ -22,7 +22,7 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from api._errors import session_errors, session_not_found, temporal_errors
-from api._shapes import from_execution, session_out
+from api._shapes import from_execution, session_out, summary_of
 from api.deps import AppState, Caller
 from api.problems import Problem
 from api.schemas import SessionOut
@@ -31,7 +31,7 @@ from keel.formation import AgentConfig
 from keel.logging import get_logger
 from keel.messages import Usage
 from keel.names import SESSION_WORKFLOW
-from keel.session import SUMMARY_MEMO, SessionState, SessionSummary, new_session_input
+from keel.session import SessionState, SessionSummary, new_session_input
 from keel.session_handle import SessionHandle
 from keel.temporal import AGENT_ATTR, TENANT_ATTR, TOPICS_ATTR, USER_ATTR
 
@@ -144,7 +144,7 @@ async def describe_session(
     if not caller.can_see(session.user_id):
         # 404, not 403: a caller must not learn that another user's id exists.
         raise session_not_found(session_id)
-    summary = await description.memo_value(SUMMARY_MEMO, None, type_hint=SessionSummary)
+    summary = await summary_of(description)
     return DescribedSession(session, handle, summary)
 
 

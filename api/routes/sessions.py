@@ -12,7 +12,7 @@ from api import _sessions
 from api._errors import temporal_errors
 from api._idempotency import Idempotent
 from api._page_tokens import PAGE_TOKEN_MAX_LENGTH, PAGE_TOKEN_PATTERN, page_not_found
-from api._shapes import chat_response, ended_turn, from_execution
+from api._shapes import chat_response, ended_turn, list_items
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import (
@@ -100,7 +100,7 @@ async def list_sessions(
         if err.status != RPCStatusCode.INVALID_ARGUMENT:
             raise
         raise page_not_found() from None
-    sessions = [await from_execution(state, e) for e in pages.current_page or []]
+    sessions = await list_items(state, pages.current_page or [])
     next_token = pages.next_page_token
     return SessionPage(
         sessions=sessions,
