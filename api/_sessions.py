@@ -12,7 +12,7 @@ import temporalio.api.common.v1
 import temporalio.api.enums.v1
 import temporalio.api.update.v1
 import temporalio.api.workflowservice.v1
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecution
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -22,6 +22,7 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from api._errors import session_errors, session_not_found, temporal_errors
+from api._page_tokens import page_not_found
 from api._shapes import from_execution, session_out, summary_of
 from api.deps import AppState, Caller
 from api.problems import Problem
@@ -128,6 +129,46 @@ async def start_session(
         agent=agent.name,
         metadata=metadata,
         created_at=datetime.now(UTC),
+    )
+
+
+def sessions_query(caller: Caller, user: str | None, *clauses: str) -> str:
+    """A visibility query for the sessions of the caller's tenant (and `user`'s, if named)."""
+    base = [f"WorkflowType = '{SESSION_WORKFLOW}'", f"{TENANT_ATTR.name} = '{caller.tenant}'"]
+    if user:
+        base.append(f"{USER_ATTR.name} = '{user}'")
+    return " AND ".join([*base, *clauses])
+
+
+@dataclass(frozen=True)
+class VisibilityPage:
+    """One page of a visibility listing, and the signed token of the next."""
+
+    executions: list[WorkflowExecution]
+    next_page_token: str | None
+
+
+async def visibility_page(
+    state: AppState, client: Client, query: str, *, limit: int, token: str | None
+) -> VisibilityPage:
+    """One visibility call: a page of `query`'s workflows, newest started first.
+
+    A `token` this API did not issue for the same query, or one Temporal no
+    longer knows, names no page: 404 `page-not-found`.
+    """
+    cursor = state.page_tokens.open(token, query) if token else None
+    try:
+        with temporal_errors():
+            pages = client.list_workflows(query, page_size=limit, next_page_token=cursor)
+            await pages.fetch_next_page()
+    except RPCError as err:
+        if err.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+        raise page_not_found() from None
+    following = pages.next_page_token
+    return VisibilityPage(
+        executions=list(pages.current_page or []),
+        next_page_token=state.page_tokens.issue(following, query) if following else None,
     )
 
 
