@@ -88,6 +88,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await connecting
             await state.streams.close()
+            await state.tool_schemas.aclose()
             if store is None:
                 await state.store.close()
 
