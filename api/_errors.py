@@ -56,7 +56,26 @@ def session_errors() -> Iterator[None]:
             raise
         status, slug = REJECTIONS[err.type]
         headers = {"Retry-After": str(QUEUE_FULL_RETRY_S)} if status == 429 else None
-        raise Problem(status, err.message, type_=slug, headers=headers) from err
+        extra = _extension_members(err)
+        raise Problem(status, err.message, type_=slug, headers=headers, **extra) from err
+
+
+DECIDED_MEMBERS = {
+    "approval_status": "status",
+    "decision": "decision",
+    "decided_by": "decided_by",
+    "reviewer": "reviewer",
+}
+"""What a 409 `approval-decided` adds (member: the approval's field): the decision that
+stands, so a client can say "already approved by ann". The approval's `status` goes as
+`approval_status`: RFC 9457 keeps `status` for the HTTP status."""
+
+
+def _extension_members(err: SessionRejected) -> dict[str, object]:
+    """The RFC 9457 extension members of a refusal: only those named here, never others."""
+    if err.type != Rejections.APPROVAL_DECIDED:
+        return {}
+    return {member: err.details.get(field) for member, field in DECIDED_MEMBERS.items()}
 
 
 def session_not_found(session_id: str) -> Problem:

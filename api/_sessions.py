@@ -12,7 +12,7 @@ import temporalio.api.common.v1
 import temporalio.api.enums.v1
 import temporalio.api.update.v1
 import temporalio.api.workflowservice.v1
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecution
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -22,7 +22,8 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from api._errors import session_errors, session_not_found, temporal_errors
-from api._shapes import from_execution, session_out
+from api._page_tokens import page_not_found
+from api._shapes import from_execution, session_out, summary_of
 from api.deps import AppState, Caller
 from api.problems import Problem
 from api.schemas import SessionOut
@@ -31,7 +32,7 @@ from keel.formation import AgentConfig
 from keel.logging import get_logger
 from keel.messages import Usage
 from keel.names import SESSION_WORKFLOW
-from keel.session import SUMMARY_MEMO, SessionState, SessionSummary, new_session_input
+from keel.session import SessionState, SessionSummary, new_session_input
 from keel.session_handle import SessionHandle
 from keel.temporal import AGENT_ATTR, TENANT_ATTR, TOPICS_ATTR, USER_ATTR
 
@@ -131,6 +132,46 @@ async def start_session(
     )
 
 
+def sessions_query(caller: Caller, user: str | None, *clauses: str) -> str:
+    """A visibility query for the sessions of the caller's tenant (and `user`'s, if named)."""
+    base = [f"WorkflowType = '{SESSION_WORKFLOW}'", f"{TENANT_ATTR.name} = '{caller.tenant}'"]
+    if user:
+        base.append(f"{USER_ATTR.name} = '{user}'")
+    return " AND ".join([*base, *clauses])
+
+
+@dataclass(frozen=True)
+class VisibilityPage:
+    """One page of a visibility listing, and the signed token of the next."""
+
+    executions: list[WorkflowExecution]
+    next_page_token: str | None
+
+
+async def visibility_page(
+    state: AppState, client: Client, query: str, *, limit: int, token: str | None
+) -> VisibilityPage:
+    """One visibility call: a page of `query`'s workflows, newest started first.
+
+    A `token` this API did not issue for the same query, or one Temporal no
+    longer knows, names no page: 404 `page-not-found`.
+    """
+    cursor = state.page_tokens.open(token, query) if token else None
+    try:
+        with temporal_errors():
+            pages = client.list_workflows(query, page_size=limit, next_page_token=cursor)
+            await pages.fetch_next_page()
+    except RPCError as err:
+        if err.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+        raise page_not_found() from None
+    following = pages.next_page_token
+    return VisibilityPage(
+        executions=list(pages.current_page or []),
+        next_page_token=state.page_tokens.issue(following, query) if following else None,
+    )
+
+
 async def describe_session(
     state: AppState, client: Client, caller: Caller, session_id: str
 ) -> DescribedSession:
@@ -144,7 +185,7 @@ async def describe_session(
     if not caller.can_see(session.user_id):
         # 404, not 403: a caller must not learn that another user's id exists.
         raise session_not_found(session_id)
-    summary = await description.memo_value(SUMMARY_MEMO, None, type_hint=SessionSummary)
+    summary = await summary_of(description)
     return DescribedSession(session, handle, summary)
 
 

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 
 from api.deps import AppState
-from api.schemas import ChatResponse, SessionOut
+from api.schemas import ChatResponse, SessionListItem, SessionOut
 from keel.messages import Message, final_answer, tokens_of
-from keel.session import AssistantReply, TurnResult, TurnSummary, session_id_of
-from keel.temporal import AGENT_ATTR, USER_ATTR, workflow_ui_url
+from keel.session import (
+    SUMMARY_MEMO,
+    AssistantReply,
+    SessionSummary,
+    TurnResult,
+    TurnSummary,
+    session_id_of,
+)
+from keel.temporal import AGENT_ATTR, PENDING_APPROVALS_ATTR, USER_ATTR, workflow_ui_url
 
 
 def session_out(
@@ -56,6 +64,39 @@ async def from_execution(state: AppState, execution: WorkflowExecution) -> Sessi
         metadata=memo.get("metadata") or {},
         created_at=execution.start_time,
     )
+
+
+async def summary_of(execution: WorkflowExecution) -> SessionSummary | None:
+    """What the session mirrors into its memo; None for sessions of older builds."""
+    return await execution.memo_value(SUMMARY_MEMO, None, type_hint=SessionSummary)
+
+
+async def list_items(
+    state: AppState, executions: Sequence[WorkflowExecution]
+) -> list[SessionListItem]:
+    """A page of sessions from visibility records, with one store call for all of them.
+
+    The count of pending approvals is the session's `KeelPendingApprovals`, else (a
+    session of an older build) its memo's; the last activity is the store's.
+    """
+    sessions = [await from_execution(state, e) for e in executions]
+    last = await state.store.last_activity([s.workflow_id for s in sessions])
+    items = []
+    for execution, session in zip(executions, sessions, strict=True):
+        pending = 0
+        if session.status == "active":
+            pending = execution.typed_search_attributes.get(PENDING_APPROVALS_ATTR) or 0
+            if PENDING_APPROVALS_ATTR not in execution.typed_search_attributes:
+                summary = await summary_of(execution)
+                pending = len(summary.pending_approvals) if summary else 0
+        items.append(
+            SessionListItem(
+                **session.model_dump(),
+                pending_approval_count=pending,
+                last_activity_at=last.get(session.workflow_id),
+            )
+        )
+    return items
 
 
 def chat_response(session_id: str, result: TurnResult) -> ChatResponse:

@@ -18,6 +18,7 @@ from api._limits import Limits
 from api._metrics import Metrics
 from api._page_tokens import PageTokens
 from api._streams import SessionStreams
+from api._tools import ToolSchemas
 from api.problems import Problem
 from api.schemas import TenantIdHeader, UserIdHeader
 from keel.deltas import DeltaBus
@@ -73,8 +74,11 @@ class AppState:
     """The accepted API keys, from the settings; empty means dev mode."""
     limits: Limits = field(init=False)
     page_tokens: PageTokens = field(init=False)
+    tool_schemas: ToolSchemas = field(init=False)
+    """Tool schemas for clients (MCP servers are started on first ask; closed at shutdown)."""
 
     def __post_init__(self) -> None:
+        self.tool_schemas = ToolSchemas(self.formation)
         self.keys = load_keys(self.settings)
         self.limits = Limits.from_settings(self.settings)
         self.page_tokens = PageTokens(self.settings.page_token_secret)

@@ -18,7 +18,17 @@ from api._openapi import install_openapi
 from api._streams import SessionStreams
 from api.deps import AUTHENTICATED, AppState
 from api.problems import V1_PROBLEMS, install_problem_handlers
-from api.routes import agents, approvals, chat, events, health, memory, sessions, triggers
+from api.routes import (
+    agents,
+    approvals,
+    chat,
+    events,
+    health,
+    inbox,
+    memory,
+    sessions,
+    triggers,
+)
 from keel import __version__
 from keel.deltas import DeltaBus
 from keel.formation import Formation
@@ -32,7 +42,7 @@ log = get_logger("keel.api")
 RECONNECT_EVERY_S = 2.0
 PUBLIC_ROUTERS = (health, triggers)
 """Routers that authenticate per route: signed webhooks carry a signature, not a key."""
-V1_ROUTERS = (agents, sessions, approvals, chat, events, memory)
+V1_ROUTERS = (agents, sessions, approvals, inbox, chat, events, memory)
 """Every router here needs a key (once keys are configured) and counts against its rate limit."""
 
 
@@ -78,6 +88,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await connecting
             await state.streams.close()
+            await state.tool_schemas.aclose()
             if store is None:
                 await state.store.close()
 

@@ -115,10 +115,19 @@ class SessionDetail(SessionOut):
     usage: Usage
 
 
+class SessionListItem(SessionOut):
+    """A session as `GET /v1/sessions` lists it: what a list of sessions shows besides."""
+
+    pending_approval_count: int = 0
+    """Tool calls waiting for a decision (0 for closed sessions)."""
+    last_activity_at: datetime | None = None
+    """When the session's latest message was written; None before its first."""
+
+
 class SessionPage(BaseModel):
     """`GET /v1/sessions`."""
 
-    sessions: list[SessionOut]
+    sessions: list[SessionListItem]
     next_page_token: str | None = None
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 Decision = Literal["approve", "reject", "revise"]
 ApprovalStatus = Literal["pending", "approved", "rejected", "revised"]
 DecidedBy = Literal["signal", "update", "timeout"]
+REVIEWER_MAX_LENGTH = 128
 
 _STATUS_OF: dict[str, ApprovalStatus] = {
     "approve": "approved",
@@ -27,6 +28,9 @@ class ApprovalDecisionInput(BaseModel):
     """Told to the model: why a call was rejected, or what to change."""
     arguments: dict[str, Any] | None = None
     """With `revise`: the arguments to run the tool with instead."""
+    reviewer: str | None = Field(default=None, min_length=1, max_length=REVIEWER_MAX_LENGTH)
+    """Who decided, as the caller names them (a console's user, the `X-User-Id`). Not a
+    secret, but recorded in history: capped in length."""
 
     @model_validator(mode="after")
     def _revise_says_how(self) -> ApprovalDecisionInput:
@@ -52,6 +56,8 @@ class Approval(BaseModel):
     feedback: str | None = None
     revised_arguments: dict[str, Any] | None = None
     decided_by: DecidedBy | None = None
+    reviewer: str | None = None
+    """Who decided, when the decision named them."""
     arguments_elided: bool = False
     """Set where a listing leaves out large arguments (the session's memo); ask the session."""
 
@@ -64,5 +70,6 @@ class Approval(BaseModel):
                 "feedback": decision.feedback,
                 "revised_arguments": decision.arguments,
                 "decided_by": by,
+                "reviewer": decision.reviewer,
             }
         )

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from keel.logging import get_logger
-from keel.temporal import SEARCH_ATTRIBUTES, TOPICS_ATTR
+from keel.temporal import SEARCH_ATTRIBUTES, cli_type
 
 log = get_logger(__name__)
 
@@ -57,8 +57,7 @@ def dev_server_args(
         args += ["--db-filename", str(db_file)]
     args += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
     for key in SEARCH_ATTRIBUTES:
-        kind = "KeywordList" if key is TOPICS_ATTR else "Keyword"
-        args += ["--search-attribute", f"{key.name}={kind}"]
+        args += ["--search-attribute", f"{key.name}={cli_type(key)}"]
     return args
 
 

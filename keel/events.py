@@ -43,6 +43,10 @@ class TurnStarted(EventPayload):
 
     TYPE = "turn.started"
     agent: str
+    run_id: str | None = None
+    """The workflow run that ran the turn (None in events of older builds): with the
+    session's `workflow_id`, its Temporal UI link
+    `{temporal_ui}/namespaces/{ns}/workflows/{workflow_id}/{run_id}/history`."""
 
 
 class AgentSelected(EventPayload):
@@ -107,6 +111,8 @@ class ApprovalDecided(EventPayload):
     feedback: str | None = None
     arguments: dict[str, Any] | None = None
     """For `revise`: the arguments the tool runs with instead."""
+    reviewer: str | None = None
+    """Who decided, when the decision named them (None for a timeout)."""
 
 
 class ToolResultEvent(EventPayload):

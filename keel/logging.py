@@ -7,7 +7,10 @@ import sys
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging", "get_logger", "quiet_http_clients"]
+
+HTTP_CLIENT_LOGGERS = ("httpx", "httpcore")
+"""Loggers of the HTTP client libraries: one INFO line per request."""
 
 
 def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
@@ -49,6 +52,16 @@ def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     # Uvicorn's access log duplicates our request log line.
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def quiet_http_clients() -> None:
+    """Keep the HTTP client libraries to warnings and worse.
+
+    For `keel chat`: its conversation shares the terminal with the log, and
+    httpx's `HTTP Request: …` line per call would interleave with it.
+    """
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _identity(

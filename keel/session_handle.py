@@ -33,12 +33,15 @@ class SessionRejected(Exception):
     Args:
         type: one of `keel.names.Rejections`: what to map it by, never the message.
         message: why, in words a caller may show.
+        details: what the refusal carries besides (an `ApprovalDecided` names the
+            decision that stands); empty when it carries nothing.
     """
 
-    def __init__(self, type: str, message: str) -> None:
+    def __init__(self, type: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.type = type
         self.message = message
+        self.details = details or {}
 
 
 class SessionHandle:
@@ -140,5 +143,7 @@ class SessionHandle:
             )
         except WorkflowUpdateFailedError as err:
             if isinstance(err.cause, ApplicationError) and err.cause.type:
-                raise SessionRejected(err.cause.type, err.cause.message) from err
+                details = err.cause.details
+                first = details[0] if details and isinstance(details[0], dict) else None
+                raise SessionRejected(err.cause.type, err.cause.message, first) from err
             raise

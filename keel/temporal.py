@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -21,8 +22,16 @@ TENANT_ATTR = SearchAttributeKey.for_keyword("KeelTenant")
 USER_ATTR = SearchAttributeKey.for_keyword("KeelUser")
 AGENT_ATTR = SearchAttributeKey.for_keyword("KeelAgent")
 TOPICS_ATTR = SearchAttributeKey.for_keyword_list("KeelTopics")
-SEARCH_ATTRIBUTES = (TENANT_ATTR, USER_ATTR, AGENT_ATTR, TOPICS_ATTR)
+PENDING_APPROVALS_ATTR = SearchAttributeKey.for_int("KeelPendingApprovals")
+"""How many approvals a session waits for: the approvals inbox lists sessions by it.
+Upserted by the workflow when the count changes (sessions of older builds never set it)."""
+SEARCH_ATTRIBUTES = (TENANT_ATTR, USER_ATTR, AGENT_ATTR, TOPICS_ATTR, PENDING_APPROVALS_ATTR)
 """Registered at start, so sessions can be filtered by them in the Temporal UI."""
+_CLI_TYPES = {
+    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
+    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST: "KeywordList",
+    IndexedValueType.INDEXED_VALUE_TYPE_INT: "Int",
+}
 
 log = get_logger(__name__)
 
@@ -56,6 +65,11 @@ async def ensure_search_attributes(client: Client) -> None:
             log.info("registered search attributes", names=sorted(missing))
     except RPCError as err:
         log.warning("could not register search attributes", error=err.message)
+
+
+def cli_type(key: SearchAttributeKey[Any]) -> str:
+    """A search attribute's type as the Temporal CLI names it (`--search-attribute N=T`)."""
+    return _CLI_TYPES[IndexedValueType.ValueType(key.indexed_value_type)]
 
 
 def workflow_ui_url(ui_base: str, namespace: str, workflow_id: str, run_id: str | None) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from keel.temporal import SEARCH_ATTRIBUTES, TOPICS_ATTR
+from keel.temporal import SEARCH_ATTRIBUTES, cli_type
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -133,9 +133,7 @@ def test_the_deploy_doc_creates_every_search_attribute() -> None:
     doc = (ROOT / "docs" / "deploy.md").read_text()
     command = next(b for b in _bash_blocks(doc) if "search-attribute create" in b)
     pairs = dict(re.findall(r"--name (\w+) --type (\w+)", command))
-    assert pairs == {
-        key.name: "KeywordList" if key is TOPICS_ATTR else "Keyword" for key in SEARCH_ATTRIBUTES
-    }
+    assert pairs == {key.name: cli_type(key) for key in SEARCH_ATTRIBUTES}
 
 
 def test_the_example_formations_name_their_tools_package() -> None:

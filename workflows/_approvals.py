@@ -63,8 +63,13 @@ class ApprovalGate:
                 type=Rejections.UNKNOWN_APPROVAL,
             )
         if approval.status != "pending":
+            # The decision that stands goes with the refusal, so a caller can say who
+            # decided. A validator's refusal is never recorded in history.
             raise ApplicationError(
                 f"approval {approval.id!r} was already decided: {approval.status}",
+                approval.model_dump(
+                    mode="json", include={"status", "decision", "decided_by", "reviewer"}
+                ),
                 type=Rejections.APPROVAL_DECIDED,
             )
         return approval

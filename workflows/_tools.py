@@ -90,6 +90,7 @@ class ToolRunner:
                         decided_by=approval.decided_by,
                         feedback=approval.feedback,
                         arguments=approval.revised_arguments,
+                        reviewer=approval.reviewer,
                     ),
                     turn.turn_id,
                 )

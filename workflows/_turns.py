@@ -26,12 +26,16 @@ with workflow.unsafe.imports_passed_through():
         TurnResult,
         TurnSummary,
     )
+    from keel.temporal import PENDING_APPROVALS_ATTR
 
 SUMMARY_PATCH = "keel-summary-memo-1"
 """Sessions started before this keep no summary in their memo."""
 MIRROR_ON_CHANGE_PATCH = "keel-mirror-on-change-1"
 """Sessions started before this upsert their memo after every turn. Each upsert costs the
 Temporal server about a third of its CPU per turn (docs/performance.md)."""
+PENDING_ATTR_PATCH = "keel-pending-approvals-attr-1"
+"""Sessions started before this never set `KeelPendingApprovals`: the approvals inbox
+(which lists sessions by it) leaves them out."""
 SYNC_FAILED_TURN_PATCH = "keel-sync-failed-turn-1"
 """Sessions started before this keep a failed turn's messages for the next model call."""
 TURNS_KEPT = 50
@@ -72,6 +76,8 @@ class TurnBook:
         """Messages from this seq on hold tokens `usage` does not count yet."""
         self._mirrored_queue: list[str] | None = None
         """The queued turns the memo lists; None until this run upserts it."""
+        self._mirrored_pending = 0
+        """`KeelPendingApprovals` as last upserted (a run starts with none pending)."""
         self._older: deque[str] = deque(maxlen=_carry.TURN_IDS_KEPT)
         self._older_set: set[str] = set()
         for turn_id in carried.turn_ids:
@@ -148,6 +154,18 @@ class TurnBook:
             queued_turns=queued[:TURNS_IN_SUMMARY],
         )
         workflow.upsert_memo({SUMMARY_MEMO: _within_limit(summary)})
+        self._mirror_pending_count(len(pending))
+
+    def _mirror_pending_count(self, count: int) -> None:
+        """Set `KeelPendingApprovals` when the count changed: the inbox finds sessions by it.
+
+        A search attribute rather than the memo: visibility filters on it, so the
+        inbox lists only sessions that wait, in one call whatever the tenant's size.
+        """
+        if count == self._mirrored_pending or not workflow.patched(PENDING_ATTR_PATCH):
+            return
+        self._mirrored_pending = count
+        workflow.upsert_search_attributes([PENDING_APPROVALS_ATTR.value_set(count)])
 
     async def sync(self, session: StartSessionInput, unsynced: list[Message]) -> list[Message]:
         """Write messages the store may lack; what is still unsynced after (all, on failure)."""

@@ -290,7 +290,9 @@ class SessionWorkflow:
         turn.status = "running"
         self._current = turn.turn_id
         workflow.set_current_details(f"turn {self._book.turn_count + 1}: running")
-        self._started = self._append(TurnStarted(agent=self._input.agent.name), turn.turn_id)
+        self._started = self._append(
+            TurnStarted(agent=self._input.agent.name, run_id=workflow.info().run_id), turn.turn_id
+        )
         try:
             await self._turn(turn, queued)
         except (ActivityError, TurnError, ApplicationError) as err:

@@ -9,6 +9,7 @@ from sse_starlette import EventSourceResponse
 from api import _sessions
 from api._idempotency import Idempotent
 from api._limits import check_message
+from api._tools import AgentToolList
 from api._turns import TurnRequest, send_claimed_turn
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
@@ -39,6 +40,18 @@ async def list_agents(state: State) -> AgentList:
 async def get_agent(name: AgentName, state: State) -> AgentOut:
     """One agent; 404 if the formation has none of that name."""
     return _out(_sessions.resolve_agent(state, name))
+
+
+@router.get("/{name}/tools", responses=problem_responses(404))
+async def get_agent_tools(name: AgentName, state: State) -> AgentToolList:
+    """The agent's tools with their arguments' JSON schemas (for editing revised arguments).
+
+    Schemas come from the tools themselves (Python tools, MCP servers listed from
+    this process), never from a session's history. An MCP server that cannot be
+    reached within a few seconds leaves its tools' `parameters` null and is named in
+    `warnings`; the answer is still 200.
+    """
+    return await state.tool_schemas.of(_sessions.resolve_agent(state, name))
 
 
 class RunAgent(BaseModel):

@@ -10,7 +10,7 @@ from api._idempotency import Idempotent
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import ApprovalId, JsonObject, SessionId
-from keel.approvals import Approval, ApprovalDecisionInput, Decision
+from keel.approvals import REVIEWER_MAX_LENGTH, Approval, ApprovalDecisionInput, Decision
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/approvals", tags=["approvals"])
 
@@ -47,6 +47,8 @@ class DecisionBody(BaseModel):
     decision: Decision
     feedback: str | None = Field(default=None, max_length=10_000)
     arguments: JsonObject | None = None
+    reviewer: str | None = Field(default=None, min_length=1, max_length=REVIEWER_MAX_LENGTH)
+    """Who decides, as the console's user typed it; by default the caller's `X-User-Id`."""
 
 
 @router.get("", responses=problem_responses(404))
@@ -69,9 +71,18 @@ async def decide(
     response: Response,
     idempotency: Idempotent,
 ) -> Approval:
-    """Approve, reject (feedback goes to the model) or revise (new arguments and/or feedback)."""
+    """Approve, reject (feedback goes to the model) or revise (new arguments and/or feedback).
+
+    A decision on an approval already decided answers 409 `approval-decided` with the
+    decision that stands: `approval_status`, `decision`, `decided_by` and `reviewer`.
+    """
+    reviewer = body.reviewer or (
+        caller.user_id[:REVIEWER_MAX_LENGTH] if caller.user_given else None
+    )
     try:
-        decision = ApprovalDecisionInput(approval_id=approval_id, **body.model_dump())
+        decision = ApprovalDecisionInput(
+            approval_id=approval_id, **body.model_dump(exclude={"reviewer"}), reviewer=reviewer
+        )
     except ValidationError as err:
         reasons = [str(e["msg"]).removeprefix("Value error, ") for e in err.errors()]
         raise Problem(422, "; ".join(reasons), type_="invalid-decision") from None

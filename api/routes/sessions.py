@@ -6,13 +6,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from api import _sessions
-from api._errors import temporal_errors
 from api._idempotency import Idempotent
-from api._page_tokens import PAGE_TOKEN_MAX_LENGTH, PAGE_TOKEN_PATTERN, page_not_found
-from api._shapes import chat_response, ended_turn, from_execution
+from api._page_tokens import PAGE_TOKEN_MAX_LENGTH, PAGE_TOKEN_PATTERN
+from api._shapes import chat_response, ended_turn, list_items
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import (
@@ -27,10 +25,9 @@ from api.schemas import (
     UserIdQuery,
 )
 from keel.messages import Message
-from keel.names import SESSION_WORKFLOW
 from keel.session import TurnStatus
 from keel.store import MAX_SEQ
-from keel.temporal import AGENT_ATTR, TENANT_ATTR, USER_ATTR
+from keel.temporal import AGENT_ATTR
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -80,31 +77,17 @@ async def list_sessions(
     A `page_token` this API did not issue for the same filters, or one Temporal
     no longer knows, names no page: 404 `page-not-found`.
     """
-    user = caller.user_filter(user_id)
-    clauses = [f"WorkflowType = '{SESSION_WORKFLOW}'", f"{TENANT_ATTR.name} = '{caller.tenant}'"]
-    if user:
-        clauses.append(f"{USER_ATTR.name} = '{user}'")
+    clauses = []
     if agent:
         clauses.append(f"{AGENT_ATTR.name} = '{agent}'")
     if status_ == "active":
         clauses.append("ExecutionStatus = 'Running'")
     elif status_ == "closed":
         clauses.append("ExecutionStatus != 'Running'")
-    query = " AND ".join(clauses)
-    token = state.page_tokens.open(page_token, query) if page_token else None
-    try:
-        with temporal_errors():
-            pages = client.list_workflows(query, page_size=limit, next_page_token=token)
-            await pages.fetch_next_page()
-    except RPCError as err:
-        if err.status != RPCStatusCode.INVALID_ARGUMENT:
-            raise
-        raise page_not_found() from None
-    sessions = [await from_execution(state, e) for e in pages.current_page or []]
-    next_token = pages.next_page_token
+    query = _sessions.sessions_query(caller, caller.user_filter(user_id), *clauses)
+    page = await _sessions.visibility_page(state, client, query, limit=limit, token=page_token)
     return SessionPage(
-        sessions=sessions,
-        next_page_token=state.page_tokens.issue(next_token, query) if next_token else None,
+        sessions=await list_items(state, page.executions), next_page_token=page.next_page_token
     )
 
 

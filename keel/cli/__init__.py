@@ -16,7 +16,7 @@ from keel import __version__
 from keel.cli._keys import add_keys_parser, open_bind_refusal, run_keys
 from keel.formation import Formation, FormationError, FormationProblem, load_formation
 from keel.keys import KeyConfigError, load_keys
-from keel.logging import configure_logging, get_logger
+from keel.logging import configure_logging, get_logger, quiet_http_clients
 from keel.settings import Settings
 from keel.tools import BUILTIN_TOOLS, load_python_tools
 
@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     if args.command == "chat":
         from keel.cli._chat import run_chat
+
+        quiet_http_clients()
 
         return run_chat(
             args.url,

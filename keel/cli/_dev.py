@@ -63,6 +63,7 @@ def _banner(settings: Settings, args: argparse.Namespace) -> None:
     lines = [
         "",
         f"  Keel API      {api}   (OpenAPI: {api}/docs)",
+        f"  Console       {api}/console",
         f"  Temporal UI   {settings.temporal_ui_url}",
         f"  Temporal      {settings.temporal_address}   data: {settings.resolved_data_dir}",
         "",

@@ -48,6 +48,13 @@ class TranscriptStore(Protocol):
         """The tokens of the model calls whose answers have `seq >= from_seq`, summed."""
         ...
 
+    async def last_activity(self, sessions: Sequence[str]) -> dict[str, datetime]:
+        """When each session's latest message was written; sessions with none are left out.
+
+        One query for all of them (a page of the session list), by the key's latest seq.
+        """
+        ...
+
     async def register_session(
         self, session: str, *, tenant: str, user_id: str, formation: str
     ) -> None:

@@ -184,6 +184,17 @@ class PostgresTranscriptStore:
         )
         return Usage(prompt_tokens=row["prompt"], completion_tokens=row["completion"])
 
+    async def last_activity(self, sessions: Sequence[str]) -> dict[str, datetime]:
+        if not sessions:
+            return {}
+        rows = await self._fetch(
+            "SELECT session, created_at FROM messages WHERE (session, seq) IN"
+            " (SELECT session, max(seq) FROM messages WHERE session = ANY($1::text[])"
+            " GROUP BY session)",
+            list(sessions),
+        )
+        return {row["session"]: row["created_at"] for row in rows}
+
     async def register_session(
         self, session: str, *, tenant: str, user_id: str, formation: str
     ) -> None:

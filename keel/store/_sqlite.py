@@ -177,6 +177,18 @@ class SqliteTranscriptStore:
         )
         return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
+    async def last_activity(self, sessions: Sequence[str]) -> dict[str, datetime]:
+        if not sessions:
+            return {}
+        marks = ", ".join("?" * len(sessions))
+        rows = await self._run(
+            "SELECT session, created_at FROM messages WHERE (session, seq) IN"
+            f" (SELECT session, max(seq) FROM messages WHERE session IN ({marks})"
+            " GROUP BY session)",
+            list(sessions),
+        )
+        return {session: datetime.fromisoformat(at) for session, at in rows}
+
     async def register_session(
         self, session: str, *, tenant: str, user_id: str, formation: str
     ) -> None:

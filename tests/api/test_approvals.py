@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from keel.formation import Formation, formation_from_data
+from tests.api.live import read_events
 
 
 @pytest.fixture
@@ -36,6 +37,12 @@ async def _waiting(api: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, An
     raise AssertionError("no approval was requested")
 
 
+async def _events(api: httpx.AsyncClient, session_id: str, turn_id: str) -> list[dict[str, Any]]:
+    """A turn's events, as the SSE stream sends them (it ends after the turn)."""
+    url = f"/v1/sessions/{session_id}/events?turn_id={turn_id}"
+    return [e.json() for e in await read_events(api, "GET", url)]
+
+
 async def _turn(api: httpx.AsyncClient, url: str) -> dict[str, Any]:
     for _ in range(200):
         turn = (await api.get(url)).json()
@@ -59,12 +66,38 @@ async def test_a_pending_approval_is_listed_then_decided(api: httpx.AsyncClient)
     assert [a["id"] for a in session["pending_approvals"]] == [approval["id"]]
 
     url = f"/v1/sessions/{accepted['session_id']}/approvals/{approval['id']}"
-    decided = await api.post(url, json={"decision": "reject", "feedback": "no"})
+    decided = await api.post(url, json={"decision": "reject", "feedback": "no", "reviewer": "ann"})
     assert decided.status_code == 200 and decided.json()["status"] == "rejected"
-    again = await api.post(url, json={"decision": "approve"})
+    assert decided.json()["reviewer"] == "ann"
+    again = await api.post(url, json={"decision": "approve", "reviewer": "bob"})
     assert again.status_code == 409
-    assert again.json()["type"] == "/problems/approval-decided"
+    assert again.headers["content-type"] == "application/problem+json"
+    problem = again.json()
+    assert problem["type"] == "/problems/approval-decided" and problem["status"] == 409
+    assert {k: problem[k] for k in ("approval_status", "decision", "decided_by", "reviewer")} == {
+        "approval_status": "rejected",
+        "decision": "reject",
+        "decided_by": "update",
+        "reviewer": "ann",
+    }
     assert (await _turn(api, accepted["url"]))["status"] == "completed"
+    events = await _events(api, accepted["session_id"], accepted["turn_id"])
+    decided_event = next(e for e in events if e["type"] == "approval.decided")
+    assert decided_event["reviewer"] == "ann"
+    started = next(e for e in events if e["type"] == "turn.started")
+    session = (await api.get(f"/v1/sessions/{accepted['session_id']}")).json()
+    assert started["run_id"] == session["run_id"]
+
+
+async def test_the_reviewer_defaults_to_the_callers_user(api: httpx.AsyncClient) -> None:
+    api.headers["X-User-Id"] = "carol"
+    accepted, approval = await _waiting(api)
+    url = f"/v1/sessions/{accepted['session_id']}/approvals/{approval['id']}"
+    decided = await api.post(url, json={"decision": "approve"})
+    assert decided.status_code == 200 and decided.json()["reviewer"] == "carol"
+    too_long = await api.post(url, json={"decision": "approve", "reviewer": "x" * 129})
+    assert too_long.status_code == 422
+    await _turn(api, accepted["url"])
 
 
 @pytest.mark.parametrize(

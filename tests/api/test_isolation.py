@@ -106,3 +106,23 @@ async def test_oversized_revised_arguments_are_refused(api: httpx.AsyncClient) -
     await api.post(
         f"/v1/sessions/{session}/approvals/{approval}", json={"decision": "approve"}, headers=ANN
     )
+
+
+async def test_the_approvals_inbox_of_a_client_key_holds_its_users_alone(
+    api: httpx.AsyncClient,
+) -> None:
+    session, approval = await _ann_waiting_for_approval(api)
+    for _ in range(100):
+        anns = (await api.get("/v1/approvals", headers=ANN)).json()["approvals"]
+        if any(a["session_id"] == session for a in anns):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("Ann's approval never reached her inbox")
+    assert {a["user_id"] for a in anns} == {"ann"}
+    bobs = (await api.get("/v1/approvals", headers=BOB)).json()["approvals"]
+    assert all(a["user_id"] == "bob" for a in bobs)
+    assert session not in {a["session_id"] for a in bobs}
+    await api.post(
+        f"/v1/sessions/{session}/approvals/{approval}", json={"decision": "approve"}, headers=ANN
+    )

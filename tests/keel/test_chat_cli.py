@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 
@@ -85,10 +86,14 @@ async def test_the_command_line_runs_it(live: LiveApi) -> None:
         "ann",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "KEEL_LOG_LEVEL": "info"},
     )
-    out, _ = await asyncio.wait_for(process.communicate(b"from a terminal\n"), 30)
+    out, err = await asyncio.wait_for(process.communicate(b"from a terminal\n"), 30)
     assert process.returncode == 0
     assert "assistant> echo: from a terminal\n" in out.decode()
+    # httpx logs every request at INFO: none of it may interleave with the conversation.
+    assert "HTTP Request:" not in out.decode() + err.decode()
 
 
 def _event(kind: str, **data: object) -> SseEvent:

@@ -225,3 +225,14 @@ def test_keel_dev_serves_chat_and_keeps_sessions_across_a_restart(dev: _Dev) -> 
         assert again.json()["message"]["content"] == "echo: still here?"
     finally:
         _stop(process)
+
+
+def test_the_dev_banner_names_the_console(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from argparse import Namespace
+
+    from keel.cli._dev import _banner
+
+    _banner(settings, Namespace(host="127.0.0.1", port=8123))
+    assert "  Console       http://127.0.0.1:8123/console\n" in capsys.readouterr().out

@@ -77,6 +77,18 @@ async def test_usage_sums_the_answers_tokens_from_a_seq_on(any_store: Transcript
     assert await any_store.usage("nobody") == Usage()
 
 
+async def test_last_activity_is_the_latest_message_of_each_session(
+    any_store: TranscriptStore,
+) -> None:
+    later = NOW + timedelta(minutes=5)
+    await any_store.upsert("s", [_message(0), _message(1)])
+    await any_store.upsert("s", [_message(2).model_copy(update={"created_at": later})])
+    await any_store.upsert("other", [_message(0)])
+
+    assert await any_store.last_activity(["s", "other", "empty"]) == {"s": later, "other": NOW}
+    assert await any_store.last_activity([]) == {}
+
+
 async def test_summaries_keep_the_one_covering_most(any_store: TranscriptStore) -> None:
     assert await any_store.latest_summary("s") is None
     await any_store.save_summary("s", Summary(upto_seq=10, content="early", created_at=NOW))

@@ -61,6 +61,7 @@ KEPT = {
     "2026-12-02-hardened-ca772f9": HARDENED,
     "2026-12-03-perf-446d4ef": HARDENED,
     "2026-12-04-mirror-9c0f448": HARDENED,
+    "2026-12-04-console-api-39f2fc9": HARDENED,
 }
 """Each committed corpus, oldest first, and the files it must keep. Never remove one:
 add a new corpus here with its files (those of the newest one, and any new path)."""
