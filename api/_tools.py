@@ -8,15 +8,18 @@ servers, each with a short time limit so an unreachable server never holds a req
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import mcp.types as mt
 from mcp import MCPError
 from pydantic import BaseModel, Field
 
-from activities import McpPool, McpUnavailable
 from keel.formation import AgentConfig, Formation, FormationError
 from keel.logging import get_logger
 from keel.tools import PythonTool, load_python_tools
+
+if TYPE_CHECKING:
+    from activities import McpPool
 
 log = get_logger(__name__)
 
@@ -52,7 +55,7 @@ class ToolSchemas:
 
     def __init__(self, formation: Formation) -> None:
         self._formation = formation
-        self._pool = McpPool(formation.mcp_servers, connect_timeout_s=MCP_LIST_TIMEOUT_S)
+        self._pool: McpPool | None = None
         self._python: dict[str, PythonTool] | None = None
         self._python_problem: str | None = None
 
@@ -90,7 +93,17 @@ class ToolSchemas:
 
     async def aclose(self) -> None:
         """Stop the MCP sessions this API opened."""
-        await self._pool.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    def _mcp_pool(self) -> McpPool:
+        # Imported on the first listing: `activities` brings in every provider SDK,
+        # seconds of an API's start that most of its processes never need.
+        from activities import McpPool
+
+        if self._pool is None:
+            self._pool = McpPool(self._formation.mcp_servers, connect_timeout_s=MCP_LIST_TIMEOUT_S)
+        return self._pool
 
     def _python_tools(self) -> dict[str, PythonTool]:
         if self._python is None:
@@ -103,11 +116,13 @@ class ToolSchemas:
 
     async def _list(self, server: str) -> dict[str, mt.Tool] | None:
         """The server's tools by name; None when it cannot be reached in time."""
-        if server not in self._pool.configs:
+        from activities import McpUnavailable
+
+        if server not in {s.name for s in self._formation.mcp_servers}:
             return None
         try:
             async with asyncio.timeout(MCP_LIST_TIMEOUT_S):
-                return {t.name: t for t in await self._pool.list_tools(server)}
+                return {t.name: t for t in await self._mcp_pool().list_tools(server)}
         except (TimeoutError, McpUnavailable, MCPError) as err:
             log.warning("MCP tools not listed", server=server, error=str(err))
             return None

@@ -20,8 +20,11 @@ async def api(
     client: Client, settings: Settings, formation: Formation, store: TranscriptStore
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, formation, client=client, store=store)
+    # The app's lifespan too (ASGITransport runs none): it stops what the app started,
+    # such as the MCP servers it lists tools from.
     async with (
         running_workers(client, settings, formation, store),
+        app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://keel") as http,
     ):
         yield http
