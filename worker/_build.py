@@ -95,15 +95,15 @@ def build_workers(
     workers = []
     for queue in dict.fromkeys(queues):
         if queue == settings.sessions_task_queue:
-            # The workflows and their model calls on one queue: a call scheduled by a
-            # workflow task starts eagerly, in the same worker, with no matching.
+            # The workflows, their model calls and tool calls on one queue: a call
+            # scheduled by a workflow task starts eagerly, in the same worker, with no matching.
             workers.append(
                 Worker(
                     client,
                     task_queue=queue,
                     workflows=[SessionWorkflow],
                     workflow_runner=session_sandbox(),
-                    activities=model_activities,
+                    activities=[*model_activities, tools.call_tool],
                     max_cached_workflows=settings.max_cached_sessions,
                     **every_worker,
                 )
@@ -113,8 +113,8 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=queue,
-                    # Model calls too: those that sessions scheduled here before they
-                    # moved to the session's own queue.
+                    # Model and tool calls too: those that sessions scheduled here before
+                    # they moved to the session's own queue.
                     activities=[
                         *model_activities,
                         llm.seed_transcript,

@@ -34,6 +34,9 @@ Publish = Callable[["EventPayload", "str | None"], None]
 """The workflow's `_publish`: a step event and the turn it belongs to."""
 GLIMPSE_CHARS = 200
 """How much of a tool result its `tool.result` event shows."""
+TOOLS_ON_SESSION_QUEUE_PATCH = "keel-tools-on-session-queue-1"
+"""Tool calls run on the session's own queue, so they start eagerly as model calls do;
+sessions that scheduled them on `keel-activities` before replay that way."""
 
 
 class ToolRunner:
@@ -156,13 +159,20 @@ class ToolRunner:
                 ),
                 CallToolResult,
                 _options.TOOL,
-                task_queue=self._input.activities_task_queue,
+                task_queue=self._tool_queue(),
                 summary=f"tool {call.name}",
             )
         except ActivityError as err:
             # A tool that times out or keeps failing is the model's problem
             # to work around, not a reason to fail the turn.
             return CallToolResult(content=f"tool failed: {error_text(err)}", is_error=True)
+
+    def _tool_queue(self) -> str:
+        """The session's own queue: the worker completing the workflow task that schedules
+        the call takes it in the reply, with no matching (every worker loads the tools)."""
+        if workflow.patched(TOOLS_ON_SESSION_QUEUE_PATCH):
+            return workflow.info().task_queue
+        return self._input.activities_task_queue
 
 
 def error_text(err: ActivityError) -> str:
