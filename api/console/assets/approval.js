@@ -196,6 +196,7 @@ export function approvalCard(approval, { sessionId, agent, user, showSession = f
     const name = await reviewerName();
     if (!name) return;
     body.reviewer = name;
+    card.dataset.sending = "true";
     for (const button of card.querySelectorAll("button")) button.disabled = true;
     try {
       const decided = await post(`/v1/sessions/${seg(sessionId)}/approvals/${seg(approval.id)}`, body);
@@ -217,9 +218,17 @@ export function approvalCard(approval, { sessionId, agent, user, showSession = f
   function finish(message, kind) {
     buttons.remove();
     form.remove();
+    card.classList.remove("done", "taken");
     card.classList.add(kind);
     status.textContent = message;
   }
+
+  // The stream says it was decided (here, or by someone else): no more buttons.
+  card.addEventListener("keel:decided", (event) => {
+    if (status.textContent) return; // our own answer says more
+    const { decision, reviewer: who } = /** @type {CustomEvent} */ (event).detail;
+    finish(`${capital(DONE[decision] || "decided")}${who ? ` by ${who}` : ""}.`, "taken");
+  });
 
   return card;
 }

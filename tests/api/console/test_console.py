@@ -56,3 +56,107 @@ async def test_send_a_message_and_see_the_streamed_answer(
     await expect(page.locator(".step.turn-completed")).to_contain_text("out tokens")
     await screenshot(page, tmp_path, "console-session", docs=True)
     assert errors_of(page.context) == []
+
+
+async def _gated_call(page: Page, invoice: int = 7) -> None:
+    await _start_session(page, "clerk")
+    await _send(page, f'[[call lookup {{"invoice": {invoice}}}]]')
+    await expect(page.locator(".pending-approvals .approval")).to_have_count(1)
+
+
+async def test_approve_a_gated_tool_call_and_see_its_result(
+    console: Console, tmp_path: Path
+) -> None:
+    page = await console.page(reviewer=None)
+    await _gated_call(page)
+    card = page.locator(".pending-approvals .approval")
+    await expect(card).to_contain_text('"invoice": 7')
+    await expect(page.locator(".turn .pill")).to_have_text("awaiting approval")
+    await screenshot(page, tmp_path, "console-approval", docs=True)
+    await card.get_by_role("button", name="Approve").click()
+    # The reviewer's name is asked once, then kept.
+    await page.get_by_label("Reviewer name").fill("Ann")
+    await page.get_by_role("button", name="Continue").click()
+    await expect(card.locator(".outcome")).to_have_text(re.compile(r"^Approved by"))
+    await expect(page.locator(".step.tool-result")).to_contain_text("invoice 7: 40 EUR")
+    await expect(page.locator(".message.assistant .text")).to_have_text(
+        "tool results: lookup -> invoice 7: 40 EUR"
+    )
+    assert await page.evaluate("localStorage.getItem('keel.reviewer')") == "Ann"
+    await screenshot(page, tmp_path, "approved")
+
+
+async def test_reject_with_feedback(console: Console, tmp_path: Path) -> None:
+    page = await console.page()
+    await _gated_call(page)
+    card = page.locator(".pending-approvals .approval")
+    await card.get_by_role("button", name="Reject…").click()
+    await card.get_by_label("Feedback for the model").fill("not this invoice")
+    await card.get_by_role("button", name="Send rejection").click()
+    decided = page.locator(".step.approval-decided")
+    await expect(decided).to_contain_text("reject")
+    await expect(decided).to_contain_text("Feedback: not this invoice")
+    await expect(page.locator(".step.turn-completed")).to_have_count(1)
+    await expect(page.locator(".step.tool-result")).to_contain_text("rejected")
+    await screenshot(page, tmp_path, "rejected")
+
+
+async def test_revise_shows_the_422_inline_then_runs_good_arguments(
+    console: Console, tmp_path: Path
+) -> None:
+    page = await console.page()
+    await _gated_call(page)
+    card = page.locator(".pending-approvals .approval")
+    await card.get_by_role("button", name="Revise…").click()
+    editor = card.get_by_label("Arguments (JSON)")
+    await editor.fill('{"invoice": ')
+    await card.get_by_role("button", name="Send revision").click()
+    await expect(card.get_by_role("alert")).to_contain_text("Not valid JSON")
+    await editor.fill('{"invoice": "seven"}')
+    await card.get_by_role("button", name="Send revision").click()
+    problem = card.get_by_role("alert")
+    await expect(problem).to_contain_text("invoice")
+    await expect(editor).to_have_attribute("aria-invalid", "true")
+    await screenshot(page, tmp_path, "revise-422")
+    await editor.fill('{"invoice": 8}')
+    await card.get_by_role("button", name="Send revision").click()
+    await expect(card.locator(".outcome")).to_have_text(re.compile(r"^Revised by"))
+    await expect(page.locator(".step.tool-result")).to_contain_text("invoice 8: 40 EUR")
+    await screenshot(page, tmp_path, "revised")
+
+
+async def test_a_reload_mid_stream_shows_each_step_exactly_once(
+    console: Console, tmp_path: Path
+) -> None:
+    page = await console.page()
+    session_id = await _start_session(page, "assistant")
+    text = " ".join(f"token{i}" for i in range(120))
+    console.llm.enqueue_reply("", [{"name": "search", "arguments": {"query": "keel"}}])
+    console.llm.enqueue_reply(text)
+    resumes: list[str | None] = []
+    page.on(
+        "request",
+        lambda r: resumes.append(r.headers.get("last-event-id"))
+        if r.url.endswith(f"/v1/sessions/{session_id}/events")
+        else None,
+    )
+    await _send(page, "search for keel")
+    await expect(page.locator(".message.typing .text")).to_contain_text("token3")
+    await page.reload()
+    await expect(page.locator(".message.assistant:not(.typing) .text")).to_have_text(text)
+    for kind in ("turn.started", "tool.call", "tool.result", "message.completed", "turn.completed"):
+        await expect(page.locator(f'.step[data-type="{kind}"]')).to_have_count(1)
+    await expect(page.locator(".message.user")).to_have_count(1)
+    await expect(page.locator(".message.assistant")).to_have_count(1)
+    assert resumes and all(r is not None for r in resumes), resumes  # resumed after its last id
+
+    # A dropped network: "Reconnecting…", then the stream comes back by itself.
+    status = page.locator(".stream-status")
+    await page.context.set_offline(True)
+    await expect(status).to_have_text("Reconnecting…")
+    await page.context.set_offline(False)
+    await expect(status).to_have_text("Live", timeout=10_000)
+    await _send(page, "again")
+    await expect(page.locator(".message.assistant")).to_have_count(2)
+    await expect(page.locator('.step[data-type="tool.result"]')).to_have_count(1)
+    await screenshot(page, tmp_path, "resumed")

@@ -140,20 +140,24 @@ function show(main, heading, session) {
   function addCard(approval) {
     if (cards.has(approval.id)) return;
     const card = approvalCard(approval, { sessionId: id, agent: session.agent, onDecided: () => {} });
+    card.dataset.shownAt = String(Date.now());
     cards.set(approval.id, card);
     pendingList.append(card);
     pending.hidden = false;
   }
 
-  function dropCard(approvalId) {
-    const card = cards.get(approvalId);
+  function dropCard(decided, live) {
+    const card = cards.get(decided.approval_id);
     if (!card) return;
-    cards.delete(approvalId);
-    // A card that shows its outcome stays a moment, so the reviewer reads it.
+    cards.delete(decided.approval_id);
+    card.dispatchEvent(new CustomEvent("keel:decided", { detail: decided }));
+    // A card decided while someone looks at it shows the outcome a moment; one the stream
+    // replays (decided long ago) goes at once.
+    const fresh = Date.now() - Number(card.dataset.shownAt) < 1000 && !card.dataset.sending;
     window.setTimeout(() => {
       card.remove();
       pending.hidden = cards.size === 0;
-    }, card.querySelector(".outcome")?.textContent ? 4000 : 0);
+    }, live && !fresh ? 4000 : 0);
   }
 
   function onDelta(data) {
@@ -198,7 +202,7 @@ function show(main, heading, session) {
       addCard({ id: data.approval_id, tool: data.tool, arguments: data.arguments, requested_at: data.ts, expires_at: data.expires_at });
       if (live) notify(`${data.tool} waits for your approval.`);
     } else if (type === "approval.decided") {
-      dropCard(data.approval_id);
+      dropCard(data, live);
     }
   }
 
