@@ -1,4 +1,4 @@
-// Building DOM nodes without innerHTML: every text the API sends is set as text, never parsed.
+// Building DOM nodes from data, never from markup strings: every text the API sends is set as text, never parsed.
 
 /**
  * Create an element.

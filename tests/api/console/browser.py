@@ -92,9 +92,11 @@ class Console:
         page.on("pageerror", lambda err: errors.append(str(err)))
         page.on(
             "console",
-            lambda msg: errors.append(msg.text)
-            if msg.type == "error" and "Content Security Policy" in msg.text
-            else None,
+            lambda msg: (
+                errors.append(msg.text)
+                if msg.type == "error" and "Content Security Policy" in msg.text
+                else None
+            ),
         )
         context.keel_errors = errors  # type: ignore[attr-defined]
         return page

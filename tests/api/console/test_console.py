@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Page, expect
 from temporalio.testing import WorkflowEnvironment
 
-from tests.api.console.browser import CHROMIUM, Console, errors_of, running_console, screenshot
+from tests.api.console.browser import (
+    ADMIN,
+    CHROMIUM,
+    CLIENT,
+    Console,
+    errors_of,
+    running_console,
+    screenshot,
+)
 
 pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"
+    ),
     pytest.mark.timeout(120),
 ]
 
@@ -41,9 +53,7 @@ async def _send(page: Page, text: str) -> None:
     await box.press("Enter")
 
 
-async def test_send_a_message_and_see_the_streamed_answer(
-    console: Console, tmp_path: Path
-) -> None:
+async def test_send_a_message_and_see_the_streamed_answer(console: Console, tmp_path: Path) -> None:
     page = await console.page()
     await _start_session(page, "assistant")
     words = " ".join(f"word{i}" for i in range(40))
@@ -136,9 +146,11 @@ async def test_a_reload_mid_stream_shows_each_step_exactly_once(
     resumes: list[str | None] = []
     page.on(
         "request",
-        lambda r: resumes.append(r.headers.get("last-event-id"))
-        if r.url.endswith(f"/v1/sessions/{session_id}/events")
-        else None,
+        lambda r: (
+            resumes.append(r.headers.get("last-event-id"))
+            if r.url.endswith(f"/v1/sessions/{session_id}/events")
+            else None
+        ),
     )
     await _send(page, "search for keel")
     await expect(page.locator(".message.typing .text")).to_contain_text("token3")
@@ -160,3 +172,139 @@ async def test_a_reload_mid_stream_shows_each_step_exactly_once(
     await expect(page.locator(".message.assistant")).to_have_count(2)
     await expect(page.locator('.step[data-type="tool.result"]')).to_have_count(1)
     await screenshot(page, tmp_path, "resumed")
+
+
+async def _session_with_approval(console: Console, user: str) -> tuple[str, dict[str, Any]]:
+    """A clerk session of `user` whose lookup waits for a decision, started over HTTP."""
+    accepted = await console.http.post(
+        "/v1/chat",
+        json={"message": '[[call lookup {"invoice": 9}]]', "agent": "clerk", "mode": "async"},
+        headers={"X-User-Id": user},
+    )
+    assert accepted.status_code == 202, accepted.text
+    session_id = accepted.json()["session_id"]
+    for _ in range(100):
+        listed = (await console.http.get(f"/v1/sessions/{session_id}/approvals")).json()
+        if listed["approvals"]:
+            return session_id, listed["approvals"][0]
+        await asyncio.sleep(0.05)
+    raise AssertionError("no approval was requested")
+
+
+async def test_a_second_reviewer_sees_who_decided_first(console: Console, tmp_path: Path) -> None:
+    session_id, approval = await _session_with_approval(console, "carol")
+    page = await console.page(reviewer="Bob")
+    await page.goto("/console/approvals")
+    card = page.locator(f'.approval[data-approval-id="{approval["id"]}"]')
+    await expect(card).to_contain_text("lookup")
+    await expect(card.get_by_role("link")).to_have_attribute(
+        "href", f"/console/sessions/{session_id}"
+    )
+    await screenshot(page, tmp_path, "console-inbox", docs=True)
+    first = await console.http.post(
+        f"/v1/sessions/{session_id}/approvals/{approval['id']}",
+        json={"decision": "approve", "reviewer": "Ann"},
+    )
+    assert first.status_code == 200, first.text
+    await card.get_by_role("button", name="Approve").click()
+    await expect(card.locator(".outcome")).to_have_text("Already approved by Ann.")
+    await expect(card.get_by_role("button")).to_have_count(0)
+    await screenshot(page, tmp_path, "second-reviewer")
+
+
+async def test_a_client_key_sees_only_its_users_sessions(console: Console, tmp_path: Path) -> None:
+    ann, _ = await _session_with_approval(console, "ann")
+    bob, _ = await _session_with_approval(console, "bob")
+    page = await console.page(key=None)
+    keys: list[str | None] = []
+    page.on(
+        "request",
+        lambda r: keys.append(r.headers.get("authorization")) if "/v1/" in r.url else None,
+    )
+    await page.goto("/console/sessions")
+    await page.get_by_label("API key").fill(CLIENT)
+    await page.get_by_role("button", name="Continue").click()
+    await page.get_by_label("User id").fill("ann")
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.locator("#identity")).to_have_text("user ann · key set")
+    row = page.locator(f'tr[data-session-id="{ann}"]')
+    for _ in range(50):  # Temporal's visibility store lists a new session within moments
+        if await row.count():
+            break
+        await page.get_by_role("button", name="Refresh").click()
+        await asyncio.sleep(0.1)
+    await expect(row).to_contain_text("ann")
+    await expect(page.locator("tbody tr")).not_to_have_count(0)
+    for user in await page.locator('td[data-label="User"]').all_inner_texts():
+        assert user == "ann"
+    await expect(page.locator(f'tr[data-session-id="{bob}"]')).to_have_count(0)
+    assert f"Bearer {CLIENT}" in keys and ADMIN not in str(keys)
+    assert CLIENT not in page.url
+    await screenshot(page, tmp_path, "client-key")
+
+
+async def test_sessions_list_filters_and_shows_pending_approvals(
+    console: Console, tmp_path: Path
+) -> None:
+    session_id, _ = await _session_with_approval(console, "dora")
+    page = await console.page()
+    await page.goto("/console/sessions?user_id=dora")
+    row = page.locator(f'tr[data-session-id="{session_id}"]')
+    for _ in range(50):
+        if await row.count():
+            break
+        await page.get_by_role("button", name="Refresh").click()
+        await asyncio.sleep(0.1)
+    await expect(row.locator('td[data-label="Agent"]')).to_have_text("clerk")
+    await expect(row.locator(".badge")).to_contain_text("1")
+    await page.get_by_label("Status").select_option("closed")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page).to_have_url(re.compile(r"status=closed"))
+    await expect(row).to_have_count(0)
+    await page.get_by_label("Status").select_option("")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(row).to_have_count(1)
+    await screenshot(page, tmp_path, "console-sessions", docs=True)
+
+
+async def test_agents_and_triggers_pages(console: Console, tmp_path: Path) -> None:
+    page = await console.page()
+    await page.goto("/console/agents")
+    clerk = page.locator('tr[data-agent="clerk"]')
+    await expect(clerk).to_contain_text("scripted")
+    await expect(clerk).to_contain_text("lookup")
+    await expect(page.locator('tr[data-agent="assistant"]')).to_contain_text("search")
+    await screenshot(page, tmp_path, "console-agents", docs=True)
+    await page.get_by_role("link", name="Triggers").click()
+    trigger = page.locator('[data-trigger="new-ticket"]')
+    data = trigger.get_by_label("Data (JSON)")
+    await trigger.get_by_role("button", name="Fire new-ticket").click()
+    await expect(trigger.get_by_role("status")).to_contain_text("data.title")
+    await data.fill('{"title": "Printer on fire"}')
+    await trigger.get_by_role("button", name="Fire new-ticket").click()
+    await expect(trigger.get_by_role("status")).to_contain_text("Fired")
+    await trigger.get_by_role("link").click()
+    await expect(page.locator(".message.user .text")).to_have_text("New ticket: Printer on fire")
+    await screenshot(page, tmp_path, "triggers")
+
+
+async def test_the_console_is_usable_at_360_px(console: Console, tmp_path: Path) -> None:
+    page = await console.page(width=360)
+    await _gated_call(page)
+    conversation = await page.locator(".conversation").bounding_box()
+    steps = await page.locator(".timeline").bounding_box()
+    assert conversation and steps and steps["y"] >= conversation["y"] + conversation["height"]
+    wide = await page.evaluate(
+        """[...document.querySelectorAll('body *')]
+             .filter(e => e.getBoundingClientRect().right > 361)
+             .map(e => `${e.tagName}.${e.className} ${e.getBoundingClientRect().right}`)"""
+    )
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 360, wide
+    # Keyboard only: the approval's buttons are reached with Tab, and focus is visible.
+    approve = page.locator(".pending-approvals").get_by_role("button", name="Approve")
+    await approve.focus()
+    outline = await approve.evaluate("el => getComputedStyle(el).outlineStyle")
+    assert outline == "solid"
+    await screenshot(page, tmp_path, "console-mobile", docs=True)
+    await approve.press("Enter")
+    await expect(page.locator(".step.tool-result")).to_contain_text("invoice 7")
