@@ -256,6 +256,7 @@ async def test_sessions_list_filters_and_shows_pending_approvals(
         await page.get_by_role("button", name="Refresh").click()
         await asyncio.sleep(0.1)
     await expect(row.locator('td[data-label="Agent"]')).to_have_text("clerk")
+    await screenshot(page, tmp_path, "console-sessions", docs=True)
     await expect(row.locator(".badge")).to_contain_text("1")
     await page.get_by_label("Status").select_option("closed")
     await page.get_by_role("button", name="Filter").click()
@@ -264,7 +265,7 @@ async def test_sessions_list_filters_and_shows_pending_approvals(
     await page.get_by_label("Status").select_option("")
     await page.get_by_role("button", name="Filter").click()
     await expect(row).to_have_count(1)
-    await screenshot(page, tmp_path, "console-sessions", docs=True)
+    await screenshot(page, tmp_path, "filtered")
 
 
 async def test_agents_and_triggers_pages(console: Console, tmp_path: Path) -> None:
