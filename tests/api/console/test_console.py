@@ -40,7 +40,7 @@ async def console(
 
 async def _start_session(page: Page, agent: str) -> str:
     await page.goto("/console/sessions")
-    await page.get_by_label("Agent", exact=True).first.select_option(agent)
+    await page.get_by_label("New session with").select_option(agent)
     await page.get_by_role("button", name="Start a session").click()
     await expect(page).to_have_url(re.compile(r"/console/sessions/[^/]+$"))
     await expect(page.locator(".stream-status")).to_have_text("Live")
@@ -57,6 +57,10 @@ async def test_send_a_message_and_see_the_streamed_answer(console: Console, tmp_
     page = await console.page()
     await _start_session(page, "assistant")
     words = " ".join(f"word{i}" for i in range(40))
+    box = page.get_by_label("Message", exact=True)
+    await box.fill("a first line")
+    await box.press("Shift+Enter")  # a new line, not a send
+    await expect(box).to_have_value("a first line\n")
     await _send(page, words)
     typing = page.locator(".message.typing .text")
     await expect(typing).to_contain_text("fake: word0")
@@ -64,6 +68,8 @@ async def test_send_a_message_and_see_the_streamed_answer(console: Console, tmp_
     await expect(answer).to_have_text(f"fake: {words}")
     await expect(page.locator(".message.user .text")).to_have_text(words)
     await expect(page.locator(".step.turn-completed")).to_contain_text("out tokens")
+    temporal = page.locator(".turn .temporal")
+    await expect(temporal).to_have_attribute("href", re.compile(r"/workflows/keel%2Fdefault%2F"))
     await screenshot(page, tmp_path, "console-session", docs=True)
     assert errors_of(page.context) == []
 
@@ -256,7 +262,6 @@ async def test_sessions_list_filters_and_shows_pending_approvals(
         await page.get_by_role("button", name="Refresh").click()
         await asyncio.sleep(0.1)
     await expect(row.locator('td[data-label="Agent"]')).to_have_text("clerk")
-    await screenshot(page, tmp_path, "console-sessions", docs=True)
     await expect(row.locator(".badge")).to_contain_text("1")
     await page.get_by_label("Status").select_option("closed")
     await page.get_by_role("button", name="Filter").click()
@@ -266,6 +271,10 @@ async def test_sessions_list_filters_and_shows_pending_approvals(
     await page.get_by_role("button", name="Filter").click()
     await expect(row).to_have_count(1)
     await screenshot(page, tmp_path, "filtered")
+    await page.get_by_label("User", exact=True).fill("")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.locator("tbody tr").nth(1)).to_be_visible()
+    await screenshot(page, tmp_path, "console-sessions", docs=True)
 
 
 async def test_agents_and_triggers_pages(console: Console, tmp_path: Path) -> None:

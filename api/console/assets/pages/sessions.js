@@ -35,7 +35,7 @@ export function render(main, _params, search) {
     h(
       "form",
       { class: "new-session", "aria-label": "Start a session", onsubmit: (e) => (e.preventDefault(), start()) },
-      h("label", { for: "new-agent" }, "Agent"),
+      h("label", { for: "new-agent" }, "New session with"),
       agentNew,
       h("button", { type: "submit", class: "primary" }, "Start a session"),
     ),
@@ -107,7 +107,8 @@ export function render(main, _params, search) {
     }
     token = pageToken;
     replace(rows, page.sessions.map(row));
-    summary.textContent = page.sessions.length ? `${page.sessions.length} sessions on this page.` : "No sessions match.";
+    const n = page.sessions.length;
+    summary.textContent = n ? `${n} session${n === 1 ? "" : "s"} on this page.` : "No sessions match.";
     replace(
       pager,
       back.length ? h("button", { type: "button", onclick: () => load(back.pop() ?? null) }, "Previous page") : null,
