@@ -108,6 +108,7 @@ function start() {
   document.addEventListener("click", onClick);
   window.addEventListener("popstate", route);
   window.addEventListener("keel:navigate", navigated);
+  window.addEventListener("keel:approvals", () => refreshBadge());
   window.addEventListener("keel:identity", () => {
     showIdentity();
     refreshBadge();

@@ -201,11 +201,13 @@ export function approvalCard(approval, { sessionId, agent, user, showSession = f
     try {
       const decided = await post(`/v1/sessions/${seg(sessionId)}/approvals/${seg(approval.id)}`, body);
       finish(`${capital(DONE[decision])} by ${decided.reviewer || name}.`, "done");
+      window.dispatchEvent(new Event("keel:approvals"));
       if (onDecided) onDecided(decided);
     } catch (err) {
       for (const button of card.querySelectorAll("button")) button.disabled = false;
       if (err instanceof ApiError && err.status === 409) {
         finish(alreadyDecided(err.problem), "taken");
+        window.dispatchEvent(new Event("keel:approvals"));
       } else if (err instanceof ApiError && err.status === 422) {
         showProblem(err.message, err.problem.errors || []);
         (decision === "revise" ? editor : feedback).focus();

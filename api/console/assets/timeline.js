@@ -33,6 +33,12 @@ function memoryCount(data) {
   return Array.isArray(data.memories) ? data.memories.length : 0;
 }
 
+/** A link to the child session a delegation ran in, when the event names it. */
+function childLink(data) {
+  if (!data.child_session_id) return null;
+  return [" · ", h("a", { href: sessionPath(data.child_session_id) }, "child session")];
+}
+
 /** What an event says, as nodes under its title. */
 function body(type, data) {
   switch (type) {
@@ -55,7 +61,12 @@ function body(type, data) {
         data.arguments ? jsonBlock(data.arguments, "revised arguments") : null,
       ];
     case "tool.result":
-      return [h("code", null, data.tool), data.is_error ? " failed" : "", jsonBlock(data.glimpse ?? "", "result")];
+      return [
+        h("code", null, data.tool),
+        data.is_error ? " failed" : "",
+        childLink(data),
+        jsonBlock(data.glimpse ?? "", "result"),
+      ];
     case "memory.recalled":
     case "memory.stored":
       return [`${memoryCount(data)} ${memoryCount(data) === 1 ? "entry" : "entries"}`];
@@ -63,9 +74,7 @@ function body(type, data) {
       return [
         `${data.from_agent} → ${data.to_agent}`,
         data.reason ? ` — ${data.reason}` : "",
-        data.child_session_id
-          ? [" · ", h("a", { href: sessionPath(data.child_session_id) }, "child session")]
-          : null,
+        childLink(data),
       ];
     case "turn.completed":
       return [usageText(data.usage)];

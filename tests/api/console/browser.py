@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def console_formation(llm: FakeLLMServer) -> Formation:
     """`assistant` streams from the fake model; `clerk` (scripted) calls `lookup`, which waits
-    for approval; a trigger starts a clerk turn."""
+    for approval; `triage` (scripted) hands off to `clerk`; a trigger starts a clerk turn."""
     return formation_from_data(
         {
             "id": "console",
@@ -52,6 +52,13 @@ def console_formation(llm: FakeLLMServer) -> Formation:
                     "description": "Looks up invoices",
                     "model": "scripted",
                     "tools": ["lookup"],
+                },
+                {
+                    "name": "triage",
+                    "role": "coordinator",
+                    "description": "Routes requests",
+                    "model": "scripted",
+                    "routes": ["clerk"],
                 },
             ],
             "python_tools": ["tests.fakes.tools"],

@@ -298,6 +298,19 @@ async def test_agents_and_triggers_pages(console: Console, tmp_path: Path) -> No
     await screenshot(page, tmp_path, "triggers")
 
 
+async def test_a_hand_off_shows_in_the_timeline(console: Console, tmp_path: Path) -> None:
+    page = await console.page()
+    await _start_session(page, "triage")
+    await _send(page, '[[call clerk {"message": "hello"}]]')
+    await expect(page.locator(".step.handoff")).to_contain_text("triage → clerk")
+    await expect(page.locator(".message.assistant .text")).to_contain_text("echo: hello")
+    child = page.locator(".step.handoff").get_by_role("link", name="child session")
+    if await child.count():  # where the API names the child session
+        await child.click()
+        await expect(page.locator("h1")).to_contain_text("Session")
+    await screenshot(page, tmp_path, "handoff")
+
+
 async def test_the_console_is_usable_at_360_px(console: Console, tmp_path: Path) -> None:
     page = await console.page(width=360)
     await _gated_call(page)

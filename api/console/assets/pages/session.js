@@ -200,7 +200,10 @@ function show(main, heading, session) {
       }
     } else if (type === "approval.requested") {
       addCard({ id: data.approval_id, tool: data.tool, arguments: data.arguments, requested_at: data.ts, expires_at: data.expires_at });
-      if (live) notify(`${data.tool} waits for your approval.`);
+      if (live) {
+        notify(`${data.tool} waits for your approval.`);
+        window.dispatchEvent(new Event("keel:approvals"));
+      }
     } else if (type === "approval.decided") {
       dropCard(data, live);
     }
