@@ -35,6 +35,7 @@ async function reviewerName() {
     title: "Your name",
     label: "Reviewer name",
     hint: "Recorded with each decision you make; kept in this browser.",
+    maxlength: 128,
   });
   if (name) setReviewer(name);
   return name;
@@ -50,6 +51,7 @@ export function alreadyDecided(problem) {
 }
 
 function statusWord(problem) {
+  if (typeof problem.approval_status === "string") return problem.approval_status;
   if (typeof problem.status === "string") return problem.status;
   if (problem.decision && DONE[problem.decision]) return DONE[problem.decision];
   return "decided";
@@ -133,6 +135,17 @@ export function approvalCard(approval, { sessionId, agent, user, showSession = f
     form,
     status,
   );
+
+  // A listing may leave large arguments out: the session's own list has them whole.
+  if (approval.arguments_elided) {
+    get(`/v1/sessions/${seg(sessionId)}/approvals`, { quiet: true }).then((listed) => {
+      const whole = (listed.approvals || []).find((a) => a.id === approval.id);
+      if (!whole) return;
+      approval.arguments = whole.arguments;
+      editor.value = JSON.stringify(whole.arguments ?? {}, null, 2);
+      card.querySelector(".field")?.replaceWith(jsonBlock(whole.arguments ?? {}, "arguments"));
+    }, () => {});
+  }
 
   function choose(next) {
     mode = next || "approve";

@@ -7,7 +7,8 @@ const open = new Map();
 
 /**
  * Ask one question; concurrent asks of the same `id` share one dialog.
- * @param {{id: string, title: string, label: string, hint?: string, type?: string, value?: string}} q
+ * @param {{id: string, title: string, label: string, hint?: string, type?: string, value?: string,
+ *          maxlength?: number}} q
  * @returns {Promise<string | null>} the answer, or null when dismissed.
  */
 export function ask(q) {
@@ -23,6 +24,7 @@ export function ask(q) {
       autocomplete: q.type === "password" ? "off" : "on",
       spellcheck: "false",
       value: q.value || "",
+      maxlength: q.maxlength ? String(q.maxlength) : null,
       "aria-describedby": q.hint ? `${inputId}-hint` : null,
     });
     const form = h(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 from temporalio.testing import WorkflowEnvironment
 
 from tests.api.console.browser import (
@@ -197,11 +197,22 @@ async def _session_with_approval(console: Console, user: str) -> tuple[str, dict
     raise AssertionError("no approval was requested")
 
 
+async def _refresh_until(page: Page, locator: Locator) -> None:
+    """Press Refresh until `locator` shows: Temporal's visibility store lags a moment."""
+    for _ in range(50):
+        if await locator.count():
+            return
+        await page.get_by_role("button", name="Refresh").click()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{locator} never showed")
+
+
 async def test_a_second_reviewer_sees_who_decided_first(console: Console, tmp_path: Path) -> None:
     session_id, approval = await _session_with_approval(console, "carol")
     page = await console.page(reviewer="Bob")
     await page.goto("/console/approvals")
     card = page.locator(f'.approval[data-approval-id="{approval["id"]}"]')
+    await _refresh_until(page, card)  # the inbox is read from visibility, a moment behind
     await expect(card).to_contain_text("lookup")
     await expect(card.get_by_role("link")).to_have_attribute(
         "href", f"/console/sessions/{session_id}"
@@ -234,11 +245,7 @@ async def test_a_client_key_sees_only_its_users_sessions(console: Console, tmp_p
     await page.get_by_role("button", name="Continue").click()
     await expect(page.locator("#identity")).to_have_text("user ann · key set")
     row = page.locator(f'tr[data-session-id="{ann}"]')
-    for _ in range(50):  # Temporal's visibility store lists a new session within moments
-        if await row.count():
-            break
-        await page.get_by_role("button", name="Refresh").click()
-        await asyncio.sleep(0.1)
+    await _refresh_until(page, row)
     await expect(row).to_contain_text("ann")
     await expect(page.locator("tbody tr")).not_to_have_count(0)
     for user in await page.locator('td[data-label="User"]').all_inner_texts():
@@ -256,11 +263,7 @@ async def test_sessions_list_filters_and_shows_pending_approvals(
     page = await console.page()
     await page.goto("/console/sessions?user_id=dora")
     row = page.locator(f'tr[data-session-id="{session_id}"]')
-    for _ in range(50):
-        if await row.count():
-            break
-        await page.get_by_role("button", name="Refresh").click()
-        await asyncio.sleep(0.1)
+    await _refresh_until(page, row)
     await expect(row.locator('td[data-label="Agent"]')).to_have_text("clerk")
     await expect(row.locator(".badge")).to_contain_text("1")
     await page.get_by_label("Status").select_option("closed")
