@@ -85,8 +85,8 @@ export function approvalCard(approval, { sessionId, agent, user, showSession = f
     { class: "revise", hidden: true },
     h("label", { for: ids.args }, "Arguments (JSON)"),
     editor,
-    schemaSlot,
   );
+  schemaSlot.hidden = true;
   const feedbackArea = h(
     "div",
     { class: "feedback", hidden: true },
@@ -106,8 +106,9 @@ export function approvalCard(approval, { sessionId, agent, user, showSession = f
     "form",
     { class: "decide", onsubmit: (e) => (e.preventDefault(), decide(mode)) },
     reviseArea,
-    feedbackArea,
     problemBox,
+    schemaSlot,
+    feedbackArea,
     h("div", { class: "actions" }, send, h("button", { type: "button", hidden: true, class: "cancel", onclick: () => choose(null) }, "Cancel")),
   );
   const card = h(
@@ -150,6 +151,7 @@ export function approvalCard(approval, { sessionId, agent, user, showSession = f
   function choose(next) {
     mode = next || "approve";
     reviseArea.hidden = next !== "revise";
+    schemaSlot.hidden = next !== "revise";
     feedbackArea.hidden = next === null;
     send.hidden = next === null;
     /** @type {HTMLElement} */ (form.querySelector(".cancel")).hidden = next === null;

@@ -88,7 +88,7 @@ async def test_approve_a_gated_tool_call_and_see_its_result(
     card = page.locator(".pending-approvals .approval")
     await expect(card).to_contain_text('"invoice": 7')
     await expect(page.locator(".turn .pill")).to_have_text("awaiting approval")
-    await screenshot(page, tmp_path, "console-approval", docs=True)
+    await screenshot(page, tmp_path, "pending")
     await card.get_by_role("button", name="Approve").click()
     # The reviewer's name is asked once, then kept.
     await page.get_by_label("Reviewer name").fill("Ann")
@@ -133,7 +133,8 @@ async def test_revise_shows_the_422_inline_then_runs_good_arguments(
     problem = card.get_by_role("alert")
     await expect(problem).to_contain_text("invoice")
     await expect(editor).to_have_attribute("aria-invalid", "true")
-    await screenshot(page, tmp_path, "revise-422")
+    await expect(card.get_by_text("Schema of lookup")).to_be_visible()
+    await screenshot(page, tmp_path, "console-approval", docs=True)
     await editor.fill('{"invoice": 8}')
     await card.get_by_role("button", name="Send revision").click()
     await expect(card.locator(".outcome")).to_have_text(re.compile(r"^Revised by"))
