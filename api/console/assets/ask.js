@@ -30,7 +30,7 @@ export function ask(q) {
     const form = h(
       "form",
       { method: "dialog" },
-      h("h2", null, q.title),
+      h("h2", { id: `${inputId}-title` }, q.title),
       h("label", { for: inputId }, q.label),
       input,
       q.hint ? h("p", { class: "hint", id: `${inputId}-hint` }, q.hint) : null,
@@ -41,7 +41,9 @@ export function ask(q) {
         h("button", { type: "button", onclick: () => dialog.close("") }, "Cancel"),
       ),
     );
-    const dialog = /** @type {HTMLDialogElement} */ (h("dialog", { "aria-labelledby": null }, form));
+    const dialog = /** @type {HTMLDialogElement} */ (
+      h("dialog", { "aria-labelledby": `${inputId}-title` }, form)
+    );
     dialog.addEventListener("close", () => {
       open.delete(q.id);
       const value = dialog.returnValue === "ok" ? input.value.trim() : "";
