@@ -54,11 +54,11 @@ export async function recover(status, problem) {
   if (status === 401) {
     const key = await ask({
       id: "key",
-      title: "API key",
+      title: "This API needs a key",
       label: "API key",
       type: "password",
       hint:
-        (credentials().key ? "That key was refused. " : "This API needs a key. ") +
+        (credentials().key ? "That key was refused. " : "") +
         "It is kept in this tab only (sessionStorage) and sent as a bearer header.",
     });
     if (!key) return false;
