@@ -257,27 +257,48 @@ async def test_a_client_key_sees_only_its_users_sessions(console: Console, tmp_p
     await screenshot(page, tmp_path, "client-key")
 
 
-async def test_sessions_list_filters_and_shows_pending_approvals(
+async def test_sessions_list_filters_pages_and_shows_pending_approvals(
     console: Console, tmp_path: Path
 ) -> None:
     session_id, _ = await _session_with_approval(console, "dora")
+    for agent in ("assistant", "triage"):
+        created = await console.http.post("/v1/sessions", json={"agent": agent, "user_id": "dora"})
+        assert created.status_code == 201, created.text
     page = await console.page()
     await page.goto("/console/sessions?user_id=dora")
+    rows = page.locator("tbody tr")
+    for _ in range(50):  # Temporal's visibility store lists new sessions a moment later
+        if await rows.count() == 3:
+            break
+        await page.get_by_role("button", name="Refresh").click()
+        await asyncio.sleep(0.1)
     row = page.locator(f'tr[data-session-id="{session_id}"]')
-    await _refresh_until(page, row)
     await expect(row.locator('td[data-label="Agent"]')).to_have_text("clerk")
     await expect(row.locator(".badge")).to_contain_text("1")
+    await expect(row.locator('td[data-label="Last activity"] time')).to_be_visible()
     await page.get_by_label("Status").select_option("closed")
     await page.get_by_role("button", name="Filter").click()
     await expect(page).to_have_url(re.compile(r"status=closed"))
     await expect(row).to_have_count(0)
     await page.get_by_label("Status").select_option("")
+    await page.get_by_label("Agent", exact=True).select_option("clerk")
     await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(1)
     await expect(row).to_have_count(1)
     await screenshot(page, tmp_path, "filtered")
-    await page.get_by_label("User", exact=True).fill("")
-    await page.get_by_role("button", name="Filter").click()
-    await expect(page.locator("tbody tr").nth(1)).to_be_visible()
+
+    # Pages follow next_page_token, and come back.
+    await page.goto("/console/sessions?user_id=dora&limit=2")
+    await expect(rows).to_have_count(2)
+    first = await rows.first.get_attribute("data-session-id")
+    await page.get_by_role("button", name="Next page").click()
+    await expect(rows).to_have_count(1)
+    await expect(page.get_by_role("button", name="Next page")).to_have_count(0)
+    await page.get_by_role("button", name="Previous page").click()
+    await expect(rows.first).to_have_attribute("data-session-id", first or "")
+
+    await page.goto("/console/sessions")
+    await expect(rows.nth(2)).to_be_visible()
     await screenshot(page, tmp_path, "console-sessions", docs=True)
 
 

@@ -5,11 +5,14 @@ import { h, replace, timeEl } from "../dom.js";
 import { BASE, navigate, sessionPath } from "../nav.js";
 
 const PAGE_SIZE = 20;
+/** `?limit=` of the console's address overrides it (1-200, as the API takes). */
 
 /** @param {HTMLElement} main @param {string[]} _params @param {URLSearchParams} search */
 export function render(main, _params, search) {
   document.title = "Sessions · Keel console";
   const filters = { agent: search.get("agent") || "", user_id: search.get("user_id") || "", status: search.get("status") || "" };
+  const asked = Number(search.get("limit"));
+  const limit = Number.isInteger(asked) && asked >= 1 && asked <= 200 ? asked : PAGE_SIZE;
   const agentFilter = h("select", { id: "f-agent", name: "agent" }, h("option", { value: "" }, "any agent"));
   const agentNew = h("select", { id: "new-agent", name: "agent" });
   const userFilter = h("input", { id: "f-user", name: "user_id", value: filters.user_id, autocomplete: "off", spellcheck: "false" });
@@ -76,7 +79,8 @@ export function render(main, _params, search) {
     filters.agent = agentFilter.value;
     filters.user_id = userFilter.value.trim();
     filters.status = statusFilter.value;
-    history.replaceState(null, "", `${BASE}/sessions${query(filters)}`);
+    const keep = limit === PAGE_SIZE ? {} : { limit };
+    history.replaceState(null, "", `${BASE}/sessions${query({ ...filters, ...keep })}`);
     back.length = 0;
     load(null);
   }
@@ -99,7 +103,7 @@ export function render(main, _params, search) {
     problem.hidden = true;
     let page;
     try {
-      page = await get(`/v1/sessions${query({ ...filters, limit: PAGE_SIZE, page_token: pageToken })}`);
+      page = await get(`/v1/sessions${query({ ...filters, limit, page_token: pageToken })}`);
     } catch (err) {
       if (err instanceof ApiError && err.kind === "page-not-found") return load(null);
       showProblem(err);
