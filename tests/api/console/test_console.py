@@ -55,7 +55,7 @@ async def _send(page: Page, text: str) -> None:
 
 async def test_send_a_message_and_see_the_streamed_answer(console: Console, tmp_path: Path) -> None:
     page = await console.page()
-    await _start_session(page, "assistant")
+    session_id = await _start_session(page, "assistant")
     words = " ".join(f"word{i}" for i in range(40))
     box = page.get_by_label("Message", exact=True)
     await box.fill("a first line")
@@ -68,8 +68,9 @@ async def test_send_a_message_and_see_the_streamed_answer(console: Console, tmp_
     await expect(answer).to_have_text(f"fake: {words}")
     await expect(page.locator(".message.user .text")).to_have_text(words)
     await expect(page.locator(".step.turn-completed")).to_contain_text("out tokens")
-    temporal = page.locator(".turn .temporal")
-    await expect(temporal).to_have_attribute("href", re.compile(r"/workflows/keel%2Fdefault%2F"))
+    session = (await console.http.get(f"/v1/sessions/{session_id}")).json()
+    run = f"/workflows/keel%2Fdefault%2F{session_id}/{session['run_id']}/history"
+    await expect(page.locator(".turn .temporal")).to_have_attribute("href", re.compile(run))
     await screenshot(page, tmp_path, "console-session", docs=True)
     assert errors_of(page.context) == []
 
@@ -115,6 +116,20 @@ async def test_reject_with_feedback(console: Console, tmp_path: Path) -> None:
     await expect(page.locator(".step.turn-completed")).to_have_count(1)
     await expect(page.locator(".step.tool-result")).to_contain_text("rejected")
     await screenshot(page, tmp_path, "rejected")
+
+
+async def test_a_failed_turn_shows_its_error_and_the_session_goes_on(
+    console: Console, tmp_path: Path
+) -> None:
+    page = await console.page()
+    await _start_session(page, "clerk")
+    await _send(page, "[[fail 400]]")
+    failed = page.locator(".step.turn-failed")
+    await expect(failed).to_contain_text("scripted failure")
+    await expect(page.locator(".turn .pill")).to_have_text("failed")
+    await _send(page, "still there?")
+    await expect(page.locator(".message.assistant .text")).to_have_text("echo: still there?")
+    await screenshot(page, tmp_path, "failed")
 
 
 async def test_revise_shows_the_422_inline_then_runs_good_arguments(
@@ -245,6 +260,7 @@ async def test_a_client_key_sees_only_its_users_sessions(console: Console, tmp_p
     await page.get_by_label("User id").fill("ann")
     await page.get_by_role("button", name="Continue").click()
     await expect(page.locator("#identity")).to_have_text("user ann · key set")
+    await expect(page.get_by_text("You act as user ann")).to_be_visible()
     row = page.locator(f'tr[data-session-id="{ann}"]')
     await _refresh_until(page, row)
     await expect(row).to_contain_text("ann")

@@ -3,6 +3,7 @@
 import { ApiError, get, post, query } from "../api.js";
 import { h, replace, timeEl } from "../dom.js";
 import { BASE, navigate, sessionPath } from "../nav.js";
+import { credentials } from "../store.js";
 
 const PAGE_SIZE = 20;
 /** `?limit=` of the console's address overrides it (1-200, as the API takes). */
@@ -28,6 +29,7 @@ export function render(main, _params, search) {
   const summary = h("p", { class: "summary", role: "status", "aria-live": "polite" });
   const pager = h("nav", { class: "pager", "aria-label": "Pages of sessions" });
   const problem = h("p", { class: "problem", role: "alert", hidden: true });
+  const actingAs = h("p", { class: "hint", hidden: true });
   /** @type {Array<string | null>} tokens of the pages before this one */
   const back = [];
   let token = /** @type {string | null} */ (null);
@@ -51,6 +53,7 @@ export function render(main, _params, search) {
       h("button", { type: "submit" }, "Filter"),
       h("button", { type: "button", onclick: () => load(token) }, "Refresh"),
     ),
+    actingAs,
     problem,
     summary,
     h(
@@ -110,6 +113,9 @@ export function render(main, _params, search) {
       return;
     }
     token = pageToken;
+    const { user } = credentials(); // known now: a client key's user is asked for on its first call
+    actingAs.hidden = !user;
+    actingAs.textContent = user ? `You act as user ${user}: only that user's sessions are listed.` : "";
     replace(rows, page.sessions.map(row));
     const n = page.sessions.length;
     summary.textContent = n ? `${n} session${n === 1 ? "" : "s"} on this page.` : "No sessions match.";
