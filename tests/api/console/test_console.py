@@ -47,6 +47,22 @@ async def _start_session(page: Page, agent: str) -> str:
     return page.url.rsplit("/", 1)[1]
 
 
+UNLABELLED = """[...document.querySelectorAll('input, select, textarea, button, a[href]')]
+  .filter(e => !e.closest('[hidden]'))
+  .filter(e => !((e.labels && e.labels.length) || e.getAttribute('aria-label')
+                 || e.textContent.trim()))
+  .map(e => e.outerHTML.slice(0, 120))"""
+
+
+async def _assert_labelled(page: Page) -> None:
+    """Every control and link a person can reach has a name a screen reader reads."""
+    assert await page.evaluate(UNLABELLED) == []
+    landmarks = await page.evaluate(
+        "['header', 'nav', 'main'].filter(t => !document.querySelector(t))"
+    )
+    assert landmarks == []
+
+
 async def _send(page: Page, text: str) -> None:
     box = page.get_by_label("Message", exact=True)
     await box.fill(text)
@@ -149,6 +165,7 @@ async def test_revise_shows_the_422_inline_then_runs_good_arguments(
     await expect(problem).to_contain_text("invoice")
     await expect(editor).to_have_attribute("aria-invalid", "true")
     await expect(card.get_by_text("Schema of lookup")).to_be_visible()
+    await _assert_labelled(page)
     await screenshot(page, tmp_path, "console-approval", docs=True)
     await editor.fill('{"invoice": 8}')
     await card.get_by_role("button", name="Send revision").click()
@@ -315,6 +332,7 @@ async def test_sessions_list_filters_pages_and_shows_pending_approvals(
 
     await page.goto("/console/sessions")
     await expect(rows.nth(2)).to_be_visible()
+    await _assert_labelled(page)
     await screenshot(page, tmp_path, "console-sessions", docs=True)
 
 
@@ -334,6 +352,7 @@ async def test_agents_and_triggers_pages(console: Console, tmp_path: Path) -> No
     await data.fill('{"title": "Printer on fire"}')
     await trigger.get_by_role("button", name="Fire new-ticket").click()
     await expect(trigger.get_by_role("status")).to_contain_text("Fired")
+    await _assert_labelled(page)
     await trigger.get_by_role("link").click()
     await expect(page.locator(".message.user .text")).to_have_text("New ticket: Printer on fire")
     await screenshot(page, tmp_path, "triggers")
@@ -354,6 +373,9 @@ async def test_a_hand_off_shows_in_the_timeline(console: Console, tmp_path: Path
 
 async def test_the_console_is_usable_at_360_px(console: Console, tmp_path: Path) -> None:
     page = await console.page(width=360)
+    await page.goto("/console/sessions")
+    await page.keyboard.press("Tab")  # the first stop skips to the content
+    await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     await _gated_call(page)
     conversation = await page.locator(".conversation").bounding_box()
     steps = await page.locator(".timeline").bounding_box()
