@@ -1,8 +1,9 @@
 // A session: the conversation with streamed answers and a composer, pending approvals, and
 // beside them the step timeline, all fed by the session's resumable event stream.
 
-import { ApiError, get, post, query, seg } from "../api.js";
+import { ApiError, get, post, seg } from "../api.js";
 import { approvalCard } from "../approval.js";
+import { Conversation } from "../conversation.js";
 import { h, notify, replace, timeEl } from "../dom.js";
 import { BASE } from "../nav.js";
 import { EventStream } from "../sse.js";
@@ -89,57 +90,16 @@ function show(main, heading, session) {
   );
 
   const timeline = new Timeline(turns, session);
-  /** @type {Map<number, HTMLElement>} seq → message item */
-  const shown = new Map();
-  /** @type {Map<string, HTMLElement>} turn id → the user's message not yet stored */
-  const sent = new Map();
-  /** @type {Map<string, {el: HTMLElement, step: number, attempt: number}>} turn id → streaming answer */
-  const typing = new Map();
+  const conversation = new Conversation(messages, id);
   /** @type {Map<string, HTMLElement>} approval id → its card */
   const cards = new Map();
   /** @type {Set<number>} */
   const seen = new Set();
-  /** @type {Set<string>} turns whose user message is shown from the store */
-  const stored = new Set();
   const events = cachedEvents(id);
-  let maxSeq = -1;
-
-  function addMessage(m) {
-    if (shown.has(m.seq) || m.role === "tool" || !m.content) {
-      maxSeq = Math.max(maxSeq, m.seq);
-      return;
-    }
-    maxSeq = Math.max(maxSeq, m.seq);
-    const item = h("li", { class: `message ${m.role}`, "data-seq": m.seq }, h("span", { class: "who" }, m.role === "user" ? "User" : "Assistant"), h("div", { class: "text" }, m.content));
-    shown.set(m.seq, item);
-    if (m.role === "user") {
-      stored.add(m.turn_id);
-      sent.get(m.turn_id)?.remove();
-    }
-    if (m.role === "assistant") {
-      typing.get(m.turn_id)?.el.remove();
-      typing.delete(m.turn_id);
-    }
-    const after = [...shown.keys()].filter((s) => s > m.seq).sort((a, b) => a - b)[0];
-    const next = after === undefined ? null : shown.get(after);
-    if (next) messages.insertBefore(item, next);
-    else messages.insertBefore(item, messages.querySelector(".message.local, .message.typing"));
-  }
-
-  let fetching = null;
-  function refreshMessages() {
-    fetching ??= get(`/v1/sessions/${seg(id)}${query({ after_seq: maxSeq })}`, { quiet: true })
-      .then((fresh) => {
-        for (const m of fresh.messages) addMessage(m);
-      })
-      .catch(() => {})
-      .finally(() => (fetching = null));
-    return fetching;
-  }
 
   function addCard(approval) {
     if (cards.has(approval.id)) return;
-    const card = approvalCard(approval, { sessionId: id, agent: session.agent, onDecided: () => {} });
+    const card = approvalCard(approval, { sessionId: id, agent: session.agent });
     card.dataset.shownAt = String(Date.now());
     cards.set(approval.id, card);
     pendingList.append(card);
@@ -160,26 +120,9 @@ function show(main, heading, session) {
     }, live && !fresh ? 4000 : 0);
   }
 
-  function onDelta(data) {
-    let current = typing.get(data.turn_id);
-    if (current && (data.step !== current.step || data.attempt > current.attempt)) {
-      current.el.querySelector(".text").textContent = ""; // a new model call, or a retry
-    }
-    if (current && data.step === current.step && data.attempt < current.attempt) return;
-    if (!current) {
-      const el = h("li", { class: "message assistant typing", "aria-busy": "true" }, h("span", { class: "who" }, "Assistant"), h("div", { class: "text" }));
-      messages.append(el);
-      current = { el, step: data.step, attempt: data.attempt };
-      typing.set(data.turn_id, current);
-    }
-    current.step = data.step;
-    current.attempt = data.attempt;
-    current.el.querySelector(".text").append(data.text);
-  }
-
   function onEvent(eventId, type, data, live = true) {
     if (eventId === null) {
-      if (type === "message.delta" && live) onDelta(data);
+      if (type === "message.delta" && live) conversation.delta(data);
       return;
     }
     if (seen.has(eventId)) return; // a replay after a resume: shown already
@@ -190,14 +133,11 @@ function show(main, heading, session) {
     }
     timeline.add(eventId, type, data);
     if (type === "message.completed") {
-      addMessage({ seq: data.seq, role: "assistant", content: data.content, turn_id: data.turn_id });
+      conversation.add({ seq: data.seq, role: "assistant", content: data.content, turn_id: data.turn_id });
       if (live) notify("The answer is complete.");
     } else if (type === "turn.started" || type === "turn.completed" || type === "turn.failed") {
-      refreshMessages();
-      if (type !== "turn.started") {
-        typing.get(data.turn_id)?.el.remove();
-        typing.delete(data.turn_id);
-      }
+      conversation.refresh();
+      if (type !== "turn.started") conversation.endTurn(data.turn_id);
     } else if (type === "approval.requested") {
       addCard({ id: data.approval_id, tool: data.tool, arguments: data.arguments, requested_at: data.ts, expires_at: data.expires_at });
       if (live) {
@@ -217,11 +157,7 @@ function show(main, heading, session) {
     try {
       const accepted = await post("/v1/chat", { message: text, session_id: id, mode: "async" });
       composer.value = "";
-      if (!sent.has(accepted.turn_id) && !stored.has(accepted.turn_id)) {
-        const local = h("li", { class: "message user local" }, h("span", { class: "who" }, "User"), h("div", { class: "text" }, text));
-        sent.set(accepted.turn_id, local);
-        messages.insertBefore(local, messages.querySelector(".message.typing"));
-      }
+      conversation.local(accepted.turn_id, text);
     } catch (err) {
       composerProblem.hidden = false;
       composerProblem.textContent = err instanceof Error ? err.message : String(err);
@@ -238,7 +174,8 @@ function show(main, heading, session) {
     }
   });
 
-  for (const m of session.messages || []) addMessage(m);
+  for (const m of session.messages || []) conversation.add(m);
+  if ((session.messages || []).length >= 200) conversation.refresh(); // a long one: the rest
   for (const approval of session.pending_approvals || []) addCard(approval);
   for (const e of events) onEvent(e.id, e.type, e.data, false);
   const lastId = events.length ? events[events.length - 1].id : null;
