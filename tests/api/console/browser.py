@@ -6,7 +6,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -79,6 +79,8 @@ class Console:
     http: httpx.AsyncClient
     llm: FakeLLMServer
     browser: Browser
+    contexts: list[BrowserContext] = field(default_factory=list)
+    """The contexts the running test opened; `close_contexts` closes them."""
 
     async def page(
         self, *, key: str | None = ADMIN, reviewer: str | None = "Ann", width: int = 1280
@@ -87,6 +89,7 @@ class Console:
         context = await self.browser.new_context(
             base_url=self.url, viewport={"width": width, "height": 900}
         )
+        self.contexts.append(context)
         script = ""
         if key:
             script += f"sessionStorage.setItem('keel.key', {key!r});"
@@ -107,6 +110,14 @@ class Console:
         )
         context.keel_errors = errors  # type: ignore[attr-defined]
         return page
+
+    async def close_contexts(self) -> list[str]:
+        """Close the test's contexts; the script errors and CSP refusals their pages reported."""
+        errors = [e for c in self.contexts for e in errors_of(c)]
+        for context in self.contexts:
+            await context.close()
+        self.contexts.clear()
+        return errors
 
 
 def errors_of(context: BrowserContext) -> list[str]:

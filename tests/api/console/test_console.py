@@ -17,7 +17,6 @@ from tests.api.console.browser import (
     CHROMIUM,
     CLIENT,
     Console,
-    errors_of,
     running_console,
     screenshot,
 )
@@ -36,6 +35,13 @@ async def console(
 ) -> AsyncIterator[Console]:
     async with running_console(temporal_env, tmp_path_factory.mktemp("console")) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+async def no_script_errors(console: Console) -> AsyncIterator[None]:
+    """Every test's pages ran without a script error or a CSP refusal."""
+    yield
+    assert await console.close_contexts() == []
 
 
 async def _start_session(page: Page, agent: str) -> str:
@@ -88,7 +94,6 @@ async def test_send_a_message_and_see_the_streamed_answer(console: Console, tmp_
     run = f"/workflows/keel%2Fdefault%2F{session_id}/{session['run_id']}/history"
     await expect(page.locator(".turn .temporal")).to_have_attribute("href", re.compile(run))
     await screenshot(page, tmp_path, "console-session", docs=True)
-    assert errors_of(page.context) == []
 
 
 async def _gated_call(page: Page, invoice: int = 7) -> None:
