@@ -22,6 +22,7 @@ from api.routes import (
     agents,
     approvals,
     chat,
+    console,
     events,
     health,
     inbox,
@@ -107,6 +108,7 @@ def create_app(
     install_request_middleware(app, state)
     for module in PUBLIC_ROUTERS:
         app.include_router(module.router)
+    app.include_router(console.router)  # static files, public; the calls they make carry keys
     for module in V1_ROUTERS:
         app.include_router(module.router, dependencies=AUTHENTICATED, responses=V1_PROBLEMS)
     if not state.keys.enabled:

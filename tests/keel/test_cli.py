@@ -208,6 +208,9 @@ def test_keel_dev_serves_chat_and_keeps_sessions_across_a_restart(dev: _Dev) -> 
         session_id = answer.json()["session_id"]
         ui = httpx.get(f"http://127.0.0.1:{dev.ui_port}/", timeout=10)
         assert ui.status_code == 200
+        console = httpx.get(f"{dev.url}/console/sessions/{session_id}", timeout=10)
+        assert console.status_code == 200  # the web console, on the API's origin
+        assert "default-src 'self'" in console.headers["content-security-policy"]
     finally:
         output = _stop(process)
     assert dev.url in output and f"127.0.0.1:{dev.ui_port}" in output

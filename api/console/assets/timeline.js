@@ -1,0 +1,165 @@
+// The step timeline: one section per turn, one item per durable event, built from the stream.
+
+import { h, jsonBlock, replace, timeEl } from "./dom.js";
+import { sessionPath } from "./nav.js";
+
+/** The Temporal UI link of one run, or the session's own link when the run is unknown. */
+export function runLink(session, runId) {
+  const url = session.temporal_ui_url || "";
+  const at = url.indexOf("/workflows/");
+  if (!runId || at < 0) return url;
+  return `${url.slice(0, at)}/workflows/${encodeURIComponent(session.workflow_id)}/${encodeURIComponent(runId)}/history`;
+}
+
+const TITLES = {
+  "turn.started": "Turn started",
+  "agent.selected": "Agent selected",
+  "message.completed": "Answer",
+  "tool.call": "Tool call",
+  "approval.requested": "Approval requested",
+  "approval.decided": "Approval decided",
+  "tool.result": "Tool result",
+  "memory.recalled": "Memory recalled",
+  "memory.stored": "Memory stored",
+  handoff: "Hand-off",
+  "turn.completed": "Turn completed",
+  "turn.failed": "Turn failed",
+  "turn.cancelled": "Turn cancelled",
+  "session.closed": "Session closed",
+};
+
+function memoryCount(data) {
+  if (typeof data.count === "number") return data.count;
+  return Array.isArray(data.memories) ? data.memories.length : 0;
+}
+
+/** A link to the child session a delegation ran in, when the event names it. */
+function childLink(data) {
+  if (!data.child_session_id) return null;
+  return [" · ", h("a", { href: sessionPath(data.child_session_id) }, "child session")];
+}
+
+/** What an event says, as nodes under its title. */
+function body(type, data) {
+  switch (type) {
+    case "turn.started":
+      return [`agent ${data.agent}`];
+    case "agent.selected":
+      return [`${data.agent}`, data.reason ? ` — ${data.reason}` : ""];
+    case "message.completed":
+      return [jsonBlock(data.content, "text")];
+    case "tool.call":
+      return [h("code", null, data.tool), jsonBlock(data.arguments ?? {}, "arguments")];
+    case "approval.requested":
+      return [h("code", null, data.tool), " waits for a person", jsonBlock(data.arguments ?? {}, "arguments")];
+    case "approval.decided":
+      return [
+        h("code", null, data.tool),
+        ` ${data.decision}`,
+        data.reviewer ? ` by ${data.reviewer}` : ` (${data.decided_by})`,
+        data.feedback ? h("p", { class: "quote" }, `Feedback: ${data.feedback}`) : null,
+        data.arguments ? jsonBlock(data.arguments, "revised arguments") : null,
+      ];
+    case "tool.result":
+      return [
+        h("code", null, data.tool),
+        data.is_error ? " failed" : "",
+        childLink(data),
+        jsonBlock(data.glimpse ?? "", "result"),
+      ];
+    case "memory.recalled":
+    case "memory.stored":
+      return [`${memoryCount(data)} ${memoryCount(data) === 1 ? "entry" : "entries"}`];
+    case "handoff":
+      return [
+        `${data.from_agent} → ${data.to_agent}`,
+        data.reason ? ` — ${data.reason}` : "",
+        childLink(data),
+      ];
+    case "turn.completed":
+      return [usageText(data.usage)];
+    case "turn.failed":
+      return [data.error, data.error_id ? ` (error id ${data.error_id})` : ""];
+    case "session.closed":
+      return [data.reason || ""];
+    default:
+      return [jsonBlock(data, "data")];
+  }
+}
+
+/** "12 in · 9 out tokens" (and cost when the API gives one). */
+export function usageText(usage) {
+  if (!usage) return "";
+  const cost = typeof usage.cost_usd === "number" ? ` · $${usage.cost_usd.toFixed(4)}` : "";
+  return `${usage.prompt_tokens ?? 0} in · ${usage.completion_tokens ?? 0} out tokens${cost}`;
+}
+
+/** The timeline of one session: call `add(id, type, data)` for each durable event once. */
+export class Timeline {
+  /** @param {HTMLElement} list an <ol> @param {Record<string, any>} session */
+  constructor(list, session) {
+    this.list = list;
+    this.session = session;
+    /** @type {Map<string, {el: HTMLElement, steps: HTMLElement, status: HTMLElement, usage: HTMLElement}>} */
+    this.turns = new Map();
+    /** @type {Map<string, HTMLElement>} approval id → its requested step */
+    this.requests = new Map();
+  }
+
+  turn(turnId, data = {}) {
+    let turn = this.turns.get(turnId);
+    if (turn) return turn;
+    const n = this.turns.size + 1;
+    const status = h("span", { class: "pill running" }, "running");
+    const usage = h("span", { class: "usage" });
+    const link = runLink(this.session, data.run_id);
+    const steps = h("ol", { class: "steps" });
+    const el = h(
+      "li",
+      { class: "turn", "data-turn-id": turnId },
+      h(
+        "div",
+        { class: "turn-head" },
+        h("h3", null, `Turn ${n}`),
+        status,
+        usage,
+        link ? h("a", { href: link, target: "_blank", rel: "noopener", class: "temporal" }, "Temporal UI", h("span", { class: "sr-only" }, ` for turn ${n}`)) : null,
+      ),
+      steps,
+    );
+    turn = { el, steps, status, usage };
+    this.turns.set(turnId, turn);
+    this.list.append(el);
+    return turn;
+  }
+
+  add(id, type, data) {
+    const turnId = data.turn_id || "session";
+    const turn = this.turn(turnId, type === "turn.started" ? data : {});
+    const step = h(
+      "li",
+      { class: `step ${type.replace(/\./g, "-")}`, "data-event-id": id, "data-type": type },
+      h("div", { class: "step-head" }, h("strong", null, TITLES[type] || type), " ", timeEl(data.ts)),
+      h("div", { class: "step-body" }, body(type, data)),
+    );
+    turn.steps.append(step);
+    if (type === "approval.requested") {
+      step.classList.add("pending");
+      this.requests.set(data.approval_id, step);
+      this.end(turn, "awaiting", "", "awaiting approval");
+    } else if (type === "approval.decided") {
+      this.requests.get(data.approval_id)?.classList.remove("pending");
+      if (!turn.el.querySelector(".step.pending")) this.end(turn, "running", "");
+    } else if (type === "turn.completed") {
+      this.end(turn, "completed", usageText(data.usage));
+    } else if (type === "turn.failed" || type === "turn.cancelled") {
+      this.end(turn, type.split(".")[1], "");
+    }
+  }
+
+  end(turn, status, usage, label = status) {
+    turn.status.className = `pill ${status}`;
+    turn.status.textContent = label;
+    replace(turn.usage, usage);
+  }
+}
