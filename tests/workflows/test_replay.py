@@ -54,7 +54,7 @@ PATHS_2026_12 = frozenset(
 HARDENED = PATHS_2026_12 | {"failed_turn"}
 """The session core after issue 11: the same paths, and a turn whose model call fails.
 The corpus of issue 12 holds them too: model calls on the session's own queue, and
-`send_message` answering with `turn.started`."""
+`send_message` answering with `turn.started`; and later, tool calls on that queue too."""
 KEPT = {
     "2026-11-wave1": WAVE1,
     "2026-12-02-main-2273a4c": PATHS_2026_12,
@@ -62,6 +62,7 @@ KEPT = {
     "2026-12-03-perf-446d4ef": HARDENED,
     "2026-12-04-mirror-9c0f448": HARDENED,
     "2026-12-04-console-api-39f2fc9": HARDENED,
+    "2026-12-04-tools-955977f": HARDENED,
 }
 """Each committed corpus, oldest first, and the files it must keep. Never remove one:
 add a new corpus here with its files (those of the newest one, and any new path)."""
