@@ -160,6 +160,8 @@ class Handoff(EventPayload):
     call_id: str | None = None
     """The tool call through which the model handed over, if any."""
     reason: str | None = None
+    child_workflow_id: str | None = None
+    """The workflow the specialist runs in, a child of the session's (see it in the Temporal UI)."""
 
 
 class TurnCompleted(EventPayload):

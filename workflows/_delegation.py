@@ -5,11 +5,12 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 
-from workflows._step import Step
+from workflows._step import Publish, Step
 
 with workflow.unsafe.imports_passed_through():
     from keel.contracts.llm import ToolSpec
     from keel.contracts.tools import CallToolResult
+    from keel.events import Handoff
     from keel.messages import ToolCall
     from keel.names import SESSION_WORKFLOW
     from keel.session import AgentSnapshot, SessionResult, StartSessionInput
@@ -38,8 +39,13 @@ def delegation_specs(agent: AgentSnapshot, team: dict[str, AgentSnapshot]) -> li
     ]
 
 
-async def delegate(session: StartSessionInput, step: Step, call: ToolCall) -> CallToolResult:
+async def delegate(
+    session: StartSessionInput, step: Step, call: ToolCall, publish: Publish
+) -> CallToolResult:
     """Run the specialist `call.name` on `call.arguments["message"]`; its answer is the result.
+
+    The `handoff` event goes out as the child starts, naming its workflow; a call refused
+    here (too deep, no message) hands nothing over.
 
     A child workflow rather than an activity: the specialist's own steps, tool
     calls and approvals are durable and show under the session in the Temporal UI.
@@ -68,6 +74,15 @@ async def delegate(session: StartSessionInput, step: Step, call: ToolCall) -> Ca
         child_id = step.key(call)
     else:
         child_id = f"{workflow.info().workflow_id}/{step.turn_id}/{call.id}"
+    publish(
+        Handoff(
+            from_agent=session.agent.name,
+            to_agent=call.name,
+            call_id=call.id,
+            child_workflow_id=child_id,
+        ),
+        step.turn_id,
+    )
     try:
         result = await workflow.execute_child_workflow(
             SESSION_WORKFLOW,

@@ -6,7 +6,6 @@ activity that fails is logged and skipped rather than failing the turn.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TypeVar
 
 from temporalio import workflow
@@ -14,7 +13,7 @@ from temporalio.exceptions import ActivityError
 
 from workflows import _options
 from workflows._model import model_task_queue
-from workflows._step import Step
+from workflows._step import Publish, Step
 
 with workflow.unsafe.imports_passed_through():
     from keel.contracts.memory import (
@@ -34,14 +33,12 @@ with workflow.unsafe.imports_passed_through():
         WriteMemoriesResult,
     )
     from keel.contracts.tools import CallToolResult
-    from keel.events import EventPayload, MemoryItem, MemoryRecalled, MemoryStored
+    from keel.events import MemoryItem, MemoryRecalled, MemoryStored
     from keel.messages import ToolCall
     from keel.names import Activities
     from keel.session import StartSessionInput
 
 R = TypeVar("R")
-Publish = Callable[["EventPayload", "str | None"], None]
-
 MEMORY_PATCH = "keel-memory-1"
 """Sessions started before memory steps existed replay without them."""
 EXCHANGE_CHARS = 450

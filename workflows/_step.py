@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from keel.contracts.tools import call_key
+    from keel.events import EventPayload
     from keel.messages import ToolCall
+
+Publish = Callable[[EventPayload, "str | None"], None]
+"""The workflow's `_publish`: a step event and the turn it belongs to."""
 
 
 class Step:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, FailureError
@@ -15,8 +15,6 @@ with workflow.unsafe.imports_passed_through():
     from keel.events import (
         ApprovalDecided,
         ApprovalRequested,
-        EventPayload,
-        Handoff,
         ToolCallEvent,
         ToolResultEvent,
     )
@@ -28,10 +26,8 @@ from workflows._approvals import ApprovalGate
 from workflows._delegation import delegate
 from workflows._memory import SessionMemory
 from workflows._messaging import MESSAGING_TOOLS, run_messaging_tool
-from workflows._step import Step
+from workflows._step import Publish, Step
 
-Publish = Callable[["EventPayload", "str | None"], None]
-"""The workflow's `_publish`: a step event and the turn it belongs to."""
 GLIMPSE_CHARS = 200
 """How much of a tool result its `tool.result` event shows."""
 TOOLS_ON_SESSION_QUEUE_PATCH = "keel-tools-on-session-queue-1"
@@ -132,11 +128,7 @@ class ToolRunner:
 
     async def _call_tool(self, step: Step, call: ToolCall) -> CallToolResult:
         if call.name in self._input.agent.routes:
-            self._publish(
-                Handoff(from_agent=self._input.agent.name, to_agent=call.name, call_id=call.id),
-                step.turn_id,
-            )
-            return await delegate(self._input, step, call)
+            return await delegate(self._input, step, call, self._publish)
         if self._memory.handles(call.name):
             return await self._memory.call_builtin(step, call)
         if call.name not in self._input.agent.tools:

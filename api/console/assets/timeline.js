@@ -1,7 +1,6 @@
 // The step timeline: one section per turn, one item per durable event, built from the stream.
 
 import { h, jsonBlock, replace, timeEl } from "./dom.js";
-import { sessionPath } from "./nav.js";
 
 /** The Temporal UI link of one run, or the session's own link when the run is unknown. */
 export function runLink(session, runId) {
@@ -9,6 +8,14 @@ export function runLink(session, runId) {
   const at = url.indexOf("/workflows/");
   if (!runId || at < 0) return url;
   return `${url.slice(0, at)}/workflows/${encodeURIComponent(session.workflow_id)}/${encodeURIComponent(runId)}/history`;
+}
+
+/** The Temporal UI link of another workflow (a delegated specialist's), beside the session's. */
+function workflowLink(session, workflowId) {
+  const url = session.temporal_ui_url || "";
+  const at = url.indexOf("/workflows/");
+  if (at < 0) return null;
+  return `${url.slice(0, at)}/workflows/${encodeURIComponent(workflowId)}`;
 }
 
 const TITLES = {
@@ -33,14 +40,15 @@ function memoryCount(data) {
   return Array.isArray(data.memories) ? data.memories.length : 0;
 }
 
-/** A link to the child session a delegation ran in, when the event names it. */
-function childLink(data) {
-  if (!data.child_session_id) return null;
-  return [" · ", h("a", { href: sessionPath(data.child_session_id) }, "child session")];
+/** A link to the child a delegation ran in: the specialist's workflow in the Temporal UI. */
+function childLink(session, data) {
+  const href = data.child_workflow_id ? workflowLink(session, data.child_workflow_id) : null;
+  if (!href) return null;
+  return [" · ", h("a", { href, target: "_blank", rel: "noopener" }, "child session")];
 }
 
 /** What an event says, as nodes under its title. */
-function body(type, data) {
+function body(type, data, session) {
   switch (type) {
     case "turn.started":
       return [`agent ${data.agent}`];
@@ -64,7 +72,6 @@ function body(type, data) {
       return [
         h("code", null, data.tool),
         data.is_error ? " failed" : "",
-        childLink(data),
         jsonBlock(data.glimpse ?? "", "result"),
       ];
     case "memory.recalled":
@@ -74,7 +81,7 @@ function body(type, data) {
       return [
         `${data.from_agent} → ${data.to_agent}`,
         data.reason ? ` — ${data.reason}` : "",
-        childLink(data),
+        childLink(session, data),
       ];
     case "turn.completed":
       return [usageText(data.usage)];
@@ -140,7 +147,7 @@ export class Timeline {
       "li",
       { class: `step ${type.replace(/\./g, "-")}`, "data-event-id": id, "data-type": type },
       h("div", { class: "step-head" }, h("strong", null, TITLES[type] || type), " ", timeEl(data.ts)),
-      h("div", { class: "step-body" }, body(type, data)),
+      h("div", { class: "step-body" }, body(type, data, this.session)),
     );
     turn.steps.append(step);
     if (type === "approval.requested") {

@@ -369,10 +369,10 @@ async def test_a_hand_off_shows_in_the_timeline(console: Console, tmp_path: Path
     await _send(page, '[[call clerk {"message": "hello"}]]')
     await expect(page.locator(".step.handoff")).to_contain_text("triage → clerk")
     await expect(page.locator(".message.assistant .text")).to_contain_text("echo: hello")
+    # The specialist runs in a child workflow, not a session of the API: the Temporal UI shows it.
     child = page.locator(".step.handoff").get_by_role("link", name="child session")
-    if await child.count():  # where the API names the child session
-        await child.click()
-        await expect(page.locator("h1")).to_contain_text("Session")
+    href = await child.get_attribute("href")
+    assert href is not None and "/workflows/keel%2F" in href and href.endswith("%2F1%2Fcall_1")
     await screenshot(page, tmp_path, "handoff")
 
 
