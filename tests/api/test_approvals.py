@@ -8,21 +8,14 @@ from typing import Any
 import httpx
 import pytest
 
-from keel.formation import Formation, formation_from_data
+from keel.formation import Formation
+from tests.api.formations import gated_lookup
 from tests.api.live import read_events
 
 
 @pytest.fixture
 def formation() -> Formation:
-    return formation_from_data(
-        {
-            "models": {"default": {"provider": "scripted"}},
-            "agents": [{"name": "assistant", "tools": ["lookup"]}],
-            "python_tools": ["tests.fakes.tools"],
-            "approvals": {"tools": {"lookup": "always"}},
-        },
-        env={},
-    )
+    return gated_lookup()
 
 
 async def _waiting(api: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from keel.formation import Formation, formation_from_data
+from keel.formation import Formation
 from keel.settings import Settings
+from tests.api.formations import gated_lookup
 
 
 @pytest.fixture
@@ -21,15 +22,7 @@ def settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def formation() -> Formation:
-    return formation_from_data(
-        {
-            "models": {"default": {"provider": "scripted"}},
-            "agents": [{"name": "assistant", "tools": ["lookup"]}],
-            "python_tools": ["tests.fakes.tools"],
-            "approvals": {"tools": {"lookup": "always"}},
-        },
-        env={},
-    )
+    return gated_lookup()
 
 
 async def _ask(api: httpx.AsyncClient, user: str, n: int) -> str:

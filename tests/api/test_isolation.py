@@ -11,9 +11,10 @@ import pytest
 from temporalio.client import Client
 
 from api import create_app
-from keel.formation import Formation, formation_from_data
+from keel.formation import Formation
 from keel.settings import Settings
 from keel.store import TranscriptStore
+from tests.api.formations import gated_lookup
 from tests.conftest import running_workers
 
 CLIENT = "isolation-client-0123456789abcdef"
@@ -23,15 +24,7 @@ BOB = {"Authorization": f"Bearer {CLIENT}", "X-User-Id": "bob"}
 
 @pytest.fixture
 def formation() -> Formation:
-    return formation_from_data(
-        {
-            "models": {"default": {"provider": "scripted"}},
-            "agents": [{"name": "assistant", "tools": ["lookup"]}],
-            "python_tools": ["tests.fakes.tools"],
-            "approvals": {"tools": {"lookup": "always"}},
-        },
-        env={},
-    )
+    return gated_lookup()
 
 
 @pytest.fixture

@@ -11,23 +11,16 @@ import pytest
 from temporalio.client import Client
 
 from api import create_app
-from keel.formation import Formation, formation_from_data
+from keel.formation import Formation
 from keel.settings import Settings
 from keel.store import TranscriptStore
+from tests.api.formations import gated_lookup
 from tests.conftest import running_workers
 
 
 @pytest.fixture
 def formation() -> Formation:
-    return formation_from_data(
-        {
-            "models": {"default": {"provider": "scripted"}},
-            "agents": [{"name": "assistant", "tools": ["lookup"]}],
-            "python_tools": ["tests.fakes.tools"],
-            "approvals": {"tools": {"lookup": "always"}},
-        },
-        env={},
-    )
+    return gated_lookup()
 
 
 class CountingStore:
