@@ -34,7 +34,13 @@ from keel.messages import Usage
 from keel.names import SESSION_WORKFLOW
 from keel.session import SessionState, SessionSummary, new_session_input
 from keel.session_handle import SessionHandle
-from keel.temporal import AGENT_ATTR, TENANT_ATTR, TOPICS_ATTR, USER_ATTR
+from keel.temporal import (
+    AGENT_ATTR,
+    PENDING_APPROVALS_ATTR,
+    TENANT_ATTR,
+    TOPICS_ATTR,
+    USER_ATTR,
+)
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -115,6 +121,9 @@ async def start_session(
                     SearchAttributePair(USER_ATTR, user_id),
                     SearchAttributePair(AGENT_ATTR, agent.name),
                     SearchAttributePair(TOPICS_ATTR, topics or []),
+                    # Set at start, so a namespace without it refuses the start, never
+                    # the session's later upserts (workflows/_turns.py says why).
+                    SearchAttributePair(PENDING_APPROVALS_ATTR, 0),
                 ]
             ),
             memo={"metadata": metadata},

@@ -17,7 +17,7 @@ from keel.formation import Formation, TriggerConfig
 from keel.logging import get_logger
 from keel.session import SESSION_WORKFLOW, new_session_input, session_workflow_id
 from keel.settings import Settings
-from keel.temporal import AGENT_ATTR, TENANT_ATTR, USER_ATTR
+from keel.temporal import AGENT_ATTR, PENDING_APPROVALS_ATTR, TENANT_ATTR, USER_ATTR
 from keel.triggers import render_message
 
 __all__ = ["schedule_id", "sync_schedules"]
@@ -56,6 +56,7 @@ def _schedule(formation: Formation, trigger: TriggerConfig, settings: Settings) 
                     SearchAttributePair(TENANT_ATTR, settings.tenant),
                     SearchAttributePair(USER_ATTR, SCHEDULE_USER),
                     SearchAttributePair(AGENT_ATTR, agent.name),
+                    SearchAttributePair(PENDING_APPROVALS_ATTR, 0),
                 ]
             ),
             static_summary=f"trigger {trigger.name} ({trigger.schedule})",

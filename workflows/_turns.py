@@ -36,6 +36,11 @@ Temporal server about a third of its CPU per turn (docs/performance.md)."""
 PENDING_ATTR_PATCH = "keel-pending-approvals-attr-1"
 """Sessions started before this never set `KeelPendingApprovals`: the approvals inbox
 (which lists sessions by it) leaves them out."""
+PENDING_ATTR_IF_STARTED_PATCH = "keel-pending-approvals-if-started-1"
+"""Sessions set `KeelPendingApprovals` only when they started with it. Temporal fails the
+workflow task of an upsert of an attribute it does not know, on every retry: a session
+started by a client that did not set it (an older API, or a namespace without it) must
+never upsert it. Before this, sessions upserted it whatever they started with."""
 SYNC_FAILED_TURN_PATCH = "keel-sync-failed-turn-1"
 """Sessions started before this keep a failed turn's messages for the next model call."""
 TURNS_KEPT = 50
@@ -163,6 +168,11 @@ class TurnBook:
         inbox lists only sessions that wait, in one call whatever the tenant's size.
         """
         if count == self._mirrored_pending or not workflow.patched(PENDING_ATTR_PATCH):
+            return
+        if (
+            workflow.patched(PENDING_ATTR_IF_STARTED_PATCH)
+            and PENDING_APPROVALS_ATTR not in workflow.info().typed_search_attributes
+        ):
             return
         self._mirrored_pending = count
         workflow.upsert_search_attributes([PENDING_APPROVALS_ATTR.value_set(count)])

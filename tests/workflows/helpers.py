@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.common import TypedSearchAttributes
 
 from keel.approvals import Approval
 from keel.formation import Formation
@@ -23,9 +24,13 @@ async def start_session(
     *,
     agent: str | None = None,
     user_id: str = "tester",
+    search_attributes: TypedSearchAttributes | None = None,
     **options: Any,
 ) -> SessionHandle:
-    """Start a session workflow for `agent` (default: the formation's) and `user_id`."""
+    """Start a session workflow for `agent` (default: the formation's) and `user_id`.
+
+    Without `search_attributes` it starts with none, as a client of an older build would.
+    """
     config = formation.agent(agent) if agent else formation.default_agent
     session_id = uuid.uuid4().hex
     start = new_session_input(
@@ -42,6 +47,7 @@ async def start_session(
         start,
         id=session_workflow_id("test", session_id),
         task_queue=settings.sessions_task_queue,
+        search_attributes=search_attributes,
     )
     return SessionHandle(client, started.id)
 

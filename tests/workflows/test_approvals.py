@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from keel.approvals import Approval, ApprovalDecisionInput
 from keel.devserver import temporal_binary
@@ -16,6 +17,7 @@ from keel.session import SendMessageInput, TurnResult
 from keel.session_handle import SessionHandle, SessionRejected
 from keel.settings import Settings
 from keel.store import TranscriptStore
+from keel.temporal import PENDING_APPROVALS_ATTR
 from tests.conftest import running_workers
 from tests.workflows.helpers import start_session, wait_for_turn
 
@@ -205,3 +207,50 @@ async def test_a_session_waiting_for_approval_survives_a_worker_restart(
     async with running_workers(client, settings, formation, store):
         answer = _answer(await wait_for_turn(handle, turn_id))
     assert answer == "tool results: lookup -> invoice 7: 40 EUR"
+
+
+async def _pending_attr_upserts(handle: SessionHandle) -> list[Any]:
+    """The values of `KeelPendingApprovals` the session upserted, in order."""
+    history = await handle.workflow.fetch_history()
+    upserts = []
+    for event in history.events:
+        if event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            if PENDING_APPROVALS_ATTR.name in fields.indexed_fields:
+                upserts.append(fields.indexed_fields[PENDING_APPROVALS_ATTR.name].data)
+    return upserts
+
+
+async def test_a_session_started_without_the_pending_attribute_never_upserts_it(
+    client: Client, settings: Settings, store: TranscriptStore
+) -> None:
+    # Started as an older API started sessions: were the attribute unknown to the
+    # namespace, an upsert would fail the workflow task on every retry.
+    formation = _gated()
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(client, settings, formation)
+        turn_id = await _send(handle, ASK)
+        [approval] = await _pending(handle)
+        await _decide(handle, approval_id=approval.id, decision="approve")
+        _answer(await wait_for_turn(handle, turn_id))
+        assert await _pending_attr_upserts(handle) == []
+
+
+async def test_a_session_started_with_the_pending_attribute_keeps_it_current(
+    client: Client, settings: Settings, store: TranscriptStore
+) -> None:
+    formation = _gated()
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(
+            client,
+            settings,
+            formation,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(PENDING_APPROVALS_ATTR, 0)]
+            ),
+        )
+        turn_id = await _send(handle, ASK)
+        [approval] = await _pending(handle)
+        await _decide(handle, approval_id=approval.id, decision="approve")
+        _answer(await wait_for_turn(handle, turn_id))
+        assert await _pending_attr_upserts(handle) == [b"1", b"0"]
