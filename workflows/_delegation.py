@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 
+from workflows._patches import STEP_IN_CHILD_ID_PATCH, patched
 from workflows._step import Publish, Step
 
 with workflow.unsafe.imports_passed_through():
@@ -15,9 +16,6 @@ with workflow.unsafe.imports_passed_through():
     from keel.names import SESSION_WORKFLOW
     from keel.session import AgentSnapshot, SessionResult, StartSessionInput
 
-STEP_IN_CHILD_ID_PATCH = "keel-child-id-step-1"
-"""Children started before this are named `<session>/<turn>/<call>`: a vendor's repeated
-call id could name two of them alike."""
 
 _TASK = {
     "type": "object",
@@ -70,7 +68,7 @@ async def delegate(
             "carried": None,
         }
     )
-    if workflow.patched(STEP_IN_CHILD_ID_PATCH):
+    if patched(STEP_IN_CHILD_ID_PATCH):
         child_id = step.key(call)
     else:
         child_id = f"{workflow.info().workflow_id}/{step.turn_id}/{call.id}"

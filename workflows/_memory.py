@@ -13,6 +13,7 @@ from temporalio.exceptions import ActivityError
 
 from workflows import _options
 from workflows._model import model_task_queue
+from workflows._patches import MEMORY_PATCH, patched
 from workflows._step import Publish, Step
 
 with workflow.unsafe.imports_passed_through():
@@ -39,8 +40,6 @@ with workflow.unsafe.imports_passed_through():
     from keel.session import StartSessionInput
 
 R = TypeVar("R")
-MEMORY_PATCH = "keel-memory-1"
-"""Sessions started before memory steps existed replay without them."""
 EXCHANGE_CHARS = 450
 """Each side of an exchange memory: enough to recall what was said, small enough to embed well."""
 
@@ -77,7 +76,7 @@ class SessionMemory:
     async def before_turn(self, turn_id: str, text: str, next_seq: int) -> None:
         """Summarise what is leaving the window (when due), then recall memories."""
         self.recalled = []
-        if not workflow.patched(MEMORY_PATCH):
+        if not patched(MEMORY_PATCH):
             return
         await self._summarize_if_due(turn_id, next_seq)
         if not self._options.vector:
@@ -103,7 +102,7 @@ class SessionMemory:
 
     async def after_turn(self, turn_id: str, text: str, answer: str) -> None:
         """Store the exchange (and facts drawn from it, when enabled) as long-term memory."""
-        if not (self._options.vector and workflow.patched(MEMORY_PATCH)):
+        if not (self._options.vector and patched(MEMORY_PATCH)):
             return
         drafts = [
             MemoryDraft(

@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from temporalio import workflow
 
 from workflows import _options
+from workflows._patches import ASK_CYCLE_PATCH, patched
 from workflows._step import Step
 
 with workflow.unsafe.imports_passed_through():
@@ -21,8 +22,6 @@ with workflow.unsafe.imports_passed_through():
     from keel.names import Activities
     from keel.session import StartSessionInput, session_id_of, session_workflow_id
 
-ASK_CYCLE_PATCH = "keel-ask-cycle-1"
-"""Before this, an ask of the asking session (or of one waiting on it) ran its activity."""
 
 MESSAGING_TOOLS: dict[str, ToolSpec] = {
     "ask_session": ToolSpec(
@@ -77,7 +76,7 @@ async def _ask(session: StartSessionInput, step: Step, call: ToolCall) -> CallTo
     message = _text(call, "message")
     me = workflow.info().workflow_id
     target = session_workflow_id(session.tenant, target_id)
-    if (target == me or target in step.ask_chain) and workflow.patched(ASK_CYCLE_PATCH):
+    if (target == me or target in step.ask_chain) and patched(ASK_CYCLE_PATCH):
         # It could answer only after this turn, which waits for its answer.
         reason = "that is this session" if target == me else "it is waiting for this session"
         return _refused(target_id, f"{reason}, so neither could go on")

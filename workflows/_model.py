@@ -6,6 +6,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import _options
+from workflows._patches import CHUNKED_RESEED_PATCH, patched
 
 with workflow.unsafe.imports_passed_through():
     from keel.contracts.llm import (
@@ -19,8 +20,6 @@ with workflow.unsafe.imports_passed_through():
     from keel.names import Activities, ActivityErrors
     from keel.session import StartSessionInput
 
-CHUNKED_RESEED_PATCH = "keel-chunked-reseed-1"
-"""Sessions that re-seeded in one model call before this replay that way."""
 SEED_CHUNK_BYTES = 256 * 1024
 """Messages per seeding activity, by size as JSON: well under Temporal's 2 MB payload limit."""
 
@@ -45,7 +44,7 @@ async def call_model(
             raise
     # The store lost what it held (or is new): hand it everything this run knows.
     workflow.logger.warning("transcript store lacks the prefix; re-seeding it")
-    if not workflow.patched(CHUNKED_RESEED_PATCH):
+    if not patched(CHUNKED_RESEED_PATCH):
         first = run_messages[0].seq if run_messages else call.upto_seq
         reseed = {"upto_seq": first, "new_messages": run_messages, "reseed": True}
         return await _execute(session, call.model_copy(update=reseed))

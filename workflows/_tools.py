@@ -8,6 +8,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, FailureError
 
 from workflows import _options
+from workflows._patches import TOOLS_ON_SESSION_QUEUE_PATCH, patched
 
 with workflow.unsafe.imports_passed_through():
     from keel.approvals import Approval
@@ -30,9 +31,6 @@ from workflows._step import Publish, Step
 
 GLIMPSE_CHARS = 200
 """How much of a tool result its `tool.result` event shows."""
-TOOLS_ON_SESSION_QUEUE_PATCH = "keel-tools-on-session-queue-1"
-"""Tool calls run on the session's own queue, so they start eagerly as model calls do;
-sessions that scheduled them on `keel-activities` before replay that way."""
 
 
 class ToolRunner:
@@ -162,7 +160,7 @@ class ToolRunner:
     def _tool_queue(self) -> str:
         """The session's own queue: the worker completing the workflow task that schedules
         the call takes it in the reply, with no matching (every worker loads the tools)."""
-        if workflow.patched(TOOLS_ON_SESSION_QUEUE_PATCH):
+        if patched(TOOLS_ON_SESSION_QUEUE_PATCH):
             return workflow.info().task_queue
         return self._input.activities_task_queue
 

@@ -10,6 +10,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows import _carry, _options
 from workflows._approvals import ApprovalGate
 from workflows._model import chunks
+from workflows._patches import (
+    MIRROR_ON_CHANGE_PATCH,
+    PENDING_ATTR_IF_STARTED_PATCH,
+    PENDING_ATTR_PATCH,
+    SUMMARY_PATCH,
+    SYNC_FAILED_TURN_PATCH,
+    patched,
+)
 from workflows._tools import error_text
 
 with workflow.unsafe.imports_passed_through():
@@ -28,21 +36,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from keel.temporal import PENDING_APPROVALS_ATTR
 
-SUMMARY_PATCH = "keel-summary-memo-1"
-"""Sessions started before this keep no summary in their memo."""
-MIRROR_ON_CHANGE_PATCH = "keel-mirror-on-change-1"
-"""Sessions started before this upsert their memo after every turn. Each upsert costs the
-Temporal server about a third of its CPU per turn (docs/performance.md)."""
-PENDING_ATTR_PATCH = "keel-pending-approvals-attr-1"
-"""Sessions started before this never set `KeelPendingApprovals`: the approvals inbox
-(which lists sessions by it) leaves them out."""
-PENDING_ATTR_IF_STARTED_PATCH = "keel-pending-approvals-if-started-1"
-"""Sessions set `KeelPendingApprovals` only when they started with it. Temporal fails the
-workflow task of an upsert of an attribute it does not know, on every retry: a session
-started by a client that did not set it (an older API, or a namespace without it) must
-never upsert it. Before this, sessions upserted it whatever they started with."""
-SYNC_FAILED_TURN_PATCH = "keel-sync-failed-turn-1"
-"""Sessions started before this keep a failed turn's messages for the next model call."""
 TURNS_KEPT = 50
 """Ended turns whose results the workflow keeps; older ones are answered from the store."""
 TURNS_IN_SUMMARY = 10
@@ -132,14 +125,14 @@ class TurnBook:
         if (
             turn.status == "completed"
             and queued[:TURNS_IN_SUMMARY] == self._mirrored_queue
-            and workflow.patched(MIRROR_ON_CHANGE_PATCH)
+            and patched(MIRROR_ON_CHANGE_PATCH)
         ):
             return
         self.mirror(pending, queued)
 
     def mirror(self, pending: list[Approval], queued: list[str]) -> None:
         """Upsert the session's summary into its memo, which reads use when no worker runs."""
-        if not workflow.patched(SUMMARY_PATCH):
+        if not patched(SUMMARY_PATCH):
             return
         self._mirrored_queue = queued[:TURNS_IN_SUMMARY]
         summary = SessionSummary(
@@ -167,10 +160,10 @@ class TurnBook:
         A search attribute rather than the memo: visibility filters on it, so the
         inbox lists only sessions that wait, in one call whatever the tenant's size.
         """
-        if count == self._mirrored_pending or not workflow.patched(PENDING_ATTR_PATCH):
+        if count == self._mirrored_pending or not patched(PENDING_ATTR_PATCH):
             return
         if (
-            workflow.patched(PENDING_ATTR_IF_STARTED_PATCH)
+            patched(PENDING_ATTR_IF_STARTED_PATCH)
             and PENDING_APPROVALS_ATTR not in workflow.info().typed_search_attributes
         ):
             return
@@ -179,7 +172,7 @@ class TurnBook:
 
     async def sync(self, session: StartSessionInput, unsynced: list[Message]) -> list[Message]:
         """Write messages the store may lack; what is still unsynced after (all, on failure)."""
-        if not unsynced or not workflow.patched(SYNC_FAILED_TURN_PATCH):
+        if not unsynced or not patched(SYNC_FAILED_TURN_PATCH):
             return unsynced
         try:
             for chunk in chunks(unsynced, _SYNC_CHUNK_BYTES):

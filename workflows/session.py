@@ -11,6 +11,7 @@ from workflows import _carry
 from workflows._approvals import ApprovalGate
 from workflows._loop import AgentLoop
 from workflows._memory import SessionMemory
+from workflows._patches import STARTED_IN_SEND_PATCH, patched
 from workflows._tools import ToolRunner
 from workflows._turns import TurnBook, TurnError, failure_of
 
@@ -52,8 +53,6 @@ TOPIC_IDS_KEPT = 1000
 """Recent topic message ids, to drop a publish that a retry delivered twice."""
 TURNS_IN_STATE = 50
 """Turns the `state` query lists; older ones are answered from the memo and the store."""
-STARTED_IN_SEND_PATCH = "keel-started-in-send-1"
-"""`send_message` to an idle session answers with the turn's `turn.started`."""
 
 
 @workflow.defn(name=SESSION_WORKFLOW)
@@ -129,7 +128,7 @@ class SessionWorkflow:
         """
         idle = not (self._current or self._queue or self._closing or self._continuing)
         sent = self._enqueue(input)
-        if not (idle and workflow.patched(STARTED_IN_SEND_PATCH)):
+        if not (idle and patched(STARTED_IN_SEND_PATCH)):
             return sent
         turn = self._book.turns[sent.turn_id]
         await workflow.wait_condition(
