@@ -64,6 +64,7 @@ KEPT = {
     "2026-12-04-console-api-39f2fc9": HARDENED,
     "2026-12-04-tools-955977f": HARDENED,
     "2026-12-04-pending-if-started-684cf2d": HARDENED,
+    "2026-12-04-baseline-5487641": HARDENED,
 }
 """Each committed corpus, oldest first, and the files it must keep. Never remove one:
 add a new corpus here with its files (those of the newest one, and any new path)."""
