@@ -83,12 +83,14 @@ async def list_items(
     last = await state.store.last_activity([s.workflow_id for s in sessions])
     items = []
     for execution, session in zip(executions, sessions, strict=True):
-        pending = 0
-        if session.status == "active":
-            pending = execution.typed_search_attributes.get(PENDING_APPROVALS_ATTR) or 0
-            if PENDING_APPROVALS_ATTR not in execution.typed_search_attributes:
-                summary = await summary_of(execution)
-                pending = len(summary.pending_approvals) if summary else 0
+        attributes = execution.typed_search_attributes
+        if session.status != "active":
+            pending = 0
+        elif PENDING_APPROVALS_ATTR in attributes:
+            pending = attributes.get(PENDING_APPROVALS_ATTR) or 0
+        else:
+            summary = await summary_of(execution)
+            pending = len(summary.pending_approvals) if summary else 0
         items.append(
             SessionListItem(
                 **session.model_dump(),

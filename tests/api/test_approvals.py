@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from keel.formation import Formation
-from tests.api.formations import gated_lookup
 from tests.api.live import read_events
+from tests.formations import gated_lookup
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from keel.formation import Formation
 from keel.settings import Settings
-from tests.api.formations import gated_lookup
+from tests.formations import gated_lookup
 
 
 @pytest.fixture

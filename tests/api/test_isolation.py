@@ -14,8 +14,8 @@ from api import create_app
 from keel.formation import Formation
 from keel.settings import Settings
 from keel.store import TranscriptStore
-from tests.api.formations import gated_lookup
 from tests.conftest import running_workers
+from tests.formations import gated_lookup
 
 CLIENT = "isolation-client-0123456789abcdef"
 ANN = {"Authorization": f"Bearer {CLIENT}", "X-User-Id": "ann"}

@@ -209,7 +209,7 @@ async def test_a_session_waiting_for_approval_survives_a_worker_restart(
     assert answer == "tool results: lookup -> invoice 7: 40 EUR"
 
 
-async def _pending_attr_upserts(handle: SessionHandle) -> list[Any]:
+async def _pending_attr_upserts(handle: SessionHandle) -> list[bytes]:
     """The values of `KeelPendingApprovals` the session upserted, in order."""
     history = await handle.workflow.fetch_history()
     upserts = []
@@ -221,36 +221,28 @@ async def _pending_attr_upserts(handle: SessionHandle) -> list[Any]:
     return upserts
 
 
-async def test_a_session_started_without_the_pending_attribute_never_upserts_it(
-    client: Client, settings: Settings, store: TranscriptStore
+@pytest.mark.parametrize(
+    ("started_with", "upserted"),
+    [
+        # Started as an older API started sessions: were the attribute unknown to the
+        # namespace, an upsert would fail the workflow task on every retry.
+        (None, []),
+        (TypedSearchAttributes([SearchAttributePair(PENDING_APPROVALS_ATTR, 0)]), [b"1", b"0"]),
+    ],
+    ids=["started-without-it-never-upserts-it", "started-with-it-keeps-it-current"],
+)
+async def test_the_pending_approvals_attribute_is_upserted_only_if_the_session_started_with_it(
+    client: Client,
+    settings: Settings,
+    store: TranscriptStore,
+    started_with: TypedSearchAttributes | None,
+    upserted: list[bytes],
 ) -> None:
-    # Started as an older API started sessions: were the attribute unknown to the
-    # namespace, an upsert would fail the workflow task on every retry.
     formation = _gated()
     async with running_workers(client, settings, formation, store):
-        handle = await start_session(client, settings, formation)
+        handle = await start_session(client, settings, formation, search_attributes=started_with)
         turn_id = await _send(handle, ASK)
         [approval] = await _pending(handle)
         await _decide(handle, approval_id=approval.id, decision="approve")
         _answer(await wait_for_turn(handle, turn_id))
-        assert await _pending_attr_upserts(handle) == []
-
-
-async def test_a_session_started_with_the_pending_attribute_keeps_it_current(
-    client: Client, settings: Settings, store: TranscriptStore
-) -> None:
-    formation = _gated()
-    async with running_workers(client, settings, formation, store):
-        handle = await start_session(
-            client,
-            settings,
-            formation,
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(PENDING_APPROVALS_ATTR, 0)]
-            ),
-        )
-        turn_id = await _send(handle, ASK)
-        [approval] = await _pending(handle)
-        await _decide(handle, approval_id=approval.id, decision="approve")
-        _answer(await wait_for_turn(handle, turn_id))
-        assert await _pending_attr_upserts(handle) == [b"1", b"0"]
+        assert await _pending_attr_upserts(handle) == upserted

@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from keel.approvals import ApprovalDecisionInput
-from keel.formation import formation_from_data
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.conftest import running_workers
-from tests.workflows.helpers import chat, send, start_session, wait_for_turn
+from tests.formations import gated_lookup
+from tests.workflows.helpers import chat, pending_approval, send, start_session, wait_for_turn
 from workflows._patches import BASELINE_PATCH
 
 
 async def test_a_new_session_records_one_patch_marker_for_every_patch_it_reaches(
     client: Client, settings: Settings, store: TranscriptStore
 ) -> None:
-    formation = formation_from_data(
-        {
-            "models": {"default": {"provider": "scripted"}},
-            "agents": [{"name": "assistant", "tools": ["lookup"]}],
-            "python_tools": ["tests.fakes.tools"],
-            "approvals": {"tools": {"lookup": "always"}},
-        },
-        env={},
-    )
+    formation = gated_lookup()
     async with running_workers(client, settings, formation, store):
         handle = await start_session(client, settings, formation)
         await chat(handle, "hello")  # the memo's patches
         turn_id = await send(handle, '[[call lookup {"invoice": 7}]]')  # approvals', tools'
-        for _ in range(200):
-            if pending := (await handle.state()).pending_approvals:
-                break
-            await asyncio.sleep(0.05)
+        approval = await pending_approval(handle)
         await handle.respond_to_approval(
-            ApprovalDecisionInput(approval_id=pending[0].id, decision="approve")
+            ApprovalDecisionInput(approval_id=approval.id, decision="approve")
         )
         assert (await wait_for_turn(handle, turn_id)).status == "completed"
         await chat(handle, "and again")

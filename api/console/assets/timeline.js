@@ -2,20 +2,24 @@
 
 import { h, jsonBlock, replace, timeEl } from "./dom.js";
 
-/** The Temporal UI link of one run, or the session's own link when the run is unknown. */
-export function runLink(session, runId) {
+/** The Temporal UI's workflows address, `…/namespaces/{ns}/workflows`, from the session's link. */
+function workflowsBase(session) {
   const url = session.temporal_ui_url || "";
   const at = url.indexOf("/workflows/");
-  if (!runId || at < 0) return url;
-  return `${url.slice(0, at)}/workflows/${encodeURIComponent(session.workflow_id)}/${encodeURIComponent(runId)}/history`;
+  return at < 0 ? null : url.slice(0, at + "/workflows".length);
+}
+
+/** The Temporal UI link of one run, or the session's own link when the run is unknown. */
+export function runLink(session, runId) {
+  const base = workflowsBase(session);
+  if (!runId || !base) return session.temporal_ui_url || "";
+  return `${base}/${encodeURIComponent(session.workflow_id)}/${encodeURIComponent(runId)}/history`;
 }
 
 /** The Temporal UI link of another workflow (a delegated specialist's), beside the session's. */
 function workflowLink(session, workflowId) {
-  const url = session.temporal_ui_url || "";
-  const at = url.indexOf("/workflows/");
-  if (at < 0) return null;
-  return `${url.slice(0, at)}/workflows/${encodeURIComponent(workflowId)}`;
+  const base = workflowsBase(session);
+  return base ? `${base}/${encodeURIComponent(workflowId)}` : null;
 }
 
 const TITLES = {

@@ -1,4 +1,4 @@
-"""Formations several API tests share."""
+"""Formations tests in several folders share."""
 
 from __future__ import annotations
 
