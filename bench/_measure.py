@@ -133,11 +133,18 @@ class KeelDirect:
         self._session = SessionHandle(client, workflow_id)
 
     async def turn(self, text: str, *, tool: bool = False) -> None:
-        """`send_message`, then `wait_turn`."""
+        """The API's sync chat: one `chat` update whose id is the turn id."""
         message = f"{TOOL_MARK} {text}" if tool else text
-        sent = await self._session.send_message(SendMessageInput(text=message))
-        result = await self._session.wait_turn(sent.turn_id)
+        turn_id = uuid.uuid4().hex
+        result = await self._session.chat(
+            SendMessageInput(text=message, turn_id=turn_id), update_id=turn_id
+        )
         assert result.status == "completed", result
+
+
+async def api_round_trip(http: httpx.AsyncClient, _text: str) -> None:
+    """An authenticated API request that does no work: what HTTP and FastAPI cost alone."""
+    (await http.get("/v1/agents")).raise_for_status()
 
 
 async def phases(client: Client, workflow_id: str) -> dict[str, float]:

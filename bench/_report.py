@@ -31,6 +31,18 @@ def table(results: dict[str, Any]) -> str:
             "p50_ms",
         ),
         *(
+            [
+                (
+                    "an API request doing no work (`GET /v1/agents`) p50",
+                    f"{hop['p50_ms']:.1f} ms",
+                    "",
+                    "",
+                )
+            ]
+            if (hop := plain.get("api_round_trip"))
+            else []
+        ),
+        *(
             (
                 f"plain turn p50, turns {window.removeprefix('turns_').replace('_', '-')}",
                 f"{by_side['keel']:.1f} ms",

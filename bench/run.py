@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ from bench._measure import (
     FloorSession,
     KeelDirect,
     KeelSession,
+    api_round_trip,
     history_bytes,
     interleaved_latency,
     percentiles,
@@ -66,6 +68,7 @@ async def latency(
     if not tool:
         direct = await KeelSession.create(http)
         sides["keel_without_api"] = KeelDirect(stack.client, direct.workflow_id).turn
+        sides["api_round_trip"] = functools.partial(api_round_trip, http)
     sizes: dict[str, dict[int, int]] = {"keel": {}, "floor": {}}
 
     async def measure_history(n: int) -> None:
