@@ -16,6 +16,7 @@ from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
 from activities._references import DEFAULT_INLINE_MAX_CHARS, expand_references
 from activities._structured import STRUCTURED_RETRIES, correction, schema_problems
+from activities._tracing import model_span, record_answer
 from activities.memory import BUILTIN_TOOL_SPECS
 from activities.providers import ModelRequest, ModelResponse, get_provider
 from keel.contracts.llm import (
@@ -155,9 +156,11 @@ class LlmActivities:
             step=input.step,
             stream_offset=input.stream_offset,
         ) as on_delta:
-            response = await with_heartbeat(
-                get_provider(request.model).complete(request, on_delta=on_delta)
-            )
+            with model_span(request.model, session=input.session, turn_id=input.turn_id) as span:
+                response = await with_heartbeat(
+                    get_provider(request.model).complete(request, on_delta=on_delta)
+                )
+                record_answer(span, response)
         log.info(
             "model answered",
             provider=request.model.provider,

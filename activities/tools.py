@@ -15,6 +15,7 @@ from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
 from activities._mcp import McpPool, McpUnavailable, result_text
 from activities._references import References
+from activities._tracing import tool_span
 from keel.contracts.tools import CallToolInput, CallToolResult
 from keel.logging import get_logger
 from keel.names import Activities
@@ -56,9 +57,12 @@ class ToolActivities:
         Unknown tools, invalid arguments, exceptions, MCP errors, timeouts and
         unreachable servers all come back as `is_error=True` with the reason.
         """
-        with activity_log_context():
+        where = {"session": input.session, "turn_id": input.turn_id}
+        with activity_log_context(), tool_span(input.name, input.call_id, **where) as span:
             started = time.perf_counter()
             result = await with_heartbeat(self._call(input))
+            if result.is_error:
+                span.set_attribute("error.type", "tool_error")
             log.info(
                 "tool called",
                 tool=input.name,

@@ -17,6 +17,7 @@ from api._event_stream import SessionView, open_deltas, open_listener, session_f
 from api._idempotency import Claim, final_answer
 from api._shapes import chat_response, ended_turn
 from api._streams import StreamItem
+from api._tracing import mark_turn
 from api.deps import AppState, Caller
 from api.schemas import ChatAccepted, ChatResponse
 from keel.names import Rejections
@@ -74,6 +75,7 @@ async def send_turn(
     with the first one's outcome, and reads find the turn without a worker.
     """
     handle, sent = await _target(state, client, caller, request)
+    mark_turn(sent.session_id, sent.turn_id)
     message = SendMessageInput(
         text=request.text,
         response_schema=request.response_schema,

@@ -16,6 +16,7 @@ from api._idempotency import install_idempotency
 from api._metrics import install_request_middleware
 from api._openapi import install_openapi
 from api._streams import SessionStreams
+from api._tracing import instrument_app
 from api.deps import AUTHENTICATED, AppState
 from api.problems import V1_PROBLEMS, install_problem_handlers
 from api.routes import (
@@ -38,6 +39,7 @@ from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import TranscriptStore, open_store
 from keel.temporal import connect, ensure_search_attributes
+from keel.tracing import tracing_enabled
 
 log = get_logger("keel.api")
 RECONNECT_EVERY_S = 2.0
@@ -106,6 +108,8 @@ def create_app(
     # Added before the request middleware, so it runs inside it: 413s are logged and counted.
     install_body_limit(app, settings.max_body_bytes)
     install_request_middleware(app, state)
+    if tracing_enabled():
+        instrument_app(app)
     for module in PUBLIC_ROUTERS:
         app.include_router(module.router)
     app.include_router(console.router)  # static files, public; the calls they make carry keys

@@ -17,6 +17,7 @@ from temporalio.service import RPCError
 
 from keel.formation import Formation
 from keel.logging import get_logger
+from keel.tracing import client_interceptors
 
 TENANT_ATTR = SearchAttributeKey.for_keyword("KeelTenant")
 USER_ATTR = SearchAttributeKey.for_keyword("KeelUser")
@@ -37,9 +38,13 @@ log = get_logger(__name__)
 
 
 async def connect(address: str, namespace: str) -> Client:
-    """A client with the pydantic data converter, as every Keel process must use."""
+    """A client with the pydantic data converter, as every Keel process must use, and the
+    tracing interceptor when tracing is on (its workers inherit it)."""
     return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
+        address,
+        namespace=namespace,
+        data_converter=pydantic_data_converter,
+        interceptors=client_interceptors(),
     )
 
 

@@ -20,6 +20,7 @@ from keel.schedules import sync_schedules
 from keel.settings import Settings
 from keel.store import TranscriptStore, open_store
 from keel.temporal import connect, ensure_search_attributes
+from keel.tracing import configure_tracing, shutdown_tracing
 from worker import worker_host
 
 log = get_logger("keel")
@@ -76,6 +77,8 @@ async def serve(
         # Said first, before Temporal is reached: a deployment without Redis still
         # works, and nothing else would tell its operator why no tokens stream.
         log.warning(NO_REDIS_WARNING)
+    if configure_tracing(_service_name(api=bool(api), worker=worker)):
+        log.info("tracing on: spans go to the OTLP endpoint of OTEL_EXPORTER_OTLP_*")
     client = await connect_with_retry(settings)
     store: TranscriptStore = open_store(formation.memory.store, data_dir=settings.resolved_data_dir)
     vector = formation.memory.vector
@@ -142,3 +145,11 @@ async def serve(
             await vector_memory.close()
         if deltas:
             await deltas.close()
+        shutdown_tracing()  # last: the spans of the shutdown's own calls go too
+
+
+def _service_name(*, api: bool, worker: bool) -> str:
+    """The process's `service.name` in traces, unless `OTEL_SERVICE_NAME` says otherwise."""
+    if api and worker:
+        return "keel"
+    return "keel-api" if api else "keel-worker"
