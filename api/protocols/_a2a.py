@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 
 from a2a.auth.user import User
 from a2a.extensions.common import HTTP_EXTENSION_HEADER, get_requested_extensions
@@ -58,12 +58,9 @@ class A2AServer:
             ProtocolRoute(A2A_PATH, CallerGate(rpc.app, state), methods=["POST"]),
         ]
 
-    def running(self) -> AbstractAsyncContextManager[None]:
-        """For the API's lifespan: at its end, running tasks are stopped."""
-        return self._running()
-
     @asynccontextmanager
-    async def _running(self) -> AsyncIterator[None]:
+    async def running(self) -> AsyncIterator[None]:
+        """For the API's lifespan: at its end, running tasks are stopped."""
         try:
             yield
         finally:

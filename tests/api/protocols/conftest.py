@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,31 +44,39 @@ def two_agents() -> Formation:
     )
 
 
-@pytest.fixture(scope="module")
-async def live(
-    temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def served(
+    env: WorkflowEnvironment, data_dir: Path, **settings: Any
 ) -> AsyncIterator[LiveApi]:
-    """The API on a real port with its workers and an in-process delta bus, keys required."""
+    """The API on a real port with its workers and an in-process delta bus."""
     suffix = uuid.uuid4().hex[:8]
-    data_dir = tmp_path_factory.mktemp("protocols")
-    settings = Settings(
+    store = SqliteTranscriptStore(data_dir / "keel.db")
+    configured = Settings(
         data_dir=data_dir,
-        temporal_address=temporal_env.client.service_client.config.target_host,
+        temporal_address=env.client.service_client.config.target_host,
         sessions_task_queue=f"sessions-{suffix}",
         activities_task_queue=f"activities-{suffix}",
         max_sessions_per_user=0,
-        admin_keys=ADMIN,
-        client_keys=CLIENT,
         rate_limit_per_minute=0,
+        **settings,
     )
-    store = SqliteTranscriptStore(data_dir / "keel.db")
     try:
         async with live_api(
-            temporal_env.client, settings, two_agents(), store, deltas=InProcessDeltaBus()
+            env.client, configured, two_agents(), store, deltas=InProcessDeltaBus()
         ) as api:
             yield api
     finally:
         await store.close()
+
+
+@pytest.fixture(scope="module")
+async def live(
+    temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LiveApi]:
+    """The served API with keys required: `ADMIN`, and `CLIENT` for any user."""
+    data_dir = tmp_path_factory.mktemp("protocols")
+    async with served(temporal_env, data_dir, admin_keys=ADMIN, client_keys=CLIENT) as api:
+        yield api
 
 
 async def pending_approval(http: httpx.AsyncClient, session_id: str) -> dict[str, Any]:
