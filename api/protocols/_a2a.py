@@ -124,7 +124,9 @@ class _Requests(RequestContextBuilder):
                 message="each message starts a new task (a Keel turn): send the contextId"
                 " alone to continue; approvals are decided through Keel's approvals API"
             )
-        if context_id and (len(context_id) > ID_MAX_LENGTH or not _CONTEXT_ID.match(context_id)):
+        if context_id and (
+            len(context_id) > ID_MAX_LENGTH or not _CONTEXT_ID.fullmatch(context_id)
+        ):
             raise InvalidParamsError(message=f"contextId must match {ID_PATTERN}")
         context.state[TURN_KEY] = await self._turn(context, params.message, context_id)
         return RequestContext(

@@ -165,6 +165,7 @@ async def test_cancelling_a_task_rejects_its_pending_approval(live: LiveApi) -> 
         (message("hi", skill="nobody"), "no agent named 'nobody'"),
         (message("hi", context_id="no-such-session"), "no such session"),
         (message("hi", context_id="../x"), "contextId must match"),
+        (message("hi", context_id="x\n"), "contextId must match"),
     ],
 )
 async def test_a_bad_message_is_a_json_rpc_error(live: LiveApi, sent: Message, says: str) -> None:
