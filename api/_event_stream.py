@@ -153,14 +153,25 @@ async def session_frames(
     view: SessionView,
     first: Sequence[StreamItem] = (),
 ) -> AsyncIterator[ServerSentEvent]:
-    """The frames of one session until it closes, the view is done, or the listener ends.
+    """The SSE frames of `session_events`."""
+    async for out in session_events(listener, deltas, view, first):
+        yield frame(out)
+
+
+async def session_events(
+    listener: Listener,
+    deltas: AsyncIterator[Delta] | None,
+    view: SessionView,
+    first: Sequence[StreamItem] = (),
+) -> AsyncIterator[Out]:
+    """The events of one session until it closes, the view is done, or the listener ends.
 
     `first`: events known already (the listener may bring them again; the view
     sends each offset once).
     """
     for known in first:
         for out in view.on_event(known):
-            yield frame(out)
+            yield out
     mux = Mux()
     mux.add("events", listener)
     if deltas is not None:
@@ -171,7 +182,7 @@ async def session_frames(
             if item is ENDED and key == "events":
                 return
             for out in view.take(item):
-                yield frame(out)
+                yield out
     finally:
         mux.close()
 

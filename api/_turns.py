@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -13,7 +14,15 @@ from sse_starlette import EventSourceResponse
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 
 from api import _sessions
-from api._event_stream import SessionView, open_deltas, open_listener, session_frames, sse_response
+from api._event_stream import (
+    Out,
+    SessionView,
+    frame,
+    open_deltas,
+    open_listener,
+    session_events,
+    sse_response,
+)
 from api._idempotency import Claim, final_answer
 from api._shapes import chat_response, ended_turn
 from api._streams import StreamItem
@@ -76,13 +85,7 @@ async def send_turn(
     """
     handle, sent = await _target(state, client, caller, request)
     mark_turn(sent.session_id, sent.turn_id)
-    message = SendMessageInput(
-        text=request.text,
-        response_schema=request.response_schema,
-        turn_id=sent.turn_id,
-        # A caller bound to a user: the workflow refuses a session that is not theirs.
-        user_id=caller.user_id if caller.user_given else None,
-    )
+    message = _message(caller, request, sent)
     if request.mode == "stream":
         assert stack is not None, "a streamed turn needs the request's stack"
         return await _stream_turn(state, client, stack, handle, sent, message)
@@ -138,6 +141,16 @@ async def _target(
     )
     handle = SessionHandle.of(client, caller.tenant, session.id)
     return handle, SentTurn(session.id, turn_id, new_session=True)
+
+
+def _message(caller: Caller, request: TurnRequest, sent: SentTurn) -> SendMessageInput:
+    return SendMessageInput(
+        text=request.text,
+        response_schema=request.response_schema,
+        turn_id=sent.turn_id,
+        # A caller bound to a user: the workflow refuses a session that is not theirs.
+        user_id=caller.user_id if caller.user_given else None,
+    )
 
 
 async def _send(handle: SessionHandle, message: SendMessageInput) -> SendMessageResult | None:
@@ -197,6 +210,29 @@ def _accepted(sent: SentTurn, response: Response, *, stream_offset: int | None) 
     return accepted
 
 
+async def follow_turn(
+    state: AppState, client: Client, caller: Caller, request: TurnRequest, stack: AsyncExitStack
+) -> TurnStream:
+    """Send the message like `send_turn`, and follow its turn's events instead of answering.
+
+    For the protocol endpoints (A2A) that relay a turn in their own shapes. The
+    subscriptions live as long as `stack`.
+    """
+    handle, sent = await _target(state, client, caller, request)
+    mark_turn(sent.session_id, sent.turn_id)
+    return await _follow(state, client, stack, handle, sent, _message(caller, request, sent))
+
+
+@dataclass(frozen=True)
+class TurnStream:
+    """A sent turn and its events, from `turn.started` to `turn.completed`/`turn.failed`."""
+
+    handle: SessionHandle
+    sent: SentTurn
+    events: AsyncIterator[Out]
+    """Ends after the turn ends, when the session closes, or early when the stream fails."""
+
+
 async def _stream_turn(
     state: AppState,
     client: Client,
@@ -206,6 +242,23 @@ async def _stream_turn(
     message: SendMessageInput,
 ) -> EventSourceResponse:
     """Send the message, then stream its turn from `turn.started` to `turn.completed`/`failed`."""
+    turn = await _follow(state, client, stack, handle, sent, message)
+    headers = {
+        "X-Session-Id": sent.session_id,
+        "X-Turn-Id": sent.turn_id,
+        "Location": f"/v1/sessions/{sent.session_id}/turns/{sent.turn_id}",
+    }
+    return sse_response(state, (frame(out) async for out in turn.events), headers)
+
+
+async def _follow(
+    state: AppState,
+    client: Client,
+    stack: AsyncExitStack,
+    handle: SessionHandle,
+    sent: SentTurn,
+    message: SendMessageInput,
+) -> TurnStream:
     # Subscribed before sending, so no delta of the turn can come too early to be seen.
     deltas = await open_deltas(state, stack, handle.id)
     # A new session's stream starts at 0: listening before sending saves a
@@ -216,13 +269,8 @@ async def _stream_turn(
     start = 0 if result is None else result.stream_offset
     if listener is None:
         listener = await open_listener(state, client, stack, handle.id, start)
-    headers = {
-        "X-Session-Id": sent.session_id,
-        "X-Turn-Id": sent.turn_id,
-        "Location": f"/v1/sessions/{sent.session_id}/turns/{sent.turn_id}",
-    }
     view = SessionView(start, turn_id=sent.turn_id)
     # `turn.started` came with the answer: the first deltas need not wait for a poll.
     started = result and result.started
     first = [StreamItem(started.offset, started.event)] if started else []
-    return sse_response(state, session_frames(listener, deltas, view, first), headers)
+    return TurnStream(handle, sent, session_events(listener, deltas, view, first))

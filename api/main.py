@@ -19,6 +19,7 @@ from api._streams import SessionStreams
 from api._tracing import instrument_app
 from api.deps import AUTHENTICATED, AppState
 from api.problems import V1_PROBLEMS, install_problem_handlers
+from api.protocols import Protocols
 from api.routes import (
     agents,
     approvals,
@@ -79,12 +80,14 @@ def create_app(
         streams=SessionStreams(poll_cooldown=timedelta(seconds=settings.events_poll_cooldown_s)),
         deltas=deltas,
     )
+    protocols = Protocols(state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         connecting = None if client else asyncio.create_task(_connect_until_up(state))
         try:
-            yield
+            async with protocols.running():
+                yield
         finally:
             if connecting:
                 connecting.cancel()
@@ -115,6 +118,7 @@ def create_app(
     app.include_router(console.router)  # static files, public; the calls they make carry keys
     for module in V1_ROUTERS:
         app.include_router(module.router, dependencies=AUTHENTICATED, responses=V1_PROBLEMS)
+    protocols.install(app)  # `/mcp` and `/a2a`: the same keys, behind their own gate
     if not state.keys.enabled:
         log.warning(
             "no API keys configured: every caller is trusted; serve on loopback only",
