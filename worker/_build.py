@@ -7,7 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Interceptor, Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Interceptor, Worker, WorkerDeploymentConfig
 
 from activities import LlmActivities, ToolActivities, ToolCatalog
 from activities._references import References
@@ -91,6 +92,7 @@ def build_workers(
         "max_concurrent_activities": max_concurrent_activities,
         "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
         "interceptors": interceptors,
+        **_versioning(settings),
     }
     workers = []
     for queue in dict.fromkeys(queues):
@@ -135,3 +137,18 @@ def build_workers(
                 Worker(client, task_queue=queue, activities=model_activities, **every_worker)
             )
     return workers
+
+
+def _versioning(settings: Settings) -> dict[str, Any]:
+    """Worker Versioning, for a worker of a deployment: its build takes the sessions Temporal
+    routes to it, and a session stays on the build it started on (pinned) until it continues
+    as new; each worker of the process shares the build."""
+    if settings.worker_deployment is None or settings.worker_build_id is None:
+        return {}
+    version = WorkerDeploymentVersion(settings.worker_deployment, settings.worker_build_id)
+    config = WorkerDeploymentConfig(
+        version=version,
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED,
+    )
+    return {"deployment_config": config}

@@ -35,8 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
     except ValidationError as err:
         for problem in err.errors():
-            field = "KEEL_" + "_".join(str(p) for p in problem["loc"]).upper()
-            _fail(f"{field}: {problem['msg']}")
+            message = problem["msg"].removeprefix("Value error, ")
+            if problem["loc"]:  # a field's own problem; else one of several fields together
+                message = (
+                    "KEEL_" + "_".join(str(p) for p in problem["loc"]).upper() + f": {message}"
+                )
+            _fail(message)
         return EXIT_INVALID
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     if args.command == "chat":
@@ -126,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
         help="poll only this queue (repeatable); default: sessions, activities and model queues",
     )
     worker.add_argument("--max-concurrent-activities", type=int, default=100)
+    worker.add_argument(
+        "--deployment",
+        help="the Temporal Worker Deployment this worker belongs to (with --build-id)",
+    )
+    worker.add_argument(
+        "--build-id", help="this worker's build: sessions stay on the build they started on"
+    )
 
     chat = commands.add_parser("chat", help="talk to an agent from this terminal")
     chat.add_argument("--session", help="resume this session")
@@ -145,6 +156,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["formation"] = args.formation
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir
+    if getattr(args, "deployment", None):
+        overrides["worker_deployment"] = args.deployment
+    if getattr(args, "build_id", None):
+        overrides["worker_build_id"] = args.build_id
     if args.command == "dev":
         overrides["temporal_address"] = f"127.0.0.1:{args.temporal_port}"
         overrides["temporal_ui_url"] = f"http://127.0.0.1:{args.ui_port}"

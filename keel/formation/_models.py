@@ -228,6 +228,9 @@ class SessionsConfig(_Strict):
     """Start a fresh run (same session) after this many turns, keeping history small."""
     max_delegation_depth: int = Field(default=2, ge=0, le=10)
     """How deep delegations may nest (a coordinator's specialist delegating on, …)."""
+    upgrade_on_continue_as_new: bool = False
+    """With versioned workers: a session's next run starts on the deployment's current
+    build, instead of staying on the build the session started on (docs/deploy.md)."""
 
 
 class PrivacyConfig(_Strict):
