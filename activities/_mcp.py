@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 import httpx2
 import mcp.types as mt
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.session import IncomingMessage, MessageHandlerFnT
 from mcp.client.streamable_http import streamable_http_client
 from pydantic_core import to_json
 
@@ -47,8 +48,9 @@ class _Session:
     close; callers in any task use the client meanwhile.
     """
 
-    def __init__(self, config: McpServerConfig) -> None:
+    def __init__(self, config: McpServerConfig, on_tools_changed: Callable[[], None]) -> None:
         self.config = config
+        self._on_tools_changed = on_tools_changed
         self.client: Client | None = None
         self.lost = False
         self._stop = asyncio.Event()
@@ -78,7 +80,9 @@ class _Session:
     async def _own(self, ready: asyncio.Future[Client]) -> None:
         try:
             async with contextlib.AsyncExitStack() as stack:
-                client = await stack.enter_async_context(_client(self.config, stack))
+                client = await stack.enter_async_context(
+                    _client(self.config, stack, self._on_message)
+                )
                 ready.set_result(client)
                 await self._stop.wait()
         except Exception as e:
@@ -93,6 +97,12 @@ class _Session:
             self.lost = True
             if not ready.done():
                 ready.cancel()
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        """A server's notification: a changed tool list makes the cached one stale."""
+        if isinstance(message, mt.ToolListChangedNotification):
+            log.info("MCP tools changed", server=self.config.name)
+            self._on_tools_changed()
 
     async def close(self) -> None:
         """Disconnect (a stdio server is stopped); safe to call more than once."""
@@ -113,17 +123,21 @@ class _Session:
                 await task
 
 
-def _client(config: McpServerConfig, stack: contextlib.AsyncExitStack) -> Client:
+def _client(
+    config: McpServerConfig,
+    stack: contextlib.AsyncExitStack,
+    on_message: MessageHandlerFnT,
+) -> Client:
     if config.transport == "stdio":
         assert config.command is not None  # the formation requires it for stdio
         # Only the variables the mcp SDK deems safe (PATH, HOME, …) plus `env`
         # reach the server: the worker's secrets do not.
         params = StdioServerParameters(command=config.command, args=config.args, env=config.env)
-        return Client(params)
+        return Client(params, message_handler=on_message)
     assert config.url is not None  # the formation requires it for http
     http = httpx2.AsyncClient(headers=config.headers, timeout=_HTTP_TIMEOUT)
     stack.push_async_callback(http.aclose)
-    return Client(streamable_http_client(config.url, http_client=http))
+    return Client(streamable_http_client(config.url, http_client=http), message_handler=on_message)
 
 
 class McpPool:
@@ -237,7 +251,8 @@ class McpPool:
             if session is not None:
                 self._retire(session)
             config = self.configs[server]
-            session = _Session(config)
+            # Patterns (`server.*`) resolve from the list: a changed one is fetched anew.
+            session = _Session(config, on_tools_changed=lambda: self._forget_list(server))
             started = time.perf_counter()
             try:
                 await session.open(self._connect_timeout_s)
@@ -255,6 +270,9 @@ class McpPool:
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
             return session
+
+    def _forget_list(self, server: str) -> None:
+        self._listed.pop(server, None)
 
     def _retire(self, session: _Session) -> None:
         """Forget a lost session and close it in the background (`aclose` waits for it)."""

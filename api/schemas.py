@@ -72,6 +72,10 @@ class AgentOut(BaseModel):
     description: str
     model: str
     tools: list[str]
+    """As the formation lists them: names, and patterns such as `server.*`."""
+    resolved_tools: list[str]
+    """The tools `tools` names now, patterns resolved from their servers' tool lists
+    (a server that cannot be reached in a few seconds contributes none)."""
     routes: list[str]
 
 
