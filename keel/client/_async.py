@@ -98,9 +98,7 @@ class AsyncKeel:
             max_retries=max_retries,
             stream_idle_timeout=stream_idle_timeout,
             headers=headers,
-            http_base_url=str(http_client.base_url)
-            if http_client and http_client.base_url
-            else None,
+            http_base_url=str(http_client.base_url) if http_client else None,
         )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient()

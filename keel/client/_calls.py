@@ -10,24 +10,22 @@ import httpx
 
 from keel.approvals import Approval, Decision
 from keel.client._http import Call, by_status, field_of, model
-from keel.wire import (
-    AgentList,
-    AgentOut,
-    ApprovalList,
+from keel.client._models import (
+    Agent,
     ChatAccepted,
-    ChatResponse,
+    ChatResult,
+    Session,
     SessionDetail,
-    SessionOut,
     SessionPage,
-    TriggerList,
-    TriggerOut,
+    Trigger,
 )
+from keel.wire import AgentList, ApprovalList, TriggerList
 
 SessionStatus = Literal["active", "closed"]
 ChatMode = Literal["sync", "async"]
 
 
-_TURN_ANSWER = by_status({200: ChatResponse, 202: ChatAccepted})
+_TURN_ANSWER = by_status({200: ChatResult, 202: ChatAccepted})
 """A turn's answer: its outcome, or 202 when it runs on (async mode, or past `wait_s`)."""
 SYNC_WAIT_S = 120.0
 """How long the API waits for a sync answer when the request names no `wait_s`."""
@@ -43,12 +41,12 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def list_agents() -> Call[list[AgentOut]]:
+def list_agents() -> Call[list[Agent]]:
     return Call("GET", "/v1/agents", field_of(AgentList, "agents"))
 
 
-def get_agent(name: str) -> Call[AgentOut]:
-    return Call("GET", f"/v1/agents/{_seg(name)}", model(AgentOut))
+def get_agent(name: str) -> Call[Agent]:
+    return Call("GET", f"/v1/agents/{_seg(name)}", model(Agent))
 
 
 def create_session(
@@ -57,11 +55,9 @@ def create_session(
     metadata: dict[str, Any] | None,
     topics: list[str] | None,
     idempotency_key: str | None,
-) -> Call[SessionOut]:
+) -> Call[Session]:
     body = {"agent": agent, "user_id": user_id, "metadata": metadata, "topics": topics}
-    return Call(
-        "POST", "/v1/sessions", model(SessionOut), body=body, idempotency_key=idempotency_key
-    )
+    return Call("POST", "/v1/sessions", model(Session), body=body, idempotency_key=idempotency_key)
 
 
 def get_session(session_id: str, after_seq: int | None, limit: int | None) -> Call[SessionDetail]:
@@ -86,13 +82,13 @@ def list_sessions(
     return Call("GET", "/v1/sessions", model(SessionPage), params=params)
 
 
-def close_session(session_id: str) -> Call[SessionOut]:
-    return Call("DELETE", f"/v1/sessions/{_seg(session_id)}", model(SessionOut))
+def close_session(session_id: str) -> Call[Session]:
+    return Call("DELETE", f"/v1/sessions/{_seg(session_id)}", model(Session))
 
 
-def get_turn(session_id: str, turn_id: str) -> Call[ChatResponse]:
+def get_turn(session_id: str, turn_id: str) -> Call[ChatResult]:
     path = f"/v1/sessions/{_seg(session_id)}/turns/{_seg(turn_id)}"
-    return Call("GET", path, model(ChatResponse))
+    return Call("GET", path, model(ChatResult))
 
 
 @dataclass(frozen=True)
@@ -118,7 +114,7 @@ class Chat:
         }
 
 
-def chat(chat: Chat, wait_s: float | None) -> Call[ChatResponse | ChatAccepted]:
+def chat(chat: Chat, wait_s: float | None) -> Call[ChatResult | ChatAccepted]:
     """A sync chat: the answer, or 202 once the API stops waiting."""
     body = chat.body(mode="sync", wait_s=wait_s)
     return Call(
@@ -175,7 +171,7 @@ def decide(
     return Call("POST", path, model(Approval), body=body, idempotency_key=idempotency_key)
 
 
-def list_triggers() -> Call[list[TriggerOut]]:
+def list_triggers() -> Call[list[Trigger]]:
     return Call("GET", "/v1/triggers", field_of(TriggerList, "triggers"))
 
 
@@ -187,7 +183,7 @@ def fire_trigger(
     wait_s: float | None,
     secret: str | bytes | None,
     idempotency_key: str | None,
-) -> Call[ChatResponse | ChatAccepted]:
+) -> Call[ChatResult | ChatAccepted]:
     body = {"data": data, "session_id": session_id, "mode": mode, "wait_s": wait_s}
     return Call(
         "POST",

@@ -77,11 +77,7 @@ class Event(BaseModel):
         if not isinstance(data, dict):
             raise ValueError("event data is not a JSON object")
         offset = int(sse.id) if sse.id else None
-        return cls(
-            type=sse.event if sse.event != "message" else data.get("type", ""),
-            offset=offset,
-            data=data,
-        )
+        return cls(type=sse.event, offset=offset, data=data)
 
 
 @dataclass

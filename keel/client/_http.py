@@ -7,7 +7,7 @@ import os
 import random
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -128,7 +128,6 @@ class Call(Generic[T]):
     body: Mapping[str, Any] | None = None
     """Sent as JSON; entries that are None are left out, so the API's defaults apply."""
     params: Mapping[str, Any] | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
     timeout: httpx.Timeout | None = None
     waits: float | None = None
     """The API may hold this request this many seconds (a sync chat): the read timeout
@@ -140,7 +139,7 @@ class Call(Generic[T]):
 
     def request(self, http: httpx.Client | httpx.AsyncClient, options: Options) -> httpx.Request:
         """The request; build it once, so every attempt sends the same bytes and key."""
-        headers = {**options.headers, **self.headers}
+        headers = dict(options.headers)
         content = None
         if self.body is not None:
             body = {k: v for k, v in self.body.items() if v is not None}
@@ -220,7 +219,7 @@ class Attempts:
         if not retryable_error(err) or self.retry > self._retries.max_retries:
             attempts = "1 attempt" if self.retry == 1 else f"{self.retry} attempts"
             raise KeelConnectionError(
-                f"cannot reach {self._url} ({attempts}): {type(err).__name__}: {err}"
+                f"no answer from {self._url} ({attempts}): {type(err).__name__}: {err}"
             ) from err
         return self._retries.delay(self.retry)
 

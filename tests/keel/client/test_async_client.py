@@ -18,7 +18,7 @@ from keel.client import (
     NotFound,
     Unauthorized,
 )
-from keel.events import MessageCompleted
+from keel.events import MessageCompleted, TurnStarted
 from tests.keel.client.proxy import proxy_to
 from tests.keel.client.stack import LOOKUP, SECRET
 
@@ -66,6 +66,8 @@ async def test_stream_brings_token_deltas_then_the_whole_answer(keel: AsyncKeel)
     assert "".join(e.data["text"] for e in deltas) == "echo: one two three"
     completed = next(e for e in events if e.type == "message.completed").payload()
     assert isinstance(completed, MessageCompleted) and completed.content == "echo: one two three"
+    started = events[0].session_event()  # the API's own model of it
+    assert isinstance(started.payload(), TurnStarted) and started.turn_id == events[0].turn_id
     offsets = [e.offset for e in events if e.offset is not None]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
     assert {e.session_id for e in events} == {events[0].session_id}
