@@ -8,33 +8,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from keel.logging import get_logger
+from keel.wire import ProblemDetails
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger(__name__)
-
-
-class FieldProblem(BaseModel):
-    """One refused field of a 422."""
-
-    field: str
-    message: str
-
-
-class ProblemDetails(BaseModel):
-    """The body of every error (RFC 9457), for the OpenAPI document."""
-
-    model_config = ConfigDict(extra="allow", title="Problem")
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    errors: list[FieldProblem] | None = None
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -18,7 +18,7 @@ from keel.formation import Formation, FormationError, FormationProblem, load_for
 from keel.keys import KeyConfigError, load_keys
 from keel.logging import configure_logging, get_logger, quiet_http_clients
 from keel.settings import Settings
-from keel.tools import BUILTIN_TOOLS, load_python_tools
+from keel.tools import BUILTIN_TOOLS, load_python_tools, python_tools_path
 
 __all__ = ["main"]
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FormationError as err:
         _fail(str(err))
         return EXIT_INVALID
-    _python_tools_path(path)
+    python_tools_path(path)
     try:
         if args.command == "dev":
             from keel.cli._dev import run_dev
@@ -180,22 +180,6 @@ def _formation(path: Path | None) -> Formation:
     return formation
 
 
-def _python_tools_path(formation: Path | None) -> None:
-    """Put the working directory, then the formation file's directory, on the import path.
-
-    The working directory as uvicorn and celery do; the formation's own directory
-    so that a formation kept beside its `python_tools` package works from anywhere
-    (`keel worker --formation app/formation.yaml`, a mounted config directory).
-    """
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    if formation is not None:
-        directory = str(formation.expanduser().resolve().parent)
-        if directory not in sys.path:
-            sys.path.insert(sys.path.index(cwd) + 1, directory)
-
-
 def _validate(path: Path) -> int:
     """Check the file, then import its `python_tools` as a worker would, and check their names.
 
@@ -203,7 +187,7 @@ def _validate(path: Path) -> int:
     """
     try:
         formation = load_formation(path)
-        _python_tools_path(path)
+        python_tools_path(path)
         tools = _python_tools(formation, source=str(path))
     except FormationError as err:
         _fail(str(err))
