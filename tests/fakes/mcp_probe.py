@@ -37,6 +37,18 @@ async def sleep(seconds: float) -> str:
 
 
 @server.tool()
+async def grow(name: str, ctx: Context) -> str:
+    """Serve one more tool, called `name` (it answers its name), and say the list changed."""
+
+    def grown() -> str:
+        return name
+
+    server.add_tool(grown, name=name, description=f"A tool grown at run time: {name}.")
+    await ctx.session.send_tool_list_changed()
+    return f"now serving {name}"
+
+
+@server.tool()
 def crash() -> str:
     """Exit the server process at once, mid-call."""
     os._exit(3)
