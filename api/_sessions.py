@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api._errors import session_errors, session_not_found, temporal_errors
 from api._page_tokens import page_not_found
+from api._seed import SessionSeed, seeded_input, store_seed
 from api._shapes import from_execution, session_out, summary_of
 from api.deps import AppState, Caller
 from api.problems import Problem
@@ -84,6 +85,7 @@ async def start_session(
     topics: list[str] | None = None,
     session_id: str | None = None,
     retried: bool = False,
+    seed: SessionSeed | None = None,
 ) -> SessionOut:
     """Start the workflow of a new session; 409 past the user's session limit.
 
@@ -92,6 +94,7 @@ async def start_session(
             (a retried request). A new id by default.
         retried: an earlier attempt of this request may have started the
             session: the limit, which would count it, is not checked again.
+        seed: messages and instructions the session starts with (`api._seed`).
     """
     if caller.limited and not retried:
         await _check_session_quota(state, client, caller.tenant, user_id)
@@ -106,6 +109,9 @@ async def start_session(
         sees_all_users=not caller.user_given,
     )
     handle = SessionHandle.of(client, caller.tenant, session_id)
+    if seed is not None:
+        start = seeded_input(start, seed)
+        await store_seed(state.store, start, handle.id, seed)
     with temporal_errors():
         started = await client.start_workflow(
             SESSION_WORKFLOW,
@@ -196,6 +202,18 @@ async def describe_session(
         raise session_not_found(session_id)
     summary = await summary_of(description)
     return DescribedSession(session, handle, summary)
+
+
+async def agent_session(
+    state: AppState, client: Client, caller: Caller, session_id: str, agent: AgentConfig
+) -> SessionOut:
+    """The caller's session `session_id`; 404 if it cannot see it, 409 if another agent's."""
+    session = (await describe_session(state, client, caller, session_id)).session
+    if session.agent != agent.name:
+        raise Problem(
+            409, f"session {session.id!r} belongs to agent {session.agent!r}", type_="wrong-agent"
+        )
+    return session
 
 
 async def live_state(described: DescribedSession) -> SessionState | None:

@@ -14,7 +14,7 @@ from api._limits import check_message
 from api._tools import AgentToolList
 from api._turns import TurnRequest, send_claimed_turn
 from api.deps import AppState, CurrentCaller, State, TemporalClient
-from api.problems import Problem, problem_responses
+from api.problems import problem_responses
 from api.schemas import AgentList, AgentName, AgentOut, ChatAccepted, ChatResponse, OptionalId
 from keel.formation import AgentConfig
 
@@ -88,13 +88,7 @@ async def run_agent(
     )
     agent = _sessions.resolve_agent(state, name)
     if body.session_id:
-        session = (await _sessions.describe_session(state, client, caller, body.session_id)).session
-        if session.agent != agent.name:
-            raise Problem(
-                409,
-                f"session {session.id!r} belongs to agent {session.agent!r}",
-                type_="wrong-agent",
-            )
+        await _sessions.agent_session(state, client, caller, body.session_id, agent)
     claim = await idempotency.claim(caller, body, "turn_id", "session_id")
     request = TurnRequest(
         text=body.message,
