@@ -15,6 +15,7 @@ import mcp.types as mt
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.session import IncomingMessage, MessageHandlerFnT
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from pydantic_core import to_json
 
 from keel.formation import McpServerConfig
@@ -84,7 +85,13 @@ class _Session:
                     _client(self.config, stack, self._on_message)
                 )
                 ready.set_result(client)
-                await self._stop.wait()
+                watching = asyncio.create_task(self._watch_tools(client))
+                try:
+                    await self._stop.wait()
+                finally:
+                    watching.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watching
         except Exception as e:
             if not ready.done():
                 ready.set_exception(e)
@@ -97,6 +104,23 @@ class _Session:
             self.lost = True
             if not ready.done():
                 ready.cancel()
+
+    async def _watch_tools(self, client: Client) -> None:
+        """Follow the server's tool list changes (`subscriptions/listen`, MCP 2026-07-28 on).
+
+        A server of an earlier protocol sends `notifications/tools/list_changed` instead,
+        which `_on_message` receives; one that never changes its tools sends neither.
+        """
+        try:
+            async with client.listen(tools_list_changed=True) as changes:
+                async for _ in changes:
+                    log.info("MCP tools changed", server=self.config.name)
+                    self._on_tools_changed()
+        except ListenNotSupportedError:
+            return
+        except (MCPError, SubscriptionLost, TimeoutError) as e:
+            # The list's time-to-live still bounds how stale it gets.
+            log.info("MCP tool changes not followed", server=self.config.name, error=str(e))
 
     async def _on_message(self, message: IncomingMessage) -> None:
         """A server's notification: a changed tool list makes the cached one stale."""

@@ -367,7 +367,7 @@ def _reference_problems(f: Formation) -> list[tuple[Loc, str]]:
                 add(loc, f"tool {shown} is listed twice")
             elif not tool or (dot and (not server or not name)):
                 add(loc, f"tool {shown} must be `server.tool` or a Python tool name")
-            elif is_pattern(server):
+            elif dot and is_pattern(server):
                 add(loc, f"tool {shown}: only the tool part may be a pattern (`server.read_*`)")
             elif dot and server not in servers:
                 server_shown = _show(server, loc, hidden)

@@ -44,7 +44,7 @@ async def grow(name: str, ctx: Context) -> str:
         return name
 
     server.add_tool(grown, name=name, description=f"A tool grown at run time: {name}.")
-    await ctx.session.send_tool_list_changed()
+    await ctx.notify_tools_changed()
     return f"now serving {name}"
 
 
