@@ -53,6 +53,12 @@ def _formation(llm_url: str) -> dict[str, object]:
     }
 
 
+pytest.importorskip(
+    "llama_cpp.server",
+    reason="the local-model extra is not installed: pip install -e '.[dev,local-model]'",
+)
+
+
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's server with SmolLM2-135M; yields its `/v1` URL."""
