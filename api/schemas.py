@@ -14,6 +14,7 @@ from keel.approvals import Approval
 from keel.messages import Message, Usage
 from keel.session import AssistantReply, TurnStatus
 from keel.settings import TENANT_PATTERN
+from keel.store import MAX_SEQ
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
 ID_MAX_LENGTH = 128
@@ -93,6 +94,22 @@ class CreateSession(BaseModel):
     """Topics this session subscribes to: agents' `publish` calls reach it as messages."""
 
 
+class ForkedFrom(BaseModel):
+    """The session a fork copied its transcript from, and where it cut it."""
+
+    session_id: str
+    seq: int
+    """The fork holds the original's messages before this seq; its own start here."""
+
+
+class ForkSession(BaseModel):
+    """`POST /v1/sessions/{id}/fork`."""
+
+    upto_seq: int | None = Field(default=None, ge=0, le=MAX_SEQ)
+    """Copy the messages before this seq: a turn's first message, or the end of the
+    transcript. By default, every turn that has ended (see docs/api.md)."""
+
+
 class SessionOut(BaseModel):
     """A session, with the Temporal workflow behind it."""
 
@@ -105,6 +122,8 @@ class SessionOut(BaseModel):
     run_id: str | None
     temporal_ui_url: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    forked_from: ForkedFrom | None = None
+    """Set for a session made by `POST /v1/sessions/{id}/fork`."""
 
 
 class SessionDetail(SessionOut):
