@@ -58,21 +58,23 @@ _TURN_LINKS = {
 """From an operation that answers with a turn (sync or accepted) to what can follow it."""
 _SESSION_ID = "$response.body#/id"
 _SESSION_HEADER = "$response.header.X-Keel-Session-Id"
+_SESSION_LINKS = {
+    "ReadSession": Link("GET /v1/sessions/{session_id}", {"session_id": _SESSION_ID}),
+    # A chat in an existing session may not name an agent: the link says none.
+    "Chat": Link("POST /v1/chat", body={"session_id": _SESSION_ID, "agent": None}),
+    "RunAgent": Link(
+        "POST /v1/agents/{name}/run",
+        {"name": "$response.body#/agent"},
+        body={"session_id": _SESSION_ID},
+    ),
+    "ListApprovals": Link("GET /v1/sessions/{session_id}/approvals", {"session_id": _SESSION_ID}),
+    "Fork": Link("POST /v1/sessions/{session_id}/fork", {"session_id": _SESSION_ID}),
+    "CloseSession": Link("DELETE /v1/sessions/{session_id}", {"session_id": _SESSION_ID}),
+}
+"""From an operation that answers with a new session to what can follow it."""
 LINKS: dict[tuple[str, str], dict[str, Link]] = {
-    ("POST /v1/sessions", "201"): {
-        "ReadSession": Link("GET /v1/sessions/{session_id}", {"session_id": _SESSION_ID}),
-        # A chat in an existing session may not name an agent: the link says none.
-        "Chat": Link("POST /v1/chat", body={"session_id": _SESSION_ID, "agent": None}),
-        "RunAgent": Link(
-            "POST /v1/agents/{name}/run",
-            {"name": "$response.body#/agent"},
-            body={"session_id": _SESSION_ID},
-        ),
-        "ListApprovals": Link(
-            "GET /v1/sessions/{session_id}/approvals", {"session_id": _SESSION_ID}
-        ),
-        "CloseSession": Link("DELETE /v1/sessions/{session_id}", {"session_id": _SESSION_ID}),
-    },
+    ("POST /v1/sessions", "201"): _SESSION_LINKS,
+    ("POST /v1/sessions/{session_id}/fork", "201"): _SESSION_LINKS,
     **{
         (operation, status): _TURN_LINKS
         for operation in ("POST /v1/chat", "POST /v1/agents/{name}/run", "POST /v1/triggers/{name}")

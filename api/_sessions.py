@@ -24,16 +24,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from api._errors import session_errors, session_not_found, temporal_errors
 from api._page_tokens import page_not_found
 from api._seed import SessionSeed, seeded_input, store_seed
-from api._shapes import from_execution, session_out, summary_of
+from api._shapes import FORKED_FROM_MEMO, from_execution, session_out, summary_of
 from api.deps import AppState, Caller
 from api.problems import Problem
-from api.schemas import SessionOut
+from api.schemas import ForkedFrom, SessionOut
 from keel.approvals import Approval
 from keel.formation import AgentConfig
 from keel.logging import get_logger
 from keel.messages import Usage
 from keel.names import SESSION_WORKFLOW
-from keel.session import SessionState, SessionSummary, new_session_input
+from keel.session import CarriedState, SessionState, SessionSummary, new_session_input
 from keel.session_handle import SessionHandle
 from keel.temporal import (
     AGENT_ATTR,
@@ -86,6 +86,8 @@ async def start_session(
     session_id: str | None = None,
     retried: bool = False,
     seed: SessionSeed | None = None,
+    carried: CarriedState | None = None,
+    forked_from: ForkedFrom | None = None,
 ) -> SessionOut:
     """Start the workflow of a new session; 409 past the user's session limit.
 
@@ -95,10 +97,18 @@ async def start_session(
         retried: an earlier attempt of this request may have started the
             session: the limit, which would count it, is not checked again.
         seed: messages and instructions the session starts with (`api._seed`).
+        carried: where the session starts, as if a run handed it over (a fork
+            starts after the prefix it copied).
+        forked_from: the session a fork copied its transcript from.
     """
     if caller.limited and not retried:
-        await _check_session_quota(state, client, caller.tenant, user_id)
+        await check_session_quota(state, client, caller.tenant, user_id)
     session_id = session_id or uuid.uuid4().hex
+    memo: dict[str, Any] = {"metadata": metadata}
+    summary = f"session with {agent.name} for {user_id}"
+    if forked_from is not None:
+        memo[FORKED_FROM_MEMO] = forked_from.model_dump()
+        summary += f", forked from {forked_from.session_id} at seq {forked_from.seq}"
     start = new_session_input(
         state.formation,
         agent,
@@ -107,7 +117,7 @@ async def start_session(
         activities_task_queue=state.settings.activities_task_queue,
         session_id=session_id,
         sees_all_users=not caller.user_given,
-    )
+    ).model_copy(update={"carried": carried})
     handle = SessionHandle.of(client, caller.tenant, session_id)
     if seed is not None:
         start = seeded_input(start, seed)
@@ -132,8 +142,8 @@ async def start_session(
                     SearchAttributePair(PENDING_APPROVALS_ATTR, 0),
                 ]
             ),
-            memo={"metadata": metadata},
-            static_summary=f"session with {agent.name} for {user_id}",
+            memo=memo,
+            static_summary=summary,
         )
     return session_out(
         state,
@@ -144,6 +154,7 @@ async def start_session(
         agent=agent.name,
         metadata=metadata,
         created_at=datetime.now(UTC),
+        forked_from=forked_from,
     )
 
 
@@ -296,7 +307,7 @@ async def session_call(handle: SessionHandle, call: Awaitable[T]) -> T:
         raise Problem(409, "the session is closed", type_="session-closed") from None
 
 
-async def _check_session_quota(state: AppState, client: Client, tenant: str, user_id: str) -> None:
+async def check_session_quota(state: AppState, client: Client, tenant: str, user_id: str) -> None:
     """Refuse a new session to a user at `max_sessions_per_user` active ones.
 
     Counted in Temporal's visibility store, which lags writes by a moment, so

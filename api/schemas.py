@@ -11,12 +11,14 @@ from fastapi import Header, Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from keel.settings import TENANT_PATTERN
+from keel.store import MAX_SEQ
 
 # The answers' shapes live in keel.wire, shared with the Python client; routes import them here.
 from keel.wire import AgentList as AgentList
 from keel.wire import AgentOut as AgentOut
 from keel.wire import ChatAccepted as ChatAccepted
 from keel.wire import ChatResponse as ChatResponse
+from keel.wire import ForkedFrom as ForkedFrom
 from keel.wire import SessionDetail as SessionDetail
 from keel.wire import SessionListItem as SessionListItem
 from keel.wire import SessionOut as SessionOut
@@ -81,6 +83,14 @@ class CreateSession(BaseModel):
         default_factory=list, max_length=32
     )
     """Topics this session subscribes to: agents' `publish` calls reach it as messages."""
+
+
+class ForkSession(BaseModel):
+    """`POST /v1/sessions/{id}/fork`."""
+
+    upto_seq: int | None = Field(default=None, ge=0, le=MAX_SEQ)
+    """Copy the messages before this seq: a turn's first message, or the end of the
+    transcript. By default, every turn that has ended (see docs/api.md)."""
 
 
 _BOTH_SESSION_AND_AGENT: dict[str, Any] = {

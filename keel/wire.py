@@ -58,6 +58,14 @@ class AgentList(BaseModel):
     agents: list[AgentOut]
 
 
+class ForkedFrom(BaseModel):
+    """The session a fork copied its transcript from, and where it cut it."""
+
+    session_id: str
+    seq: int
+    """The fork holds the original's messages before this seq; its own start here."""
+
+
 class SessionOut(BaseModel):
     """A session, with the Temporal workflow behind it."""
 
@@ -70,6 +78,8 @@ class SessionOut(BaseModel):
     run_id: str | None
     temporal_ui_url: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    forked_from: ForkedFrom | None = None
+    """Set for a session made by `POST /v1/sessions/{id}/fork`."""
 
 
 class SessionDetail(SessionOut):
