@@ -37,6 +37,7 @@ from keel.session import CarriedState, SessionState, SessionSummary, new_session
 from keel.session_handle import SessionHandle
 from keel.temporal import (
     AGENT_ATTR,
+    FORMATION_ATTR,
     PENDING_APPROVALS_ATTR,
     TENANT_ATTR,
     TOPICS_ATTR,
@@ -114,7 +115,7 @@ async def start_session(
         agent,
         tenant=caller.tenant,
         user_id=user_id,
-        activities_task_queue=state.settings.activities_task_queue,
+        activities_task_queue=state.queues.activities,
         session_id=session_id,
         sees_all_users=not caller.user_given,
     ).model_copy(update={"carried": carried})
@@ -127,12 +128,13 @@ async def start_session(
             SESSION_WORKFLOW,
             start,
             id=handle.id,
-            task_queue=state.settings.sessions_task_queue,
+            task_queue=state.queues.sessions,
             # A retried request finds its session; a closed session is never restarted.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
                 [
+                    SearchAttributePair(FORMATION_ATTR, state.formation.id),
                     SearchAttributePair(TENANT_ATTR, caller.tenant),
                     SearchAttributePair(USER_ATTR, user_id),
                     SearchAttributePair(AGENT_ATTR, agent.name),
@@ -158,9 +160,13 @@ async def start_session(
     )
 
 
-def sessions_query(caller: Caller, user: str | None, *clauses: str) -> str:
-    """A visibility query for the sessions of the caller's tenant (and `user`'s, if named)."""
-    base = [f"WorkflowType = '{SESSION_WORKFLOW}'", f"{TENANT_ATTR.name} = '{caller.tenant}'"]
+def sessions_query(state: AppState, tenant: str, user: str | None, *clauses: str) -> str:
+    """A visibility query for the sessions of this formation in `tenant` (`user`'s, if named)."""
+    base = [
+        f"WorkflowType = '{SESSION_WORKFLOW}'",
+        state.queues.visibility_clause(),
+        f"{TENANT_ATTR.name} = '{tenant}'",
+    ]
     if user:
         base.append(f"{USER_ATTR.name} = '{user}'")
     return " AND ".join([*base, *clauses])
@@ -201,11 +207,15 @@ async def visibility_page(
 async def describe_session(
     state: AppState, client: Client, caller: Caller, session_id: str
 ) -> DescribedSession:
-    """The session, its handle and its memo's summary; 404 if the caller cannot see it."""
+    """The session, its handle and its memo's summary; 404 if the caller cannot see it
+    (another user's, or another formation's: formations may share a namespace)."""
     handle = SessionHandle.of(client, caller.tenant, session_id)
     with temporal_errors():
         description = await handle.workflow.describe()
-    if description.workflow_type != SESSION_WORKFLOW:
+    formation = description.typed_search_attributes.get(FORMATION_ATTR)
+    if description.workflow_type != SESSION_WORKFLOW or not state.queues.owns(
+        formation, description.task_queue
+    ):
         raise session_not_found(session_id)
     session = await from_execution(state, description)
     if not caller.can_see(session.user_id):
@@ -316,10 +326,7 @@ async def check_session_quota(state: AppState, client: Client, tenant: str, user
     limit = state.settings.max_sessions_per_user
     if not limit:
         return
-    query = (
-        f"WorkflowType = '{SESSION_WORKFLOW}' AND {TENANT_ATTR.name} = '{tenant}'"
-        f" AND {USER_ATTR.name} = '{user_id}' AND ExecutionStatus = 'Running'"
-    )
+    query = sessions_query(state, tenant, user_id, "ExecutionStatus = 'Running'")
     with temporal_errors():
         active = (await client.count_workflows(query)).count
     if active >= limit:

@@ -151,9 +151,10 @@ async def _target(
 ) -> tuple[SessionHandle, SentTurn]:
     turn_id = request.turn_id or uuid.uuid4().hex
     if request.session_id:
-        # Not looked up: the workflow checks the caller when it is sent the message.
-        handle = SessionHandle.of(client, caller.tenant, request.session_id)
-        return handle, SentTurn(request.session_id, turn_id, new_session=False)
+        # Looked up for its formation (formations may share a namespace); the workflow
+        # checks the caller again when it is sent the message.
+        described = await _sessions.describe_session(state, client, caller, request.session_id)
+        return described.handle, SentTurn(request.session_id, turn_id, new_session=False)
     session = await _sessions.start_session(
         state,
         client,

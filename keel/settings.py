@@ -50,8 +50,14 @@ class Settings(BaseSettings):
     """Pause between two polls of a session's step events while they flow. Each
     poll costs history events (a few per batch of step events, never per token);
     lower means step events, and the first token deltas that wait for them, arrive sooner."""
-    sessions_task_queue: str = SESSIONS_TASK_QUEUE
-    activities_task_queue: str = ACTIVITIES_TASK_QUEUE
+    sessions_task_queue: str | None = Field(default=None, min_length=1)
+    """The queue of sessions; by default the formation's (`keel.temporal.task_queues`)."""
+    activities_task_queue: str | None = Field(default=None, min_length=1)
+    """The queue of memory, messaging and checks; by default the formation's."""
+    serve_legacy_queues: bool = False
+    """The formation ran before queue names carried its id: its workers also poll
+    `keel-sessions` and `keel-activities`, and its API reaches the sessions there that
+    carry no formation, until they have ended (docs/deploy.md, "Several formations")."""
     max_cached_sessions: int = Field(default=200, ge=1)
     """Sessions a worker keeps in memory between their turns; an evicted one replays
     its current run's history on its next message (docs/performance.md)."""

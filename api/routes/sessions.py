@@ -87,7 +87,7 @@ async def list_sessions(
         clauses.append("ExecutionStatus = 'Running'")
     elif status_ == "closed":
         clauses.append("ExecutionStatus != 'Running'")
-    query = _sessions.sessions_query(caller, caller.user_filter(user_id), *clauses)
+    query = _sessions.sessions_query(state, caller.tenant, caller.user_filter(user_id), *clauses)
     page = await _sessions.visibility_page(state, client, query, limit=limit, token=page_token)
     return SessionPage(
         sessions=await list_items(state, page.executions), next_page_token=page.next_page_token

@@ -127,7 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--task-queue",
         action="append",
-        help="poll only this queue (repeatable); default: sessions, activities and model queues",
+        help="poll only this queue (repeatable); default: the formation's sessions and"
+        " activities queues (keel-sessions.<id>, keel-activities.<id>; no suffix for the"
+        " formation 'default') and its model queues",
     )
     worker.add_argument("--max-concurrent-activities", type=int, default=100)
     worker.add_argument(
