@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Header, Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
 from keel.settings import TENANT_PATTERN
 from keel.store import MAX_SEQ
@@ -88,7 +88,7 @@ class CreateSession(BaseModel):
 class ForkSession(BaseModel):
     """`POST /v1/sessions/{id}/fork`."""
 
-    upto_seq: int | None = Field(default=None, ge=0, le=MAX_SEQ)
+    upto_seq: StrictInt | None = Field(default=None, ge=0, le=MAX_SEQ)
     """Copy the messages before this seq: a turn's first message, or the end of the
     transcript. By default, every turn that has ended (see docs/api.md)."""
 
