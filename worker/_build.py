@@ -10,11 +10,13 @@ from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
 from activities import LlmActivities, ToolActivities, ToolCatalog
+from activities._heartbeat import HEARTBEAT_EVERY_S
 from activities._references import References
 from activities.approvals import ApprovalActivities
 from activities.memory import MemoryActivities
 from activities.memory_model import MemoryModelActivities
 from activities.messaging import MessagingActivities
+from activities.transcript import TranscriptActivities
 from keel.deltas import DeltaBus
 from keel.formation import Formation
 from keel.memory import VectorMemory
@@ -26,6 +28,9 @@ from workflows import SessionWorkflow
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 """How long a stopping worker lets in-flight activities finish."""
+HEARTBEAT_THROTTLE = timedelta(seconds=HEARTBEAT_EVERY_S)
+"""The most a worker holds back an activity's heartbeats. Temporal's default (80% of the
+15 s heartbeat timeout) would hold a cancel of a turn back for up to 12 s."""
 
 
 def build_workers(
@@ -67,6 +72,7 @@ def build_workers(
         references=References(store, threshold_bytes=references.threshold_bytes),
     )
     approvals = ApprovalActivities(catalog)
+    transcript = TranscriptActivities(store)
     messaging = MessagingActivities(client, store)
     memory_activities = MemoryActivities(store, vector_memory)
     # Summaries and fact extraction call the model: they run wherever its calls run,
@@ -91,6 +97,7 @@ def build_workers(
         "max_concurrent_activities": max_concurrent_activities,
         "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
         "interceptors": interceptors,
+        "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
     }
     workers = []
     for queue in dict.fromkeys(queues):
@@ -118,6 +125,7 @@ def build_workers(
                     activities=[
                         *model_activities,
                         llm.seed_transcript,
+                        transcript.truncate,
                         tools.call_tool,
                         approvals.validate_arguments,
                         messaging.ask_session,
