@@ -10,6 +10,7 @@ from mcp import MCPError
 from activities._mcp import McpPool, McpUnavailable
 from activities.providers import ToolSpec
 from keel.logging import get_logger
+from keel.tool_patterns import allowed, resolve, server_of
 from keel.tools import PythonTool
 
 log = get_logger(__name__)
@@ -25,8 +26,8 @@ class ToolCatalog:
     Args:
         python_tools: The worker's Python tools, by name.
         mcp: The worker's MCP session pool.
-        exposed: The only names to serve (those the formation's agents list);
-            `None` serves every tool found.
+        exposed: The only tools to serve: the names and patterns (`server.*`) the
+            formation's agents list; `None` serves every tool found.
     """
 
     def __init__(
@@ -52,14 +53,18 @@ class ToolCatalog:
         return None
 
     async def specs(self, names: list[str]) -> list[ToolSpec]:
-        """The specs of the served tools among `names`, in order.
+        """The specs of the served tools among `names` (patterns resolved), in order.
 
         An MCP server that cannot list its tools is left out (and logged), so a
         server that is down costs the model its tools, not the whole turn.
         """
         listed: dict[str, dict[str, mt.Tool]] = {}
+        for server in dict.fromkeys(filter(None, map(server_of, names))):
+            if self.mcp is not None and server in self.mcp.configs:
+                listed[server] = await self._list(server)
+        available = [*self._python, *(f"{s}.{t}" for s, tools in listed.items() for t in tools)]
         specs: list[ToolSpec] = []
-        for name in names:
+        for name in resolve(names, available):
             python = self.python_tool(name)
             target = self.mcp_tool(name)
             if python is not None:
@@ -68,19 +73,14 @@ class ToolCatalog:
                         name=name, description=python.description, parameters=python.parameters
                     )
                 )
-            elif target is not None:
-                server, tool = target
-                if server not in listed:
-                    listed[server] = await self._list(server)
-                found = listed[server].get(tool)
-                if found is not None:
-                    specs.append(
-                        ToolSpec(
-                            name=name,
-                            description=found.description or "",
-                            parameters=found.input_schema,
-                        )
+            elif target is not None and (found := listed.get(target[0], {}).get(target[1])):
+                specs.append(
+                    ToolSpec(
+                        name=name,
+                        description=found.description or "",
+                        parameters=found.input_schema,
                     )
+                )
         return specs
 
     async def _list(self, server: str) -> dict[str, mt.Tool]:
@@ -92,4 +92,4 @@ class ToolCatalog:
             return {}
 
     def _serves(self, name: str) -> bool:
-        return self._exposed is None or name in self._exposed
+        return self._exposed is None or allowed(name, self._exposed)

@@ -13,7 +13,9 @@ from typing import Any, TypeVar, cast
 import httpx2
 import mcp.types as mt
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.session import IncomingMessage, MessageHandlerFnT
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from pydantic_core import to_json
 
 from keel.formation import McpServerConfig
@@ -47,8 +49,9 @@ class _Session:
     close; callers in any task use the client meanwhile.
     """
 
-    def __init__(self, config: McpServerConfig) -> None:
+    def __init__(self, config: McpServerConfig, on_tools_changed: Callable[[], None]) -> None:
         self.config = config
+        self._on_tools_changed = on_tools_changed
         self.client: Client | None = None
         self.lost = False
         self._stop = asyncio.Event()
@@ -78,9 +81,17 @@ class _Session:
     async def _own(self, ready: asyncio.Future[Client]) -> None:
         try:
             async with contextlib.AsyncExitStack() as stack:
-                client = await stack.enter_async_context(_client(self.config, stack))
+                client = await stack.enter_async_context(
+                    _client(self.config, stack, self._on_message)
+                )
                 ready.set_result(client)
-                await self._stop.wait()
+                watching = asyncio.create_task(self._watch_tools(client))
+                try:
+                    await self._stop.wait()
+                finally:
+                    watching.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watching
         except Exception as e:
             if not ready.done():
                 ready.set_exception(e)
@@ -93,6 +104,29 @@ class _Session:
             self.lost = True
             if not ready.done():
                 ready.cancel()
+
+    async def _watch_tools(self, client: Client) -> None:
+        """Follow the server's tool list changes (`subscriptions/listen`, MCP 2026-07-28 on).
+
+        A server of an earlier protocol sends `notifications/tools/list_changed` instead,
+        which `_on_message` receives; one that never changes its tools sends neither.
+        """
+        try:
+            async with client.listen(tools_list_changed=True) as changes:
+                async for _ in changes:
+                    log.info("MCP tools changed", server=self.config.name)
+                    self._on_tools_changed()
+        except ListenNotSupportedError:
+            return
+        except (MCPError, SubscriptionLost, TimeoutError) as e:
+            # The list's time-to-live still bounds how stale it gets.
+            log.info("MCP tool changes not followed", server=self.config.name, error=str(e))
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        """A server's notification: a changed tool list makes the cached one stale."""
+        if isinstance(message, mt.ToolListChangedNotification):
+            log.info("MCP tools changed", server=self.config.name)
+            self._on_tools_changed()
 
     async def close(self) -> None:
         """Disconnect (a stdio server is stopped); safe to call more than once."""
@@ -113,17 +147,21 @@ class _Session:
                 await task
 
 
-def _client(config: McpServerConfig, stack: contextlib.AsyncExitStack) -> Client:
+def _client(
+    config: McpServerConfig,
+    stack: contextlib.AsyncExitStack,
+    on_message: MessageHandlerFnT,
+) -> Client:
     if config.transport == "stdio":
         assert config.command is not None  # the formation requires it for stdio
         # Only the variables the mcp SDK deems safe (PATH, HOME, …) plus `env`
         # reach the server: the worker's secrets do not.
         params = StdioServerParameters(command=config.command, args=config.args, env=config.env)
-        return Client(params)
+        return Client(params, message_handler=on_message)
     assert config.url is not None  # the formation requires it for http
     http = httpx2.AsyncClient(headers=config.headers, timeout=_HTTP_TIMEOUT)
     stack.push_async_callback(http.aclose)
-    return Client(streamable_http_client(config.url, http_client=http))
+    return Client(streamable_http_client(config.url, http_client=http), message_handler=on_message)
 
 
 class McpPool:
@@ -237,7 +275,8 @@ class McpPool:
             if session is not None:
                 self._retire(session)
             config = self.configs[server]
-            session = _Session(config)
+            # Patterns (`server.*`) resolve from the list: a changed one is fetched anew.
+            session = _Session(config, on_tools_changed=lambda: self._forget_list(server))
             started = time.perf_counter()
             try:
                 await session.open(self._connect_timeout_s)
@@ -255,6 +294,9 @@ class McpPool:
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
             return session
+
+    def _forget_list(self, server: str) -> None:
+        self._listed.pop(server, None)
 
     def _retire(self, session: _Session) -> None:
         """Forget a lost session and close it in the background (`aclose` waits for it)."""

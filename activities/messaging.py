@@ -15,19 +15,21 @@ from keel.names import SESSION_WORKFLOW, Activities, Rejections
 from keel.session import AssistantReply, SendMessageInput, TurnResult
 from keel.session_handle import SessionHandle, SessionRejected
 from keel.store import TranscriptStore
-from keel.temporal import TENANT_ATTR, TOPICS_ATTR
+from keel.temporal import FORMATION_ATTR, TENANT_ATTR, TOPICS_ATTR, TaskQueues
 
 
 class MessagingActivities:
     """Activities that talk to other sessions through the Temporal client.
 
     Workflows can signal other workflows but cannot send them updates, and a
-    request/response needs an update, so these run as activities.
+    request/response needs an update, so these run as activities. They reach only
+    sessions of the worker's formation (`queues`): another formation's are none.
     """
 
-    def __init__(self, client: Client, store: TranscriptStore) -> None:
+    def __init__(self, client: Client, store: TranscriptStore, queues: TaskQueues) -> None:
         self._client = client
         self._store = store
+        self._queues = queues
 
     @activity.defn(name=Activities.ASK_SESSION)
     async def ask_session(self, input: AskSessionInput) -> CallToolResult:
@@ -38,6 +40,8 @@ class MessagingActivities:
                 text=input.message, user_id=input.user_id, ask_chain=input.chain
             )
             try:
+                if not await self._ours(session):
+                    return _unknown(input.session_id)
                 sent = await session.send_message(message, update_id=input.idempotency_key)
                 result = await with_heartbeat(self._wait(session, sent.turn_id))
             except SessionRejected as err:
@@ -51,6 +55,11 @@ class MessagingActivities:
             if result.message is None:
                 return _error(f"session {input.session_id!r} did not answer: {result.error}")
             return CallToolResult(content=result.message.content)
+
+    async def _ours(self, session: SessionHandle) -> bool:
+        described = await session.workflow.describe()
+        formation = described.typed_search_attributes.get(FORMATION_ATTR)
+        return self._queues.owns(formation, described.task_queue)
 
     async def _wait(self, session: SessionHandle, turn_id: str) -> TurnResult:
         try:
@@ -73,6 +82,7 @@ class MessagingActivities:
             query = (
                 f"WorkflowType = '{SESSION_WORKFLOW}' AND ExecutionStatus = 'Running'"
                 f" AND {TENANT_ATTR.name} = '{input.tenant}'"
+                f" AND {self._queues.visibility_clause()}"
                 f" AND {TOPICS_ATTR.name} = '{_quoted(input.message.topic)}'"
             )
             delivered = 0

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import problem_response
+from api.problems import error_response
 
 
 class BodyTooLarge(HTTPException):
@@ -81,11 +81,11 @@ def install_body_limit(app: FastAPI, max_bytes: int) -> None:
 
 
 def _too_large(scope: Scope, limit: int) -> JSONResponse:
-    return problem_response(
+    return error_response(
+        scope,
         413,
         f"the request body is over the limit of {limit} bytes",
         type_="body-too-large",
-        instance=scope.get("path"),
         # The unread rest of the body makes the connection unusable for another request.
         headers={"Connection": "close"},
     )

@@ -5,8 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Hashable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Hashable,
+    Mapping,
+    Sequence,
+)
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -147,24 +155,27 @@ def frame(out: Out, *, id_prefix: str = "") -> ServerSentEvent:
     )
 
 
-async def session_frames(
+Outs = AsyncGenerator[Out, None]
+Render = Callable[[Outs], AsyncIterator[ServerSentEvent]]
+"""Turns what a connection sends into its SSE frames: Keel's own (`frames`), or a protocol's.
+It closes `outs` when it ends, so the sources stop with the response."""
+
+
+async def frames(outs: Outs) -> AsyncIterator[ServerSentEvent]:
+    """Keel's frames of the events: one each, as `frame` writes it."""
+    async with aclosing(outs):
+        async for out in outs:
+            yield frame(out)
+
+
+async def session_outs(
     listener: Listener,
     deltas: AsyncIterator[Delta] | None,
     view: SessionView,
     first: Sequence[StreamItem] = (),
-) -> AsyncIterator[ServerSentEvent]:
-    """The SSE frames of `session_events`."""
-    async for out in session_events(listener, deltas, view, first):
-        yield frame(out)
-
-
-async def session_events(
-    listener: Listener,
-    deltas: AsyncIterator[Delta] | None,
-    view: SessionView,
-    first: Sequence[StreamItem] = (),
-) -> AsyncIterator[Out]:
-    """The events of one session until it closes, the view is done, or the listener ends.
+) -> Outs:
+    """What one connection sends of a session, until it closes, the view is done, or the
+    listener ends.
 
     `first`: events known already (the listener may bring them again; the view
     sends each offset once).
@@ -185,6 +196,16 @@ async def session_events(
                 yield out
     finally:
         mux.close()
+
+
+def session_frames(
+    listener: Listener,
+    deltas: AsyncIterator[Delta] | None,
+    view: SessionView,
+    first: Sequence[StreamItem] = (),
+) -> AsyncIterator[ServerSentEvent]:
+    """The frames of `session_outs`, as Keel's event streams send them."""
+    return frames(session_outs(listener, deltas, view, first))
 
 
 async def open_deltas(

@@ -43,8 +43,9 @@ log = get_logger(__name__)
 KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,255}$"
 REPLAYED = "Idempotent-Replayed"
 """The response header that marks the outcome of an earlier request with the same key."""
-_KEPT_HEADERS = ("location",)
-"""Headers of a final answer that are stored and replayed with it."""
+_KEPT_HEADERS = ("location", "x-keel-session-id")
+"""Headers of a final answer that are stored and replayed with it (the OpenAI-compatible
+chat names its session in a header)."""
 
 IdempotencyKeyHeader = Annotated[
     str | None,

@@ -17,15 +17,20 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from api.deps import AppState
-from api.problems import problem_response
+from api.problems import error_response
 
 BEARER = "HTTPBearer"
 """The security scheme FastAPI names after `api.deps.bearer`."""
 PUBLIC = {("/health", "get"), ("/v1/triggers/{name}", "post")}
 """Operations that may be called without a key: `/health` answers in less detail, and a
 signed trigger needs its signature only (an unsigned one still needs a key: a 401)."""
-MESSAGE_BODIES = ("ChatRequest", "RunAgent")
-"""Bodies whose `message` the API measures against its limits."""
+MESSAGE_FIELDS = (
+    ("ChatRequest", "message"),
+    ("RunAgent", "message"),
+    ("ChatMessageIn", "content"),
+    ("ContentPart", "text"),
+)
+"""Text fields (schema, property) the API measures against its message limits."""
 
 
 @dataclass(frozen=True)
@@ -52,21 +57,24 @@ _TURN_LINKS = {
 }
 """From an operation that answers with a turn (sync or accepted) to what can follow it."""
 _SESSION_ID = "$response.body#/id"
+_SESSION_HEADER = "$response.header.X-Keel-Session-Id"
+_SESSION_LINKS = {
+    "ReadSession": Link("GET /v1/sessions/{session_id}", {"session_id": _SESSION_ID}),
+    # A chat in an existing session may not name an agent: the link says none.
+    "Chat": Link("POST /v1/chat", body={"session_id": _SESSION_ID, "agent": None}),
+    "RunAgent": Link(
+        "POST /v1/agents/{name}/run",
+        {"name": "$response.body#/agent"},
+        body={"session_id": _SESSION_ID},
+    ),
+    "ListApprovals": Link("GET /v1/sessions/{session_id}/approvals", {"session_id": _SESSION_ID}),
+    "Fork": Link("POST /v1/sessions/{session_id}/fork", {"session_id": _SESSION_ID}),
+    "CloseSession": Link("DELETE /v1/sessions/{session_id}", {"session_id": _SESSION_ID}),
+}
+"""From an operation that answers with a new session to what can follow it."""
 LINKS: dict[tuple[str, str], dict[str, Link]] = {
-    ("POST /v1/sessions", "201"): {
-        "ReadSession": Link("GET /v1/sessions/{session_id}", {"session_id": _SESSION_ID}),
-        # A chat in an existing session may not name an agent: the link says none.
-        "Chat": Link("POST /v1/chat", body={"session_id": _SESSION_ID, "agent": None}),
-        "RunAgent": Link(
-            "POST /v1/agents/{name}/run",
-            {"name": "$response.body#/agent"},
-            body={"session_id": _SESSION_ID},
-        ),
-        "ListApprovals": Link(
-            "GET /v1/sessions/{session_id}/approvals", {"session_id": _SESSION_ID}
-        ),
-        "CloseSession": Link("DELETE /v1/sessions/{session_id}", {"session_id": _SESSION_ID}),
-    },
+    ("POST /v1/sessions", "201"): _SESSION_LINKS,
+    ("POST /v1/sessions/{session_id}/fork", "201"): _SESSION_LINKS,
     **{
         (operation, status): _TURN_LINKS
         for operation in ("POST /v1/chat", "POST /v1/agents/{name}/run", "POST /v1/triggers/{name}")
@@ -98,6 +106,21 @@ LINKS: dict[tuple[str, str], dict[str, Link]] = {
     ("GET /v1/agents", "200"): {
         "ReadAgent": Link("GET /v1/agents/{name}", {"name": "$response.body#/agents/0/name"}),
         "RunAgent": Link("POST /v1/agents/{name}/run", {"name": "$response.body#/agents/0/name"}),
+    },
+    ("GET /v1/models", "200"): {
+        "RetrieveModel": Link("GET /v1/models/{model}", {"model": "$response.body#/data/0/id"}),
+        "ChatCompletion": Link(
+            "POST /v1/chat/completions", body={"model": "$response.body#/data/0/id"}
+        ),
+    },
+    ("POST /v1/chat/completions", "200"): {
+        # The session is named in a header, and so is the one to continue.
+        "ContinueSession": Link(
+            "POST /v1/chat/completions",
+            {"X-Keel-Session-Id": _SESSION_HEADER},
+            body={"model": "$request.body#/model"},
+        ),
+        "ReadSession": Link("GET /v1/sessions/{session_id}", {"session_id": _SESSION_HEADER}),
     },
     ("GET /v1/triggers", "200"): {
         "Fire": Link("POST /v1/triggers/{name}", {"name": "$response.body#/triggers/0/name"}),
@@ -134,7 +157,7 @@ def install_openapi(app: FastAPI, state: AppState) -> None:
         # path may be served by several (GET and POST /v1/sessions).
         allowed = allowed_methods(openapi(), request.url.path)
         headers = {**(exc.headers or {}), **({"Allow": ", ".join(allowed)} if allowed else {})}
-        return problem_response(405, str(exc.detail), headers=headers, instance=request.url.path)
+        return error_response(request.scope, 405, str(exc.detail), headers=headers)
 
 
 def allowed_methods(document: dict[str, Any], path: str) -> list[str]:
@@ -201,10 +224,13 @@ def _message_limit(state: AppState) -> int:
 
 def _declare_message_limit(document: dict[str, Any], limit: int) -> None:
     schemas = document.get("components", {}).get("schemas", {})
-    for name in MESSAGE_BODIES:
-        message = schemas.get(name, {}).get("properties", {}).get("message")
-        if message is not None:
-            message["maxLength"] = min(limit, message.get("maxLength", limit))
+    for name, field_name in MESSAGE_FIELDS:
+        text = schemas.get(name, {}).get("properties", {}).get(field_name)
+        if text is None:
+            continue
+        for variant in (text, *text.get("anyOf", ())):
+            if variant.get("type") == "string":
+                variant["maxLength"] = min(limit, variant.get("maxLength", limit))
 
 
 def _add_links(document: dict[str, Any]) -> None:

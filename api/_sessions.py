@@ -23,10 +23,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api._errors import session_errors, session_not_found, temporal_errors
 from api._page_tokens import page_not_found
-from api._shapes import from_execution, session_out, summary_of
+from api._seed import SessionSeed, seeded_input, store_seed
+from api._shapes import FORKED_FROM_MEMO, from_execution, session_out, summary_of
 from api.deps import AppState, Caller
 from api.problems import Problem
-from api.schemas import SessionOut
+from api.schemas import ForkedFrom, SessionOut
 from keel.approvals import Approval
 from keel.formation import AgentConfig
 from keel.logging import get_logger
@@ -35,6 +36,7 @@ from keel.names import SESSION_WORKFLOW
 from keel.session import (
     CancelTurnInput,
     CancelTurnResult,
+    CarriedState,
     SessionState,
     SessionSummary,
     new_session_input,
@@ -42,6 +44,7 @@ from keel.session import (
 from keel.session_handle import SessionHandle
 from keel.temporal import (
     AGENT_ATTR,
+    FORMATION_ATTR,
     PENDING_APPROVALS_ATTR,
     TENANT_ATTR,
     TOPICS_ATTR,
@@ -90,6 +93,9 @@ async def start_session(
     topics: list[str] | None = None,
     session_id: str | None = None,
     retried: bool = False,
+    seed: SessionSeed | None = None,
+    carried: CarriedState | None = None,
+    forked_from: ForkedFrom | None = None,
 ) -> SessionOut:
     """Start the workflow of a new session; 409 past the user's session limit.
 
@@ -98,31 +104,44 @@ async def start_session(
             (a retried request). A new id by default.
         retried: an earlier attempt of this request may have started the
             session: the limit, which would count it, is not checked again.
+        seed: messages and instructions the session starts with (`api._seed`).
+        carried: where the session starts, as if a run handed it over (a fork
+            starts after the prefix it copied).
+        forked_from: the session a fork copied its transcript from.
     """
     if caller.limited and not retried:
-        await _check_session_quota(state, client, caller.tenant, user_id)
+        await check_session_quota(state, client, caller.tenant, user_id)
     session_id = session_id or uuid.uuid4().hex
+    memo: dict[str, Any] = {"metadata": metadata}
+    summary = f"session with {agent.name} for {user_id}"
+    if forked_from is not None:
+        memo[FORKED_FROM_MEMO] = forked_from.model_dump()
+        summary += f", forked from {forked_from.session_id} at seq {forked_from.seq}"
     start = new_session_input(
         state.formation,
         agent,
         tenant=caller.tenant,
         user_id=user_id,
-        activities_task_queue=state.settings.activities_task_queue,
+        activities_task_queue=state.queues.activities,
         session_id=session_id,
         sees_all_users=not caller.user_given,
-    )
+    ).model_copy(update={"carried": carried})
     handle = SessionHandle.of(client, caller.tenant, session_id)
+    if seed is not None:
+        start = seeded_input(start, seed)
+        await store_seed(state.store, start, handle.id, seed)
     with temporal_errors():
         started = await client.start_workflow(
             SESSION_WORKFLOW,
             start,
             id=handle.id,
-            task_queue=state.settings.sessions_task_queue,
+            task_queue=state.queues.sessions,
             # A retried request finds its session; a closed session is never restarted.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
                 [
+                    SearchAttributePair(FORMATION_ATTR, state.formation.id),
                     SearchAttributePair(TENANT_ATTR, caller.tenant),
                     SearchAttributePair(USER_ATTR, user_id),
                     SearchAttributePair(AGENT_ATTR, agent.name),
@@ -132,8 +151,8 @@ async def start_session(
                     SearchAttributePair(PENDING_APPROVALS_ATTR, 0),
                 ]
             ),
-            memo={"metadata": metadata},
-            static_summary=f"session with {agent.name} for {user_id}",
+            memo=memo,
+            static_summary=summary,
         )
     return session_out(
         state,
@@ -144,12 +163,17 @@ async def start_session(
         agent=agent.name,
         metadata=metadata,
         created_at=datetime.now(UTC),
+        forked_from=forked_from,
     )
 
 
-def sessions_query(caller: Caller, user: str | None, *clauses: str) -> str:
-    """A visibility query for the sessions of the caller's tenant (and `user`'s, if named)."""
-    base = [f"WorkflowType = '{SESSION_WORKFLOW}'", f"{TENANT_ATTR.name} = '{caller.tenant}'"]
+def sessions_query(state: AppState, tenant: str, user: str | None, *clauses: str) -> str:
+    """A visibility query for the sessions of this formation in `tenant` (`user`'s, if named)."""
+    base = [
+        f"WorkflowType = '{SESSION_WORKFLOW}'",
+        state.queues.visibility_clause(),
+        f"{TENANT_ATTR.name} = '{tenant}'",
+    ]
     if user:
         base.append(f"{USER_ATTR.name} = '{user}'")
     return " AND ".join([*base, *clauses])
@@ -190,11 +214,15 @@ async def visibility_page(
 async def describe_session(
     state: AppState, client: Client, caller: Caller, session_id: str
 ) -> DescribedSession:
-    """The session, its handle and its memo's summary; 404 if the caller cannot see it."""
+    """The session, its handle and its memo's summary; 404 if the caller cannot see it
+    (another user's, or another formation's: formations may share a namespace)."""
     handle = SessionHandle.of(client, caller.tenant, session_id)
     with temporal_errors():
         description = await handle.workflow.describe()
-    if description.workflow_type != SESSION_WORKFLOW:
+    formation = description.typed_search_attributes.get(FORMATION_ATTR)
+    if description.workflow_type != SESSION_WORKFLOW or not state.queues.owns(
+        formation, description.task_queue
+    ):
         raise session_not_found(session_id)
     session = await from_execution(state, description)
     if not caller.can_see(session.user_id):
@@ -202,6 +230,18 @@ async def describe_session(
         raise session_not_found(session_id)
     summary = await summary_of(description)
     return DescribedSession(session, handle, summary)
+
+
+async def agent_session(
+    state: AppState, client: Client, caller: Caller, session_id: str, agent: AgentConfig
+) -> SessionOut:
+    """The caller's session `session_id`; 404 if it cannot see it, 409 if another agent's."""
+    session = (await describe_session(state, client, caller, session_id)).session
+    if session.agent != agent.name:
+        raise Problem(
+            409, f"session {session.id!r} belongs to agent {session.agent!r}", type_="wrong-agent"
+        )
+    return session
 
 
 async def live_state(described: DescribedSession) -> SessionState | None:
@@ -308,7 +348,7 @@ async def cancel_turn(
     return await session_call(handle, handle.cancel_turn(cancel))
 
 
-async def _check_session_quota(state: AppState, client: Client, tenant: str, user_id: str) -> None:
+async def check_session_quota(state: AppState, client: Client, tenant: str, user_id: str) -> None:
     """Refuse a new session to a user at `max_sessions_per_user` active ones.
 
     Counted in Temporal's visibility store, which lags writes by a moment, so
@@ -317,10 +357,7 @@ async def _check_session_quota(state: AppState, client: Client, tenant: str, use
     limit = state.settings.max_sessions_per_user
     if not limit:
         return
-    query = (
-        f"WorkflowType = '{SESSION_WORKFLOW}' AND {TENANT_ATTR.name} = '{tenant}'"
-        f" AND {USER_ATTR.name} = '{user_id}' AND ExecutionStatus = 'Running'"
-    )
+    query = sessions_query(state, tenant, user_id, "ExecutionStatus = 'Running'")
     with temporal_errors():
         active = (await client.count_workflows(query)).count
     if active >= limit:

@@ -9,7 +9,7 @@ from typing import Any
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 
 from api.deps import AppState
-from api.schemas import ChatResponse, SessionListItem, SessionOut
+from api.schemas import ChatResponse, ForkedFrom, SessionListItem, SessionOut
 from keel.messages import Message, final_answer, tokens_of
 from keel.session import (
     SUMMARY_MEMO,
@@ -20,6 +20,9 @@ from keel.session import (
     session_id_of,
 )
 from keel.temporal import AGENT_ATTR, PENDING_APPROVALS_ATTR, USER_ATTR, workflow_ui_url
+
+FORKED_FROM_MEMO = "forked_from"
+"""The memo key of a fork's `ForkedFrom`, set when it starts."""
 
 
 def session_out(
@@ -32,6 +35,7 @@ def session_out(
     agent: str,
     metadata: dict[str, Any],
     created_at: datetime,
+    forked_from: ForkedFrom | None = None,
 ) -> SessionOut:
     """A session's JSON shape."""
     settings = state.settings
@@ -47,6 +51,7 @@ def session_out(
             settings.temporal_ui_url, settings.namespace, workflow_id, run_id
         ),
         metadata=metadata,
+        forked_from=forked_from,
     )
 
 
@@ -54,6 +59,7 @@ async def from_execution(state: AppState, execution: WorkflowExecution) -> Sessi
     """A session's JSON shape from a visibility record or a describe."""
     attrs = execution.typed_search_attributes
     memo = await execution.memo()
+    forked_from = memo.get(FORKED_FROM_MEMO)
     return session_out(
         state,
         execution.id,
@@ -63,6 +69,7 @@ async def from_execution(state: AppState, execution: WorkflowExecution) -> Sessi
         agent=attrs.get(AGENT_ATTR) or "",
         metadata=memo.get("metadata") or {},
         created_at=execution.start_time,
+        forked_from=ForkedFrom.model_validate(forked_from) if forked_from else None,
     )
 
 

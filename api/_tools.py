@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from keel.formation import AgentConfig, Formation, FormationError
 from keel.logging import get_logger
+from keel.tool_patterns import is_pattern, policy_for, resolve, server_of
 from keel.tools import PythonTool, load_python_tools
 
 if TYPE_CHECKING:
@@ -60,16 +61,15 @@ class ToolSchemas:
         self._python_problem: str | None = None
 
     async def of(self, agent: AgentConfig) -> AgentToolList:
-        """The agent's tools, in the order the formation lists them."""
+        """The agent's tools, in the order the formation lists them, patterns resolved."""
         python = self._python_tools()
-        servers = sorted({n.partition(".")[0] for n in agent.tools if n not in python and "." in n})
-        listed = dict(zip(servers, await asyncio.gather(*map(self._list, servers)), strict=True))
-        tools: list[ToolOut] = []
+        listed = await self._listed_servers(agent)
         warnings = [self._python_problem] if self._python_problem else []
         warnings += [
             f"MCP server {s!r} could not be reached" for s, t in listed.items() if t is None
         ]
-        for name in agent.tools:
+        tools: list[ToolOut] = []
+        for name in resolve(agent.tools, self._available(python, listed)):
             found = python.get(name)
             server, _, tool = name.partition(".")
             schema: JsonSchema | None = None
@@ -90,6 +90,35 @@ class ToolSchemas:
                 )
             )
         return AgentToolList(tools=tools, warnings=warnings)
+
+    async def resolved(self, agent: AgentConfig) -> list[str]:
+        """The tools the agent's references name now; a pattern lists its server (briefly)."""
+        if not any(map(is_pattern, agent.tools)):
+            return list(agent.tools)
+        listed = await self._listed_servers(agent, patterns_only=True)
+        return resolve(agent.tools, self._available(self._python_tools(), listed))
+
+    async def _listed_servers(
+        self, agent: AgentConfig, *, patterns_only: bool = False
+    ) -> dict[str, dict[str, mt.Tool] | None]:
+        """The tools of the MCP servers the agent's references name (None: unreachable)."""
+        python = self._python_tools()
+        servers = sorted(
+            {
+                server
+                for name in agent.tools
+                if (server := server_of(name)) is not None
+                and name not in python
+                and (is_pattern(name) or not patterns_only)
+            }
+        )
+        return dict(zip(servers, await asyncio.gather(*map(self._list, servers)), strict=True))
+
+    @staticmethod
+    def _available(
+        python: dict[str, PythonTool], listed: dict[str, dict[str, mt.Tool] | None]
+    ) -> list[str]:
+        return [*python, *(f"{s}.{t}" for s, tools in listed.items() for t in tools or {})]
 
     async def aclose(self) -> None:
         """Stop the MCP sessions this API opened."""
@@ -129,4 +158,4 @@ class ToolSchemas:
 
     def _requires_approval(self, tool: str) -> bool:
         approvals = self._formation.approvals
-        return approvals.tools.get(tool, approvals.default) == "always"
+        return policy_for(tool, approvals.tools, approvals.default) == "always"

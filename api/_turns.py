@@ -4,30 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import jsonschema
 from fastapi import Response
 from sse_starlette import EventSourceResponse
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 
 from api import _sessions
 from api._event_stream import (
-    Out,
+    Outs,
+    Render,
     SessionView,
-    frame,
+    frames,
     open_deltas,
     open_listener,
-    session_events,
+    session_outs,
     sse_response,
 )
 from api._idempotency import Claim, final_answer
+from api._seed import SessionSeed
 from api._shapes import chat_response, ended_turn
 from api._streams import StreamItem
 from api._tracing import mark_turn
 from api.deps import AppState, Caller
+from api.problems import Problem
 from api.schemas import ChatAccepted, ChatResponse
 from keel.names import Rejections
 from keel.session import SendMessageInput, SendMessageResult, TurnResult
@@ -57,6 +60,10 @@ class TurnRequest:
     """The id of the session to start (without `session_id`); chosen when None."""
     retried: bool = False
     """An earlier attempt with these ids may have started the session: no limit check."""
+    seed: SessionSeed | None = None
+    """What a new session starts with (earlier messages, instructions); see `api._seed`."""
+    render: Render = frames
+    """In stream mode, the frames of the turn's events: Keel's own, or a protocol's."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ async def send_turn(
     message = _message(caller, request, sent)
     if request.mode == "stream":
         assert stack is not None, "a streamed turn needs the request's stack"
-        return await _stream_turn(state, client, stack, handle, sent, message)
+        return await _stream_turn(state, client, stack, handle, sent, message, request.render)
     if request.mode == "async":
         queued = await _send(handle, message)
         return _accepted(sent, response, stream_offset=queued.stream_offset if queued else None)
@@ -111,14 +118,32 @@ async def send_claimed_turn(
     stack: AsyncExitStack | None = None,
 ) -> ChatResponse | ChatAccepted | EventSourceResponse:
     """`send_turn` under an `Idempotency-Key`: with the claim's ids, its answer kept for a retry."""
-    request = replace(
+    request = claimed(request, claim)
+    answer = await send_turn(state, client, caller, request, response=response, stack=stack)
+    return await claim.finish(answer, response, final=final_answer(answer, mode=request.mode))
+
+
+def claimed(request: TurnRequest, claim: Claim) -> TurnRequest:
+    """The request with the ids its `Idempotency-Key` claim holds (a retry's are the first's)."""
+    return replace(
         request,
         turn_id=claim.ids["turn_id"],
         new_session_id=claim.ids["session_id"],
         retried=claim.replayed,
     )
-    answer = await send_turn(state, client, caller, request, response=response, stack=stack)
-    return await claim.finish(answer, response, final=final_answer(answer, mode=request.mode))
+
+
+def check_response_schema(schema: dict[str, Any], field: str = "response_schema") -> None:
+    """Refuse a response schema that is not a valid JSON Schema: 422 naming `field` and where."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as err:
+        path = "/".join(str(p) for p in err.absolute_path) or "(root)"
+        raise Problem(
+            422,
+            f"{field} is not a valid JSON Schema at {path}: {err.message}",
+            type_="invalid-request",
+        ) from None
 
 
 async def _target(
@@ -126,9 +151,10 @@ async def _target(
 ) -> tuple[SessionHandle, SentTurn]:
     turn_id = request.turn_id or uuid.uuid4().hex
     if request.session_id:
-        # Not looked up: the workflow checks the caller when it is sent the message.
-        handle = SessionHandle.of(client, caller.tenant, request.session_id)
-        return handle, SentTurn(request.session_id, turn_id, new_session=False)
+        # Looked up for its formation (formations may share a namespace); the workflow
+        # checks the caller again when it is sent the message.
+        described = await _sessions.describe_session(state, client, caller, request.session_id)
+        return described.handle, SentTurn(request.session_id, turn_id, new_session=False)
     session = await _sessions.start_session(
         state,
         client,
@@ -138,6 +164,7 @@ async def _target(
         metadata={},
         session_id=request.new_session_id,
         retried=request.retried,
+        seed=request.seed,
     )
     handle = SessionHandle.of(client, caller.tenant, session.id)
     return handle, SentTurn(session.id, turn_id, new_session=True)
@@ -229,7 +256,7 @@ class TurnStream:
 
     handle: SessionHandle
     sent: SentTurn
-    events: AsyncIterator[Out]
+    events: Outs
     """Ends after the turn ends, when the session closes, or early when the stream fails."""
 
 
@@ -240,6 +267,7 @@ async def _stream_turn(
     handle: SessionHandle,
     sent: SentTurn,
     message: SendMessageInput,
+    render: Render,
 ) -> EventSourceResponse:
     """Send the message, then stream its turn from `turn.started` to `turn.completed`/`failed`."""
     turn = await _follow(state, client, stack, handle, sent, message)
@@ -248,7 +276,7 @@ async def _stream_turn(
         "X-Turn-Id": sent.turn_id,
         "Location": f"/v1/sessions/{sent.session_id}/turns/{sent.turn_id}",
     }
-    return sse_response(state, (frame(out) async for out in turn.events), headers)
+    return sse_response(state, render(turn.events), headers)
 
 
 async def _follow(
@@ -273,4 +301,4 @@ async def _follow(
     # `turn.started` came with the answer: the first deltas need not wait for a poll.
     started = result and result.started
     first = [StreamItem(started.offset, started.event)] if started else []
-    return TurnStream(handle, sent, session_events(listener, deltas, view, first))
+    return TurnStream(handle, sent, session_outs(listener, deltas, view, first))

@@ -27,6 +27,7 @@ from keel.keys import ApiKey, KeyRing, load_keys
 from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import TranscriptStore
+from keel.temporal import TaskQueues, task_queues
 
 __all__ = [
     "ANONYMOUS",
@@ -76,8 +77,11 @@ class AppState:
     page_tokens: PageTokens = field(init=False)
     tool_schemas: ToolSchemas = field(init=False)
     """Tool schemas for clients (MCP servers are started on first ask; closed at shutdown)."""
+    queues: TaskQueues = field(init=False)
+    """Where this formation's sessions run, and which sessions of the namespace are its own."""
 
     def __post_init__(self) -> None:
+        self.queues = task_queues(self.settings, self.formation)
         self.tool_schemas = ToolSchemas(self.formation)
         self.keys = load_keys(self.settings)
         self.limits = Limits.from_settings(self.settings)

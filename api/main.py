@@ -14,6 +14,7 @@ from temporalio.client import Client
 from api._body_limit import install_body_limit
 from api._idempotency import install_idempotency
 from api._metrics import install_request_middleware
+from api._openai_errors import OPENAI_ERRORS, install_openai_errors
 from api._openapi import install_openapi
 from api._streams import SessionStreams
 from api._tracing import instrument_app
@@ -29,6 +30,7 @@ from api.routes import (
     health,
     inbox,
     memory,
+    openai_compat,
     sessions,
     triggers,
 )
@@ -107,6 +109,7 @@ def create_app(
     app.state.keel = state
     install_problem_handlers(app)
     install_openapi(app, state)
+    install_openai_errors(app)
     install_idempotency(app)
     # Added before the request middleware, so it runs inside it: 413s are logged and counted.
     install_body_limit(app, settings.max_body_bytes)
@@ -118,6 +121,8 @@ def create_app(
     app.include_router(console.router)  # static files, public; the calls they make carry keys
     for module in V1_ROUTERS:
         app.include_router(module.router, dependencies=AUTHENTICATED, responses=V1_PROBLEMS)
+    # OpenAI's chat API: the same keys and limits, OpenAI's error shape.
+    app.include_router(openai_compat.router, dependencies=AUTHENTICATED, responses=OPENAI_ERRORS)
     protocols.install(app)  # `/mcp` and `/a2a`: the same keys, behind their own gate
     if not state.keys.enabled:
         log.warning(

@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 from keel.logging import get_logger
+from keel.wire import ProblemDetails
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger(__name__)
-
-
-class FieldProblem(BaseModel):
-    """One refused field of a 422."""
-
-    field: str
-    message: str
-
-
-class ProblemDetails(BaseModel):
-    """The body of every error (RFC 9457), for the OpenAPI document."""
-
-    model_config = ConfigDict(extra="allow", title="Problem")
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
-    errors: list[FieldProblem] | None = None
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -99,28 +81,69 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
+class ErrorShape(Protocol):
+    """Renders an error in a protocol's own format, from what a problem would say."""
+
+    def __call__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        type_: str | None,
+        headers: dict[str, str] | None,
+        extra: dict[str, Any],
+    ) -> JSONResponse: ...
+
+
+def add_error_shape(app: FastAPI, paths: Sequence[str], shape: ErrorShape) -> None:
+    """Answer errors on `paths` (and the paths below them) in `shape`, not as problem+json.
+
+    For protocols with an error format of their own (the OpenAI-compatible routes):
+    their clients parse that format, whichever part of the API refused the request.
+    """
+    shapes: list[tuple[str, ErrorShape]] = getattr(app.state, "error_shapes", [])
+    app.state.error_shapes = [*shapes, *((path, shape) for path in paths)]
+
+
+def error_response(
+    scope: Scope,
+    status: int,
+    detail: str,
+    *,
+    type_: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """The answer to an error of the request in `scope`: problem+json, or the error shape
+    registered (`add_error_shape`) for its path."""
+    path: str = scope.get("path", "")
+    state = getattr(scope.get("app"), "state", None)
+    for prefix, shape in getattr(state, "error_shapes", ()):
+        if path == prefix or path.startswith(prefix + "/"):
+            return shape(status, detail, type_=type_, headers=headers, extra=extra)
+    return problem_response(status, detail, type_=type_, headers=headers, instance=path, **extra)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Make every error, including FastAPI's own, answer as problem+json."""
+    """Make every error, including FastAPI's own, answer as problem+json (or as the error
+    shape of the path's protocol)."""
     _add_problem_schema(app)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(
+        return error_response(
+            request.scope,
             exc.status,
             exc.detail,
             type_=exc.type_,
             headers=exc.headers,
-            instance=request.url.path,
             **exc.extra,
         )
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        return problem_response(
-            exc.status_code,
-            str(exc.detail),
-            headers=dict(exc.headers or {}),
-            instance=request.url.path,
+        return error_response(
+            request.scope, exc.status_code, str(exc.detail), headers=dict(exc.headers or {})
         )
 
     @app.exception_handler(RequestValidationError)
@@ -131,16 +154,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem_response(
-            422, detail, type_="invalid-request", instance=request.url.path, errors=errors
-        )
+        return error_response(request.scope, 422, detail, type_="invalid-request", errors=errors)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
-        return problem_response(
-            500, "internal error; see the server log", instance=request.url.path
-        )
+        return error_response(request.scope, 500, "internal error; see the server log")
 
 
 def _add_problem_schema(app: FastAPI) -> None:

@@ -10,10 +10,19 @@ from typing import Annotated, Any, Literal
 from fastapi import Header, Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from keel.approvals import Approval
-from keel.messages import Message, Usage
-from keel.session import AssistantReply, TurnStatus
 from keel.settings import TENANT_PATTERN
+from keel.store import MAX_SEQ
+
+# The answers' shapes live in keel.wire, shared with the Python client; routes import them here.
+from keel.wire import AgentList as AgentList
+from keel.wire import AgentOut as AgentOut
+from keel.wire import ChatAccepted as ChatAccepted
+from keel.wire import ChatResponse as ChatResponse
+from keel.wire import ForkedFrom as ForkedFrom
+from keel.wire import SessionDetail as SessionDetail
+from keel.wire import SessionListItem as SessionListItem
+from keel.wire import SessionOut as SessionOut
+from keel.wire import SessionPage as SessionPage
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
 ID_MAX_LENGTH = 128
@@ -64,23 +73,6 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_max_json_bytes(65_536))]
 """A JSON object a caller sends (a response schema, revised tool arguments): 64 KiB at most."""
 
 
-class AgentOut(BaseModel):
-    """An agent of the formation."""
-
-    name: str
-    role: str
-    description: str
-    model: str
-    tools: list[str]
-    routes: list[str]
-
-
-class AgentList(BaseModel):
-    """`GET /v1/agents`."""
-
-    agents: list[AgentOut]
-
-
 class CreateSession(BaseModel):
     """`POST /v1/sessions`."""
 
@@ -93,42 +85,12 @@ class CreateSession(BaseModel):
     """Topics this session subscribes to: agents' `publish` calls reach it as messages."""
 
 
-class SessionOut(BaseModel):
-    """A session, with the Temporal workflow behind it."""
+class ForkSession(BaseModel):
+    """`POST /v1/sessions/{id}/fork`."""
 
-    id: str
-    agent: str
-    user_id: str
-    status: Literal["active", "closed"]
-    created_at: datetime
-    workflow_id: str
-    run_id: str | None
-    temporal_ui_url: str
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class SessionDetail(SessionOut):
-    """`GET /v1/sessions/{id}`: the session with its transcript."""
-
-    messages: list[Message]
-    pending_approvals: list[Approval]
-    usage: Usage
-
-
-class SessionListItem(SessionOut):
-    """A session as `GET /v1/sessions` lists it: what a list of sessions shows besides."""
-
-    pending_approval_count: int = 0
-    """Tool calls waiting for a decision (0 for closed sessions)."""
-    last_activity_at: datetime | None = None
-    """When the session's latest message was written; None before its first."""
-
-
-class SessionPage(BaseModel):
-    """`GET /v1/sessions`."""
-
-    sessions: list[SessionListItem]
-    next_page_token: str | None = None
+    upto_seq: int | None = Field(default=None, ge=0, le=MAX_SEQ)
+    """Copy the messages before this seq: a turn's first message, or the end of the
+    transcript. By default, every turn that has ended (see docs/api.md)."""
 
 
 _BOTH_SESSION_AND_AGENT: dict[str, Any] = {
@@ -155,30 +117,6 @@ class ChatRequest(BaseModel):
     wait_s: float = Field(default=120, gt=0, le=3600)
     """In sync mode, how long to wait for the answer before answering 202."""
     response_schema: JsonObject | None = None
-
-
-class ChatResponse(BaseModel):
-    """A turn's outcome: the sync chat answer and `GET …/turns/{turn_id}`."""
-
-    session_id: str
-    turn_id: str
-    status: TurnStatus
-    message: AssistantReply | None = None
-    data: Any = None
-    """With `response_schema`: the answer as parsed, schema-valid JSON."""
-    usage: Usage = Field(default_factory=Usage)
-    error: str | None = None
-
-
-class ChatAccepted(BaseModel):
-    """Async chat: the turn is queued; poll `url`."""
-
-    session_id: str
-    turn_id: str
-    status: TurnStatus
-    url: str
-    stream_offset: int | None = None
-    """Where the turn's events start; unknown when a sync chat stopped waiting."""
 
 
 class MemoryOut(BaseModel):

@@ -52,6 +52,7 @@ from keel.logging import configure_logging
 from keel.names import Activities
 from keel.settings import Settings
 from keel.store import SqliteTranscriptStore
+from keel.temporal import task_queues
 from worker import worker_host
 
 TIME = McpServerConfig(
@@ -152,7 +153,9 @@ async def temporal_batches(client: TemporalClient, calls: int) -> AsyncIterator[
                 for worker in [*workers, bench, noops]:
                     await running.enter_async_context(worker)
                 yield {
-                    "runtime": run(Activities.CALL_TOOL, settings.activities_task_queue),
+                    "runtime": run(
+                        Activities.CALL_TOOL, task_queues(settings, formation).activities
+                    ),
                     "noop": run(NOOP, noops.task_queue),
                 }
         finally:

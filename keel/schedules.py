@@ -17,7 +17,14 @@ from keel.formation import Formation, TriggerConfig
 from keel.logging import get_logger
 from keel.session import SESSION_WORKFLOW, new_session_input, session_workflow_id
 from keel.settings import Settings
-from keel.temporal import AGENT_ATTR, PENDING_APPROVALS_ATTR, TENANT_ATTR, USER_ATTR
+from keel.temporal import (
+    AGENT_ATTR,
+    FORMATION_ATTR,
+    PENDING_APPROVALS_ATTR,
+    TENANT_ATTR,
+    USER_ATTR,
+    task_queues,
+)
 from keel.triggers import render_message
 
 __all__ = ["schedule_id", "sync_schedules"]
@@ -35,24 +42,27 @@ def schedule_id(formation: Formation, trigger: TriggerConfig) -> str:
 def _schedule(formation: Formation, trigger: TriggerConfig, settings: Settings) -> Schedule:
     assert trigger.schedule is not None
     agent = formation.agent(trigger.agent)
+    queues = task_queues(settings, formation)
     start = new_session_input(
         formation,
         agent,
         tenant=settings.tenant,
         user_id=SCHEDULE_USER,
-        activities_task_queue=settings.activities_task_queue,
+        activities_task_queue=queues.activities,
         initial_message=render_message(trigger.template, {}),
         close_when_idle=True,
     )
     return Schedule(
-        # Temporal appends the run's time to this id, one session per run.
+        # Temporal appends the run's time to this id, one session per run; the formation
+        # id keeps two formations' triggers of one name and time apart.
         action=ScheduleActionStartWorkflow(
             SESSION_WORKFLOW,
             start,
-            id=session_workflow_id(settings.tenant, f"scheduled-{trigger.name}"),
-            task_queue=settings.sessions_task_queue,
+            id=session_workflow_id(settings.tenant, f"scheduled-{formation.id}-{trigger.name}"),
+            task_queue=queues.sessions,
             typed_search_attributes=TypedSearchAttributes(
                 [
+                    SearchAttributePair(FORMATION_ATTR, formation.id),
                     SearchAttributePair(TENANT_ATTR, settings.tenant),
                     SearchAttributePair(USER_ATTR, SCHEDULE_USER),
                     SearchAttributePair(AGENT_ATTR, agent.name),

@@ -108,7 +108,12 @@ class QueuedTurn(BaseModel):
 
 
 class CarriedState(BaseModel):
-    """What one run hands to the next at continue-as-new."""
+    """What one run hands to the next at continue-as-new.
+
+    A fork's first run starts from one too: `next_seq` after the prefix it copied
+    (and `summary_upto` of the summary it copied), so the store holds what its
+    first model call expects.
+    """
 
     next_seq: int = 0
     turn_count: int = 0

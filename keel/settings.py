@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SESSIONS_TASK_QUEUE = "keel-sessions"
@@ -50,11 +50,22 @@ class Settings(BaseSettings):
     """Pause between two polls of a session's step events while they flow. Each
     poll costs history events (a few per batch of step events, never per token);
     lower means step events, and the first token deltas that wait for them, arrive sooner."""
-    sessions_task_queue: str = SESSIONS_TASK_QUEUE
-    activities_task_queue: str = ACTIVITIES_TASK_QUEUE
+    sessions_task_queue: str | None = Field(default=None, min_length=1)
+    """The queue of sessions; by default the formation's (`keel.temporal.task_queues`)."""
+    activities_task_queue: str | None = Field(default=None, min_length=1)
+    """The queue of memory, messaging and checks; by default the formation's."""
+    serve_legacy_queues: bool = False
+    """The formation ran before queue names carried its id: its workers also poll
+    `keel-sessions` and `keel-activities`, and its API reaches the sessions there that
+    carry no formation, until they have ended (docs/deploy.md, "Several formations")."""
     max_cached_sessions: int = Field(default=200, ge=1)
     """Sessions a worker keeps in memory between their turns; an evicted one replays
     its current run's history on its next message (docs/performance.md)."""
+    worker_deployment: str | None = Field(default=None, min_length=1, max_length=255)
+    """The Temporal Worker Deployment a worker belongs to (`keel worker --deployment`).
+    With `worker_build_id`, each session runs on the build it started on (docs/deploy.md)."""
+    worker_build_id: str | None = Field(default=None, min_length=1, max_length=255)
+    """The worker's build within `worker_deployment` (`keel worker --build-id`)."""
     tenant: str = Field(default="default", pattern=TENANT_PATTERN)
     """Tenant of callers whose key names none, and of every caller when no keys are set."""
     # -- limits: 0 disables one; all but the two size limits apply to keyed callers only
@@ -86,6 +97,15 @@ class Settings(BaseSettings):
         if value not in {"auto", "json", "console"}:
             raise ValueError("must be auto, json or console")
         return value
+
+    @model_validator(mode="after")
+    def _deployment_with_build(self) -> Settings:
+        if (self.worker_deployment is None) != (self.worker_build_id is None):
+            raise ValueError(
+                "a versioned worker needs both its deployment and its build id"
+                " (--deployment and --build-id, or KEEL_WORKER_DEPLOYMENT and KEEL_WORKER_BUILD_ID)"
+            )
+        return self
 
     @cached_property
     def resolved_data_dir(self) -> Path:

@@ -1,7 +1,9 @@
-"""Temporal client set-up shared by every process: converter, search attributes, UI links."""
+"""Temporal client set-up shared by every process: converter, search attributes, task queues,
+UI links."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -17,8 +19,12 @@ from temporalio.service import RPCError
 
 from keel.formation import Formation
 from keel.logging import get_logger
+from keel.settings import ACTIVITIES_TASK_QUEUE, SESSIONS_TASK_QUEUE, Settings
 from keel.tracing import client_interceptors
 
+FORMATION_ATTR = SearchAttributeKey.for_keyword("KeelFormation")
+"""The id of the formation a session belongs to, set at start: formations sharing a
+namespace list and reach only their own sessions (`TaskQueues.owns`)."""
 TENANT_ATTR = SearchAttributeKey.for_keyword("KeelTenant")
 USER_ATTR = SearchAttributeKey.for_keyword("KeelUser")
 AGENT_ATTR = SearchAttributeKey.for_keyword("KeelAgent")
@@ -26,7 +32,14 @@ TOPICS_ATTR = SearchAttributeKey.for_keyword_list("KeelTopics")
 PENDING_APPROVALS_ATTR = SearchAttributeKey.for_int("KeelPendingApprovals")
 """How many approvals a session waits for: the approvals inbox lists sessions by it.
 Upserted by the workflow when the count changes (sessions of older builds never set it)."""
-SEARCH_ATTRIBUTES = (TENANT_ATTR, USER_ATTR, AGENT_ATTR, TOPICS_ATTR, PENDING_APPROVALS_ATTR)
+SEARCH_ATTRIBUTES = (
+    FORMATION_ATTR,
+    TENANT_ATTR,
+    USER_ATTR,
+    AGENT_ATTR,
+    TOPICS_ATTR,
+    PENDING_APPROVALS_ATTR,
+)
 """Registered at start, so sessions can be filtered by them in the Temporal UI."""
 _CLI_TYPES = {
     IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
@@ -83,6 +96,73 @@ def workflow_ui_url(ui_base: str, namespace: str, workflow_id: str, run_id: str 
     if run_id:
         path += f"/{quote(run_id, safe='')}"
     return ui_base.rstrip("/") + path + "/history"
+
+
+DEFAULT_FORMATION = "default"
+"""The formation id whose queues keep the names they had before they carried the id."""
+
+
+@dataclass(frozen=True)
+class TaskQueues:
+    """A formation's task queues, and which sessions of its namespace are its own."""
+
+    formation: str
+    sessions: str
+    """Where its sessions run (their model and tool calls too)."""
+    activities: str
+    """Where its memory, messaging and argument checks run."""
+    legacy_sessions: str | None = None
+    """The sessions queue of its sessions from before queue names carried its id."""
+    legacy_activities: str | None = None
+    """Where those older sessions' memory, messaging and checks run."""
+
+    @property
+    def formationless_queues(self) -> tuple[str, ...]:
+        """Sessions queues whose sessions without `KeelFormation` are this formation's.
+
+        Such sessions were started before sessions carried it (or by an API of that
+        time, during an upgrade): they are the formation's that serves their queue.
+        """
+        return (self.sessions, *filter(None, [self.legacy_sessions]))
+
+    def owns(self, formation: str | None, task_queue: str) -> bool:
+        """Whether a session with this `KeelFormation` (None: unset) on `task_queue` is ours."""
+        if formation is not None:
+            return formation == self.formation
+        return task_queue in self.formationless_queues
+
+    def visibility_clause(self) -> str:
+        """The visibility filter `owns` is: this formation's sessions, and those it took over."""
+        queues = ", ".join(f"'{q}'" for q in self.formationless_queues)
+        return (
+            f"({FORMATION_ATTR.name} = '{self.formation}'"
+            f" OR ({FORMATION_ATTR.name} IS NULL AND TaskQueue IN ({queues})))"
+        )
+
+
+def task_queues(settings: Settings, formation: Formation) -> TaskQueues:
+    """The formation's queues: the API starts sessions there and its workers poll them.
+
+    `keel-sessions` and `keel-activities` for the formation `default`, else
+    `keel-sessions.<id>` and `keel-activities.<id>`, so formations sharing a
+    namespace never run each other's sessions; `KEEL_SESSIONS_TASK_QUEUE` and
+    `KEEL_ACTIVITIES_TASK_QUEUE` name them instead when set. With
+    `serve_legacy_queues`, also the names its older sessions run on (`keel-sessions`,
+    `keel-activities`), where they differ.
+    """
+    suffix = "" if formation.id == DEFAULT_FORMATION else f".{formation.id}"
+    sessions = settings.sessions_task_queue or SESSIONS_TASK_QUEUE + suffix
+    activities = settings.activities_task_queue or ACTIVITIES_TASK_QUEUE + suffix
+    legacy = settings.serve_legacy_queues
+    return TaskQueues(
+        formation=formation.id,
+        sessions=sessions,
+        activities=activities,
+        legacy_sessions=SESSIONS_TASK_QUEUE if legacy and sessions != SESSIONS_TASK_QUEUE else None,
+        legacy_activities=(
+            ACTIVITIES_TASK_QUEUE if legacy and activities != ACTIVITIES_TASK_QUEUE else None
+        ),
+    )
 
 
 def model_task_queues(formation: Formation) -> list[str]:

@@ -7,10 +7,13 @@ import functools
 import importlib
 import inspect
 import itertools
+import os
 import re
+import sys
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -25,6 +28,7 @@ __all__ = [
     "ToolArgumentsError",
     "ToolContext",
     "load_python_tools",
+    "python_tools_path",
     "tool",
 ]
 
@@ -312,3 +316,19 @@ def load_python_tools(modules: Sequence[str]) -> dict[str, PythonTool]:
     if problems:
         raise FormationError(problems)
     return tools
+
+
+def python_tools_path(formation: Path | None) -> None:
+    """Put the working directory, then the formation file's directory, on the import path.
+
+    The working directory as uvicorn and celery do; the formation's own directory
+    so that a formation kept beside its `python_tools` package works from anywhere
+    (`keel worker --formation app/formation.yaml`, a mounted config directory).
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    if formation is not None:
+        directory = str(formation.expanduser().resolve().parent)
+        if directory not in sys.path:
+            sys.path.insert(sys.path.index(cwd) + 1, directory)

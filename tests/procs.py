@@ -38,7 +38,7 @@ class KeelProcess:
 
     Args:
         argv: the command line.
-        settings: the test's settings (Temporal address, data dir, queues), passed as env.
+        settings: the test's settings (Temporal address, data dir, queues if set), passed as env.
         formation: the formation file the process loads.
         log: where its stdout and stderr go.
     """
@@ -46,12 +46,16 @@ class KeelProcess:
     def __init__(self, argv: list[str], *, settings: Settings, formation: Path, log: Path):
         self._args = argv
         self._log = log
+        queues = {
+            "KEEL_SESSIONS_TASK_QUEUE": settings.sessions_task_queue,
+            "KEEL_ACTIVITIES_TASK_QUEUE": settings.activities_task_queue,
+        }
         self.env = {
             **os.environ,
             "KEEL_TEMPORAL_ADDRESS": settings.temporal_address,
             "KEEL_DATA_DIR": str(settings.resolved_data_dir),
-            "KEEL_SESSIONS_TASK_QUEUE": settings.sessions_task_queue,
-            "KEEL_ACTIVITIES_TASK_QUEUE": settings.activities_task_queue,
+            # Unset, the process derives them from the formation's id.
+            **{name: queue for name, queue in queues.items() if queue},
             "KEEL_FORMATION": str(formation),
             "KEEL_LOG_FORMAT": "json",
         }

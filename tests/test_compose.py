@@ -17,7 +17,8 @@ import yaml
 from jsonschema import Draft201909Validator
 
 from keel.formation import load_formation
-from keel.temporal import model_task_queues
+from keel.settings import Settings
+from keel.temporal import model_task_queues, task_queues
 from worker._build import GRACEFUL_SHUTDOWN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +81,12 @@ def test_workers_poll_their_queues_and_drain_before_they_are_killed(
         ROOT / "deploy" / "formation.yaml",
         env={"KEEL_STORE_URL": "postgresql://keel:keel@keel-postgres:5432/keel"},
     )
-    assert _queues(services["worker"]["command"]) == ["keel-sessions", "keel-activities"]
+    # The queues the API (same formation, no queue named in the environment) starts
+    # sessions on: those of the formation `keel`.
+    queues = task_queues(Settings(), formation)
+    assert (queues.sessions, queues.activities) == ("keel-sessions.keel", "keel-activities.keel")
+    assert _queues(services["worker"]["command"]) == [queues.sessions, queues.activities]
+    assert "KEEL_SESSIONS_TASK_QUEUE" not in services["api"]["environment"]
     # Only the GPU worker polls the local model's queue, so its calls run there.
     assert _queues(services["gpu-worker"]["command"]) == model_task_queues(formation)
     for name in ("worker", "gpu-worker"):

@@ -7,7 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Interceptor, Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Interceptor, Worker, WorkerDeploymentConfig
 
 from activities import LlmActivities, ToolActivities, ToolCatalog
 from activities._heartbeat import HEARTBEAT_EVERY_S
@@ -23,6 +24,7 @@ from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from keel.temporal import model_task_queues
+from keel.temporal import task_queues as formation_task_queues
 from worker._sandbox import session_sandbox
 from workflows import SessionWorkflow
 
@@ -51,19 +53,20 @@ def build_workers(
 
     Args:
         client: a client built by `keel.temporal.connect`.
-        settings: the process settings (queue names).
-        formation: the formation (for per-model queues).
+        settings: the process settings (queue names, versioning).
+        formation: the formation (its id names its queues; its per-model queues).
         store: the transcript store the activities write to.
         catalog: the tools the activities run (see `worker_host`); none by default.
         services: objects for Python tools that `inject` them.
-        task_queues: poll only these queues; by default the sessions queue,
-            the activities queue and every per-model queue.
+        task_queues: poll only these queues (see `polled_queues`); by default the
+            formation's sessions and activities queues and every per-model queue.
         max_concurrent_activities: per worker.
         vector_memory: the vector memory, when the formation enables it (the caller closes it).
         deltas: where LLM activities stream text; None: no streaming.
         interceptors: for every worker (tests inject faults with them).
     """
     catalog = catalog or ToolCatalog()
+    own = formation_task_queues(settings, formation)
     references = formation.memory.references
     llm = LlmActivities(store, catalog, deltas=deltas, inline_max_chars=references.inline_max_chars)
     tools = ToolActivities(
@@ -73,7 +76,7 @@ def build_workers(
     )
     approvals = ApprovalActivities(catalog)
     transcript = TranscriptActivities(store)
-    messaging = MessagingActivities(client, store)
+    messaging = MessagingActivities(client, store, own)
     memory_activities = MemoryActivities(store, vector_memory)
     # Summaries and fact extraction call the model: they run wherever its calls run,
     # which is the session's own queue unless the model names one.
@@ -83,25 +86,20 @@ def build_workers(
         model_memory.summarize,
         model_memory.extract_facts,
     ]
-    queues = (
-        list(task_queues)
-        if task_queues
-        else [
-            settings.sessions_task_queue,
-            settings.activities_task_queue,
-            *model_task_queues(formation),
-        ]
-    )
+    # A legacy name runs what today's does, for the formation's sessions from before.
+    sessions_queues = {own.sessions, own.legacy_sessions}
+    activities_queues = {own.activities, own.legacy_activities}
     # For every worker; the interceptors reach workflow tasks as well as activities.
     every_worker: dict[str, Any] = {
         "max_concurrent_activities": max_concurrent_activities,
         "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
         "interceptors": interceptors,
         "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
+        **_versioning(settings),
     }
     workers = []
-    for queue in dict.fromkeys(queues):
-        if queue == settings.sessions_task_queue:
+    for queue in polled_queues(settings, formation, task_queues):
+        if queue in sessions_queues:
             # The workflows, their model calls and tool calls on one queue: a call
             # scheduled by a workflow task starts eagerly, in the same worker, with no matching.
             workers.append(
@@ -115,7 +113,7 @@ def build_workers(
                     **every_worker,
                 )
             )
-        elif queue == settings.activities_task_queue:
+        elif queue in activities_queues:
             workers.append(
                 Worker(
                     client,
@@ -143,3 +141,30 @@ def build_workers(
                 Worker(client, task_queue=queue, activities=model_activities, **every_worker)
             )
     return workers
+
+
+def polled_queues(
+    settings: Settings, formation: Formation, task_queues: Sequence[str] | None = None
+) -> list[str]:
+    """The queues a worker polls: `task_queues`, by default the formation's sessions and
+    activities queues and its models' queues; with `serve_legacy_queues`, the legacy
+    name of each of the formation's two after it."""
+    own = formation_task_queues(settings, formation)
+    legacy = {own.sessions: own.legacy_sessions, own.activities: own.legacy_activities}
+    wanted = task_queues or [own.sessions, own.activities, *model_task_queues(formation)]
+    return list(dict.fromkeys(name for q in wanted for name in (q, legacy.get(q)) if name))
+
+
+def _versioning(settings: Settings) -> dict[str, Any]:
+    """Worker Versioning, for a worker of a deployment: its build takes the sessions Temporal
+    routes to it, and a session stays on the build it started on (pinned) until it continues
+    as new; each worker of the process shares the build."""
+    if settings.worker_deployment is None or settings.worker_build_id is None:
+        return {}
+    version = WorkerDeploymentVersion(settings.worker_deployment, settings.worker_build_id)
+    config = WorkerDeploymentConfig(
+        version=version,
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED,
+    )
+    return {"deployment_config": config}

@@ -17,6 +17,7 @@ from keel.logging import get_logger
 from keel.memory import VectorMemory
 from keel.settings import Settings
 from keel.store import TranscriptStore
+from keel.tool_patterns import resolve, server_of
 from keel.tools import BUILTIN_TOOLS, PythonTool, load_python_tools
 from worker._build import build_workers
 
@@ -92,7 +93,7 @@ async def _load_tools(
 ) -> ToolCatalog:
     python_tools = load_python_tools(formation.python_tools)
     used = list(dict.fromkeys(tool for agent in formation.agents for tool in agent.tools))
-    servers = sorted({name.partition(".")[0] for name in used if "." in name})
+    servers = sorted({server for name in used if (server := server_of(name)) is not None})
     listed = await asyncio.gather(*(_tool_names(pool, server) for server in servers))
     known = {s: names for s, names in zip(servers, listed, strict=True) if names is not None}
     problems = formation.unresolved_tools({*python_tools, *BUILTIN_TOOLS}, known)
@@ -100,7 +101,7 @@ async def _load_tools(
         FormationProblem("python_tools", f"tool {name!r} has the name of a built-in tool")
         for name in sorted(BUILTIN_TOOLS & python_tools.keys())
     ]
-    problems += _missing_services(python_tools, used, services)
+    problems += _missing_services(python_tools, resolve(used, list(python_tools)), services)
     if problems:
         raise FormationError(problems)
     log.info("tools loaded", python=sorted(python_tools), mcp_servers=servers)

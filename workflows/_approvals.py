@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from keel.formation import ApprovalsConfig
     from keel.messages import ToolCall
     from keel.names import Activities, Rejections
+    from keel.tool_patterns import policy_for
 
 DECIDED_KEPT = 100
 
@@ -30,8 +31,9 @@ class ApprovalGate:
         self._approvals: dict[str, Approval] = {}
 
     def requires(self, tool: str) -> bool:
-        """Whether calls of `tool` wait for a decision (per-tool policy, else the default)."""
-        return self._config.tools.get(tool, self._config.default) == "always"
+        """Whether calls of `tool` wait for a decision: its own policy, else the first pattern's
+        that matches it (`fs.write_*`), else the default."""
+        return policy_for(tool, self._config.tools, self._config.default) == "always"
 
     def request(self, turn_id: str, call: ToolCall) -> Approval:
         """Open an approval for a tool call."""

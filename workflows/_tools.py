@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from keel.messages import ToolCall
     from keel.names import Activities
     from keel.session import StartSessionInput, TurnResult
+    from keel.tool_patterns import allowed
 
 from workflows._approvals import ApprovalGate
 from workflows._cancel import TurnCancel
@@ -138,7 +139,7 @@ class ToolRunner:
             return await delegate(self._input, step, call, self._publish)
         if self._memory.handles(call.name):
             return await self._memory.call_builtin(step, call)
-        if call.name not in self._input.agent.tools:
+        if not allowed(call.name, self._input.agent.tools):
             return CallToolResult(
                 content=f"tool {call.name!r} is not available to agent {self._input.agent.name!r}",
                 is_error=True,

@@ -397,4 +397,12 @@ class SessionWorkflow:
             recent_turns=_carry.recent_turns(self._book.ended_turns()),
             turn_ids=self._book.turn_ids(),
         )
-        workflow.continue_as_new(self._input.model_copy(update={"carried": carried}))
+        # On a versioned worker a run is pinned to its build; the next run may move to the
+        # current one (the session's replay corpus is what makes that safe).
+        upgrade = self._input.options.upgrade_on_continue_as_new
+        workflow.continue_as_new(
+            self._input.model_copy(update={"carried": carried}),
+            initial_versioning_behavior=(
+                workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE if upgrade else None
+            ),
+        )

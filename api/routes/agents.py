@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
@@ -11,35 +13,37 @@ from api._idempotency import Idempotent
 from api._limits import check_message
 from api._tools import AgentToolList
 from api._turns import TurnRequest, send_claimed_turn
-from api.deps import CurrentCaller, State, TemporalClient
-from api.problems import Problem, problem_responses
+from api.deps import AppState, CurrentCaller, State, TemporalClient
+from api.problems import problem_responses
 from api.schemas import AgentList, AgentName, AgentOut, ChatAccepted, ChatResponse, OptionalId
 from keel.formation import AgentConfig
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 
-def _out(agent: AgentConfig) -> AgentOut:
+async def _out(state: AppState, agent: AgentConfig) -> AgentOut:
     return AgentOut(
         name=agent.name,
         role=agent.role,
         description=agent.description,
         model=agent.model,
         tools=agent.tools,
+        resolved_tools=await state.tool_schemas.resolved(agent),
         routes=agent.routes,
     )
 
 
 @router.get("")
 async def list_agents(state: State) -> AgentList:
-    """Every agent of the formation."""
-    return AgentList(agents=[_out(a) for a in state.formation.agents])
+    """Every agent of the formation, with the tools its patterns resolve to."""
+    agents = state.formation.agents
+    return AgentList(agents=list(await asyncio.gather(*(_out(state, a) for a in agents))))
 
 
 @router.get("/{name}", responses=problem_responses(404))
 async def get_agent(name: AgentName, state: State) -> AgentOut:
     """One agent; 404 if the formation has none of that name."""
-    return _out(_sessions.resolve_agent(state, name))
+    return await _out(state, _sessions.resolve_agent(state, name))
 
 
 @router.get("/{name}/tools", responses=problem_responses(404))
@@ -84,13 +88,7 @@ async def run_agent(
     )
     agent = _sessions.resolve_agent(state, name)
     if body.session_id:
-        session = (await _sessions.describe_session(state, client, caller, body.session_id)).session
-        if session.agent != agent.name:
-            raise Problem(
-                409,
-                f"session {session.id!r} belongs to agent {session.agent!r}",
-                type_="wrong-agent",
-            )
+        await _sessions.agent_session(state, client, caller, body.session_id, agent)
     claim = await idempotency.claim(caller, body, "turn_id", "session_id")
     request = TurnRequest(
         text=body.message,

@@ -11,14 +11,9 @@ from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import ApprovalId, JsonObject, SessionId
 from keel.approvals import REVIEWER_MAX_LENGTH, Approval, ApprovalDecisionInput, Decision
+from keel.wire import ApprovalList
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/approvals", tags=["approvals"])
-
-
-class ApprovalList(BaseModel):
-    """Pending approvals of a session."""
-
-    approvals: list[Approval]
 
 
 _DECISION_RULES: list[JsonValue] = [

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import jsonschema
 from fastapi import APIRouter, Response
 from sse_starlette import EventSourceResponse
 
 from api._idempotency import Idempotent
 from api._limits import check_message
-from api._turns import TurnRequest, send_claimed_turn
+from api._turns import TurnRequest, check_response_schema, send_claimed_turn
 from api.deps import CurrentCaller, RequestStack, State, StreamClaim, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import ChatAccepted, ChatRequest, ChatResponse
@@ -44,7 +41,7 @@ async def chat(
     `turn.started` to `turn.completed` or `turn.failed` (see GET …/events).
     """
     if body.response_schema is not None:
-        _check_schema(body.response_schema)
+        check_response_schema(body.response_schema)
     check_message(
         body.message, state.settings.max_message_chars, state.formation.sessions.max_message_chars
     )
@@ -74,15 +71,3 @@ async def chat(
         return await send_claimed_turn(
             state, client, caller, request, claim, response=response, stack=stack
         )
-
-
-def _check_schema(schema: dict[str, Any]) -> None:
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as err:
-        path = "/".join(str(p) for p in err.absolute_path) or "(root)"
-        raise Problem(
-            422,
-            f"response_schema is not a valid JSON Schema at {path}: {err.message}",
-            type_="invalid-request",
-        ) from None

@@ -35,12 +35,7 @@ from api.deps import (
 from api.problems import Problem, problem_responses
 from api.schemas import MAX_OFFSET, SessionId, TurnIdQuery
 from keel.logging import get_logger
-from keel.session import (
-    SESSION_WORKFLOW,
-    session_id_of,
-    session_workflow_id,
-)
-from keel.temporal import TENANT_ATTR, USER_ATTR
+from keel.session import session_id_of, session_workflow_id
 
 router = APIRouter(prefix="/v1", tags=["events"])
 log = get_logger(__name__)
@@ -118,7 +113,7 @@ async def all_events(
     offset, the others start live.
     """
     cursor = _cursor(last_event_id if last_event_id is not None else after)
-    running = await _running_sessions(client, caller)
+    running = await _running_sessions(state, client, caller)
     merged = _Merged(state, client, caller, stack, known=running)
     for session_id, offset in cursor.items():
         workflow_id = session_workflow_id(caller.tenant, session_id)
@@ -207,7 +202,7 @@ class _Merged:
 
     async def _refresh(self) -> None:
         try:
-            running = await _running_sessions(self._client, self._caller)
+            running = await _running_sessions(self._state, self._client, self._caller)
         except Exception as err:  # Temporal unreachable for a moment: try at the next tick
             log.warning("cannot list sessions", error=str(err))
             return
@@ -225,19 +220,13 @@ async def _ticks(every_s: float) -> AsyncIterator[None]:
         yield None
 
 
-async def _running_sessions(client: Client, caller: Caller) -> list[str]:
+async def _running_sessions(state: AppState, client: Client, caller: Caller) -> list[str]:
     """Workflow ids of the caller's running sessions (all the tenant's for admins and dev)."""
-    clauses = [
-        f"WorkflowType = '{SESSION_WORKFLOW}'",
-        f"{TENANT_ATTR.name} = '{caller.tenant}'",
-        "ExecutionStatus = 'Running'",
-    ]
-    if caller.user_given:
-        clauses.append(f"{USER_ATTR.name} = '{caller.user_id}'")
+    user = caller.user_id if caller.user_given else None
+    query = _sessions.sessions_query(state, caller.tenant, user, "ExecutionStatus = 'Running'")
     with temporal_errors():
         return [
-            execution.id
-            async for execution in client.list_workflows(" AND ".join(clauses), limit=MAX_FOLLOWED)
+            execution.id async for execution in client.list_workflows(query, limit=MAX_FOLLOWED)
         ]
 
 

@@ -81,8 +81,8 @@ async def _temporal_health(state: AppState) -> dict[str, Any]:
             client.service_client.check_health(), PROBE_TIMEOUT_S
         )
         queues = {
-            settings.sessions_task_queue: TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            settings.activities_task_queue: TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+            state.queues.sessions: TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            state.queues.activities: TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
             **{
                 q: TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
                 for q in model_task_queues(state.formation)

@@ -52,7 +52,8 @@ async def inbox(
     (read it whole from `GET /v1/sessions/{id}/approvals`).
     """
     query = _sessions.sessions_query(
-        caller,
+        state,
+        caller.tenant,
         caller.user_filter(None),
         "ExecutionStatus = 'Running'",
         f"{PENDING_APPROVALS_ATTR.name} > 0",

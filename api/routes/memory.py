@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api._errors import temporal_errors
+from api._sessions import sessions_query
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
 from api.schemas import (
@@ -22,8 +23,6 @@ from api.schemas import (
 )
 from keel.logging import get_logger
 from keel.memory import MemoryItem, MemoryScope, VectorMemory
-from keel.names import SESSION_WORKFLOW
-from keel.temporal import TENANT_ATTR, USER_ATTR
 
 router = APIRouter(prefix="/v1/memory", tags=["memory"])
 log = get_logger(__name__)
@@ -81,19 +80,17 @@ async def forget_user(
 ) -> ForgetResult:
     """Remove every trace of a user from the vector store and the transcript store.
 
-    The user's running sessions are terminated first, so nothing writes again;
-    then their transcripts (with summaries and references) and all their
-    memories, in every formation, are deleted. Safe to repeat.
+    The user's running sessions of this formation are terminated first, so nothing
+    writes again; then their transcripts (with summaries and references) in this
+    formation's store and all their memories, in every formation that shares the
+    vector store, are deleted. Safe to repeat; forget in each formation of a namespace.
     """
     if caller.user_given and body.user_id != caller.user_id:
         raise Problem(403, "a caller bound to a user may forget only that user", type_="forbidden")
     # Refuse before deleting anything rather than halfway.
     vector = _vector(state.vector_memory) if state.formation.memory.vector.enabled else None
     tenant, user = caller.tenant, body.user_id
-    query = (
-        f"WorkflowType = '{SESSION_WORKFLOW}' AND {TENANT_ATTR.name} = '{tenant}'"
-        f" AND {USER_ATTR.name} = '{user}'"
-    )
+    query = sessions_query(state, tenant, user)
     # Visibility may lag behind a new session and may have dropped old ones; the store's
     # session records cover both, so every session that holds data is found.
     sessions = set(await state.store.user_sessions(tenant, user))

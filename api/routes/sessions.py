@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from api import _sessions
+from api import _forks, _sessions
 from api._idempotency import Idempotent
 from api._page_tokens import PAGE_TOKEN_MAX_LENGTH, PAGE_TOKEN_PATTERN
 from api._shapes import chat_response, ended_turn, list_items
@@ -18,6 +18,7 @@ from api.schemas import (
     AgentQuery,
     ChatResponse,
     CreateSession,
+    ForkSession,
     SessionDetail,
     SessionId,
     SessionOut,
@@ -31,6 +32,8 @@ from keel.store import MAX_SEQ
 from keel.temporal import AGENT_ATTR
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+_FORK_ALL = ForkSession()
+"""A fork request without a body: every turn that has ended."""
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(404, 409))
@@ -85,7 +88,7 @@ async def list_sessions(
         clauses.append("ExecutionStatus = 'Running'")
     elif status_ == "closed":
         clauses.append("ExecutionStatus != 'Running'")
-    query = _sessions.sessions_query(caller, caller.user_filter(user_id), *clauses)
+    query = _sessions.sessions_query(state, caller.tenant, caller.user_filter(user_id), *clauses)
     page = await _sessions.visibility_page(state, client, query, limit=limit, token=page_token)
     return SessionPage(
         sessions=await list_items(state, page.executions), next_page_token=page.next_page_token
@@ -123,6 +126,40 @@ async def close_session(
     described = await _sessions.describe_session(state, client, caller, session_id)
     await _sessions.session_call(described.handle, described.handle.close())
     return described.session.model_copy(update={"status": "closed"})
+
+
+@router.post(
+    "/{session_id}/fork", status_code=status.HTTP_201_CREATED, responses=problem_responses(404, 409)
+)
+async def fork_session(
+    session_id: SessionId,
+    state: State,
+    client: TemporalClient,
+    caller: CurrentCaller,
+    response: Response,
+    idempotency: Idempotent,
+    body: ForkSession = _FORK_ALL,
+) -> SessionOut:
+    """Start a new session whose transcript is a prefix of this one's; this one is untouched.
+
+    The fork has the same user, agent and metadata, and `forked_from`. A prefix
+    is made of whole turns (`upto_seq` is a turn's first seq, or the end): any
+    other seq is a 409 `fork-point-invalid`, one inside a turn that has not
+    ended a 409 `turn-unfinished`. By default it holds every turn that has ended.
+    """
+    source = await _sessions.describe_session(state, client, caller, session_id)
+    claim = await idempotency.claim(caller, body, "session_id")
+    forked = await _forks.fork_session(
+        state,
+        client,
+        caller,
+        source,
+        upto_seq=body.upto_seq,
+        session_id=claim.ids["session_id"],
+        retried=claim.replayed,
+    )
+    response.headers["Location"] = f"/v1/sessions/{forked.id}"
+    return await claim.finish(forked, response)
 
 
 @router.get("/{session_id}/turns/{turn_id}", responses=problem_responses(404))

@@ -35,24 +35,9 @@ from api.schemas import (
 )
 from keel.formation import TriggerConfig
 from keel.triggers import TriggerDataError, render_message, signature_ok
+from keel.wire import TriggerList, TriggerOut
 
 router = APIRouter(prefix="/v1/triggers", tags=["triggers"])
-
-
-class TriggerOut(BaseModel):
-    """A trigger of the formation."""
-
-    name: str
-    agent: str
-    schedule: str | None
-    signed: bool
-    """Whether calls must carry an `X-Keel-Signature` HMAC header."""
-
-
-class TriggerList(BaseModel):
-    """`GET /v1/triggers`."""
-
-    triggers: list[TriggerOut]
 
 
 class FireTrigger(BaseModel):

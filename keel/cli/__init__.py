@@ -18,7 +18,7 @@ from keel.formation import Formation, FormationError, FormationProblem, load_for
 from keel.keys import KeyConfigError, load_keys
 from keel.logging import configure_logging, get_logger, quiet_http_clients
 from keel.settings import Settings
-from keel.tools import BUILTIN_TOOLS, load_python_tools
+from keel.tools import BUILTIN_TOOLS, load_python_tools, python_tools_path
 
 __all__ = ["main"]
 
@@ -35,8 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
     except ValidationError as err:
         for problem in err.errors():
-            field = "KEEL_" + "_".join(str(p) for p in problem["loc"]).upper()
-            _fail(f"{field}: {problem['msg']}")
+            message = problem["msg"].removeprefix("Value error, ")
+            if problem["loc"]:  # a field's own problem; else one of several fields together
+                message = (
+                    "KEEL_" + "_".join(str(p) for p in problem["loc"]).upper() + f": {message}"
+                )
+            _fail(message)
         return EXIT_INVALID
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     if args.command == "chat":
@@ -67,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FormationError as err:
         _fail(str(err))
         return EXIT_INVALID
-    _python_tools_path(path)
+    python_tools_path(path)
     try:
         if args.command == "dev":
             from keel.cli._dev import run_dev
@@ -123,9 +127,18 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--task-queue",
         action="append",
-        help="poll only this queue (repeatable); default: sessions, activities and model queues",
+        help="poll only this queue (repeatable); default: the formation's sessions and"
+        " activities queues (keel-sessions.<id>, keel-activities.<id>; no suffix for the"
+        " formation 'default') and its model queues",
     )
     worker.add_argument("--max-concurrent-activities", type=int, default=100)
+    worker.add_argument(
+        "--deployment",
+        help="the Temporal Worker Deployment this worker belongs to (with --build-id)",
+    )
+    worker.add_argument(
+        "--build-id", help="this worker's build: sessions stay on the build they started on"
+    )
 
     chat = commands.add_parser("chat", help="talk to an agent from this terminal")
     chat.add_argument("--session", help="resume this session")
@@ -145,6 +158,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["formation"] = args.formation
     if getattr(args, "data_dir", None):
         overrides["data_dir"] = args.data_dir
+    if getattr(args, "deployment", None):
+        overrides["worker_deployment"] = args.deployment
+    if getattr(args, "build_id", None):
+        overrides["worker_build_id"] = args.build_id
     if args.command == "dev":
         overrides["temporal_address"] = f"127.0.0.1:{args.temporal_port}"
         overrides["temporal_ui_url"] = f"http://127.0.0.1:{args.ui_port}"
@@ -165,22 +182,6 @@ def _formation(path: Path | None) -> Formation:
     return formation
 
 
-def _python_tools_path(formation: Path | None) -> None:
-    """Put the working directory, then the formation file's directory, on the import path.
-
-    The working directory as uvicorn and celery do; the formation's own directory
-    so that a formation kept beside its `python_tools` package works from anywhere
-    (`keel worker --formation app/formation.yaml`, a mounted config directory).
-    """
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    if formation is not None:
-        directory = str(formation.expanduser().resolve().parent)
-        if directory not in sys.path:
-            sys.path.insert(sys.path.index(cwd) + 1, directory)
-
-
 def _validate(path: Path) -> int:
     """Check the file, then import its `python_tools` as a worker would, and check their names.
 
@@ -188,7 +189,7 @@ def _validate(path: Path) -> int:
     """
     try:
         formation = load_formation(path)
-        _python_tools_path(path)
+        python_tools_path(path)
         tools = _python_tools(formation, source=str(path))
     except FormationError as err:
         _fail(str(err))

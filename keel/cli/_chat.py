@@ -8,24 +8,27 @@ from typing import Any, TextIO
 
 import httpx
 
-from keel.sse import SseEvent, iter_sse
+from keel.approvals import Decision
+from keel.client import Event, Keel, KeelConnectionError, KeelError, Message
+from keel.sse import SseEvent
 
 HISTORY_SHOWN = 6
 """Messages printed when resuming a session."""
 QUIT = frozenset({"/quit", "/exit"})
+DECISIONS: dict[str, Decision] = {"a": "approve", "r": "reject", "v": "revise"}
 
 
 class ChatClient:
-    """A prompt loop over the HTTP API: one `POST /v1/chat` stream per message.
+    """A prompt loop over the client SDK: one streamed chat per message.
 
     Args:
-        http: A client with the API's base URL (and identity headers).
+        keel: The API's client, or an `httpx.Client` with its base URL (and identity headers).
         stdin: Where the user types.
         stdout: Where the conversation appears.
     """
 
-    def __init__(self, http: httpx.Client, stdin: TextIO, stdout: TextIO) -> None:
-        self._http = http
+    def __init__(self, keel: Keel | httpx.Client, stdin: TextIO, stdout: TextIO) -> None:
+        self._keel = keel if isinstance(keel, Keel) else Keel(http_client=keel)
         self._in = stdin
         self._out = stdout
         self.session_id: str | None = None
@@ -38,25 +41,25 @@ class ChatClient:
 
     def start(self, agent: str | None) -> bool:
         """Start a new session with `agent` (the default one when None)."""
-        answer = self._http.post("/v1/sessions", json={"agent": agent} if agent else {})
-        if not self._ok(answer):
-            return False
-        session = answer.json()
-        self.session_id, self.agent = session["id"], session["agent"]
+        try:
+            session = self._keel.sessions.create(agent)
+        except KeelError as err:
+            return self._failed(err)
+        self.session_id, self.agent = session.id, session.agent
         self._write(f"session {self.session_id} with {self.agent}; /quit to leave\n")
         return True
 
     def resume(self, session_id: str) -> bool:
         """Continue a session, showing its last few messages first."""
-        answer = self._http.get(f"/v1/sessions/{session_id}")
-        if not self._ok(answer):
-            return False
-        session = answer.json()
-        self.session_id, self.agent = session["id"], session["agent"]
+        try:
+            session = self._keel.sessions.get(session_id)
+        except KeelError as err:
+            return self._failed(err)
+        self.session_id, self.agent = session.id, session.agent
         self._write(f"resuming session {self.session_id} with {self.agent}; /quit to leave\n")
-        for message in session["messages"][-HISTORY_SHOWN:]:
+        for message in session.messages[-HISTORY_SHOWN:]:
             self._show_message(message)
-        if session["status"] == "closed":
+        if session.status == "closed":
             self._write("(this session is closed)\n")
             return False
         return True
@@ -78,17 +81,18 @@ class ChatClient:
     def send(self, text: str) -> None:
         """Send one message and show its turn as it streams."""
         self._attempts.clear()
-        body = {"message": text, "stream": True, "session_id": self.session_id}
-        with self._http.stream("POST", "/v1/chat", json=body) as response:
-            if not self._ok(response):
-                return
-            for event in iter_sse(response.iter_lines()):
-                self.handle(event)
+        try:
+            with self._keel.stream(text, session_id=self.session_id) as events:
+                for event in events:
+                    self.handle(event)
+        except KeelError as err:
+            self._failed(err)
 
-    def handle(self, event: SseEvent) -> None:
+    def handle(self, event: Event | SseEvent) -> None:
         """Show one event of a turn (and ask for a decision on an approval)."""
-        data = event.json()
-        kind = event.event
+        if isinstance(event, SseEvent):
+            event = Event.from_sse(event)
+        data, kind = event.data, event.type
         if kind == "message.delta":
             self._delta(data)
         elif kind == "message.completed":
@@ -127,32 +131,40 @@ class ChatClient:
             self._write(data["text"])
 
     def _approve(self, data: dict[str, Any]) -> None:
-        arguments = json.dumps(data.get("arguments") or {}, ensure_ascii=False)
-        self._write(f"{self._break()}  ? {data['tool']}({arguments}) needs approval\n")
+        shown = json.dumps(data.get("arguments") or {}, ensure_ascii=False)
+        self._write(f"{self._break()}  ? {data['tool']}({shown}) needs approval\n")
         choice = ""
-        while choice not in ("a", "r", "v"):
+        while choice not in DECISIONS:
             choice = self._ask("  approve, reject or revise? [a/r/v] ")[:1].lower()
-        body: dict[str, Any] = {"decision": {"a": "approve", "r": "reject", "v": "revise"}[choice]}
+        decision = DECISIONS[choice]
+        arguments: dict[str, Any] | None = None
+        feedback: str | None = None
         if choice == "v":
             edited = self._ask("  new arguments as JSON (empty keeps them): ")
             try:
-                body["arguments"] = json.loads(edited) if edited else None
+                arguments = json.loads(edited) if edited else None
             except json.JSONDecodeError:
                 self._write("  not JSON; keeping the arguments\n")
         if choice in ("r", "v"):
-            body["feedback"] = self._ask("  feedback for the model (optional): ") or None
-        answer = self._http.post(
-            f"/v1/sessions/{self.session_id}/approvals/{data['approval_id']}",
-            json={k: v for k, v in body.items() if v is not None},
-        )
-        self._ok(answer)
+            feedback = self._ask("  feedback for the model (optional): ") or None
+        assert self.session_id is not None, "an approval comes in a session's turn"
+        try:
+            self._keel.approvals.decide(
+                self.session_id,
+                data["approval_id"],
+                decision,
+                feedback=feedback,
+                arguments=arguments,
+            )
+        except KeelError as err:
+            self._failed(err)
 
-    def _show_message(self, message: dict[str, Any]) -> None:
-        role, content = message["role"], message["content"]
+    def _show_message(self, message: Message) -> None:
+        role, content = message.role, message.content
         if role == "user":
             self._write(f"you> {content}\n")
         elif role == "tool":
-            self._write(f"  <- {message.get('name') or 'tool'}: {content[:200]}\n")
+            self._write(f"  <- {message.name or 'tool'}: {content[:200]}\n")
         elif content:
             self._write(f"{self.agent}> {content}\n")
 
@@ -167,15 +179,11 @@ class ChatClient:
         self._write(prompt)
         return self._in.readline().strip()
 
-    def _ok(self, response: httpx.Response) -> bool:
-        if response.status_code < 400:
-            return True
-        response.read()
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        self._write(f"error {response.status_code}: {detail}\n")
+    def _failed(self, err: KeelError) -> bool:
+        """Say what went wrong; False, for the caller to return."""
+        if isinstance(err, KeelConnectionError):
+            raise err  # nothing more to do here: `run_chat` says so and exits
+        self._write(f"error {err.status}: {err.detail}\n" if err.problem else f"error: {err}\n")
         return False
 
     def _write(self, text: str) -> None:
@@ -204,20 +212,15 @@ def run_chat(
         stdin: Where the user types.
         stdout: Where the conversation appears.
     """
-    headers = {}
-    if user:
-        headers["X-User-Id"] = user
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    # No read timeout: a turn may wait for a human approval for hours.
-    timeout = httpx.Timeout(30.0, read=None)
+    # The stream's idle limit is the only read timeout of a turn: one may wait for a
+    # human approval for hours, and the API's heartbeats keep its stream alive meanwhile.
     try:
-        with httpx.Client(base_url=url, headers=headers, timeout=timeout) as http:
-            chat = ChatClient(http, stdin, stdout)
+        with Keel(url, api_key=api_key, user_id=user) as keel:
+            chat = ChatClient(keel, stdin, stdout)
             if not (chat.resume(session_id) if session_id else chat.start(agent)):
                 return 1
             chat.loop()
-    except httpx.TransportError as err:
-        stdout.write(f"cannot reach {url}: {err}\n")
+    except KeelConnectionError as err:
+        stdout.write(f"cannot reach {url}: {err.__cause__ or err}\n")
         return 1
     return 0

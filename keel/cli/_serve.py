@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
@@ -61,6 +62,16 @@ async def connect_with_retry(settings: Settings, *, attempts: int = 60) -> Clien
     raise AssertionError("unreachable")
 
 
+@dataclass
+class Running:
+    """The parts of a process, running."""
+
+    tasks: list[asyncio.Task[None]]
+    """One per worker and one for the API: each ends only when its part stops or dies."""
+    url: str | None = None
+    """The API's base URL, once it listens (its port resolved when it asked for 0)."""
+
+
 async def serve(
     settings: Settings,
     formation: Formation,
@@ -72,6 +83,38 @@ async def serve(
     max_concurrent_activities: int = 100,
 ) -> None:
     """Run the API (at `api` = host, port) and/or the workers until `stop` is set."""
+    async with running(
+        settings,
+        formation,
+        api=api,
+        worker=worker,
+        task_queues=task_queues,
+        max_concurrent_activities=max_concurrent_activities,
+    ) as parts:
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([*parts.tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for task in done - {stopper}:
+            task.result()  # a part that died surfaces its error
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings,
+    formation: Formation,
+    *,
+    api: tuple[str, int] | None,
+    worker: bool,
+    task_queues: Sequence[str] | None = None,
+    max_concurrent_activities: int = 100,
+    quiet: bool = False,
+) -> AsyncIterator[Running]:
+    """Start the API (at `api` = host, port; port 0 picks one) and/or the workers; stop on exit.
+
+    `keel dev`, `keel api` and `keel worker` run it until a signal; the embedded
+    client (`keel.client`) for as long as its block runs. `quiet`: uvicorn logs
+    warnings only, and no access log.
+    """
     in_process = bool(api) and worker
     if not settings.redis_url and not in_process:
         # Said first, before Temporal is reached: a deployment without Redis still
@@ -96,6 +139,7 @@ async def serve(
     app: FastAPI | None = None
     tasks: list[asyncio.Task[None]] = []
     server: _QuietServer | None = None
+    url: str | None = None
     workers = []
     # The host (tools, MCP sessions) closes last, after its workers have stopped.
     hosting = contextlib.AsyncExitStack()
@@ -126,12 +170,18 @@ async def serve(
                 deltas=deltas,
             )
             host, port = api
-            server = _QuietServer(uvicorn.Config(app, host=host, port=port, log_config=None))
+            config = uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_config=None,
+                log_level="warning" if quiet else None,
+                access_log=not quiet,
+            )
+            server = _QuietServer(config)
             tasks.append(asyncio.create_task(server.serve()))
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        for task in done - {stopper}:
-            task.result()  # a part that died surfaces its error
+            url = await _listening(server, tasks[-1])
+        yield Running(tasks, url)
     finally:
         log.info("shutting down")
         if server and app:
@@ -153,3 +203,14 @@ def _service_name(*, api: bool, worker: bool) -> str:
     if api and worker:
         return "keel"
     return "keel-api" if api else "keel-worker"
+
+
+async def _listening(server: uvicorn.Server, task: asyncio.Task[None]) -> str:
+    """The base URL of a server once it listens; the server's error if it fails to start."""
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the API server stopped before it listened")
+        await asyncio.sleep(0.01)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    return f"http://{host}:{port}"

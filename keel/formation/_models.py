@@ -24,6 +24,8 @@ from keel.formation._errors import (
     format_path,
     problems_error,
 )
+from keel.formation._tool_refs import may_be_used, unresolved_references
+from keel.tool_patterns import is_pattern
 from keel.triggers import check_template
 
 _NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
@@ -230,6 +232,9 @@ class SessionsConfig(_Strict):
     """Start a fresh run (same session) after this many turns, keeping history small."""
     max_delegation_depth: int = Field(default=2, ge=0, le=10)
     """How deep delegations may nest (a coordinator's specialist delegating on, …)."""
+    upgrade_on_continue_as_new: bool = False
+    """With versioned workers: a session's next run starts on the deployment's current
+    build, instead of staying on the build the session started on (docs/deploy.md)."""
 
 
 class PrivacyConfig(_Strict):
@@ -302,22 +307,15 @@ class Formation(_Strict):
             One problem per unresolved reference; empty when all resolve.
         """
         hidden = self._interpolated
-        problems: list[FormationProblem] = []
-        for i, agent in enumerate(self.agents):
-            for j, tool in enumerate(agent.tools):
-                loc: Loc = ("agents", i, "tools", j)
-                server, dot, name = tool.partition(".")
-                if not dot and tool not in known_python_tools:
-                    message = (
-                        f"no Python tool is called {_show(tool, loc, hidden)}; list its module"
-                        " under python_tools, or write an MCP tool as `server.tool`"
-                    )
-                elif dot and known_mcp_tools and name not in known_mcp_tools.get(server, (name,)):
-                    message = f"MCP server {_show(server, loc, hidden)} has no such tool"
-                else:
-                    continue
-                problems.append(FormationProblem(format_path(loc, self, hidden), message))
-        return problems
+        return [
+            FormationProblem(format_path(loc, self, hidden), message)
+            for loc, message in unresolved_references(
+                self.agents,
+                known_python_tools,
+                known_mcp_tools or {},
+                show=lambda value, loc: _show(value, loc, hidden),
+            )
+        ]
 
 
 def _show(value: str, loc: Loc, hidden: Collection[Loc]) -> str:
@@ -371,6 +369,8 @@ def _reference_problems(f: Formation) -> list[tuple[Loc, str]]:
                 add(loc, f"tool {shown} is listed twice")
             elif not tool or (dot and (not server or not name)):
                 add(loc, f"tool {shown} must be `server.tool` or a Python tool name")
+            elif dot and is_pattern(server):
+                add(loc, f"tool {shown}: only the tool part may be a pattern (`server.read_*`)")
             elif dot and server not in servers:
                 server_shown = _show(server, loc, hidden)
                 add(loc, f"tool {shown} names MCP server {server_shown}, not in mcp_servers")
@@ -382,7 +382,7 @@ def _reference_problems(f: Formation) -> list[tuple[Loc, str]]:
             add(loc, f"agent {_show(trigger.agent, loc, hidden)} is not in agents")
     used = {tool for agent in f.agents for tool in agent.tools}
     for tool in f.approvals.tools:
-        if tool not in used:
+        if not may_be_used(tool, used):
             add(("approvals", "tools", tool), "no agent uses this tool")
     return out
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keel.store._base import MAX_SEQ, TranscriptStore
+from keel.store._base import MAX_SEQ, CopiedPrefix, TranscriptStore
 from keel.store._postgres import PostgresTranscriptStore
 from keel.store._sqlite import SqliteTranscriptStore
 
 __all__ = [
     "MAX_SEQ",
+    "CopiedPrefix",
     "PostgresTranscriptStore",
     "SqliteTranscriptStore",
     "TranscriptStore",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -12,6 +13,25 @@ from keel.messages import Message, Summary, Usage
 MAX_SEQ = 2**31 - 1
 """The largest message sequence number there can be: PostgreSQL keeps `seq` as an `INTEGER`
 (32 bits), so a larger one in a query fails in the driver instead of matching nothing."""
+
+
+@dataclass(frozen=True)
+class CopiedPrefix:
+    """What `TranscriptStore.copy_prefix` copied."""
+
+    messages: int
+    """Messages of the prefix (copied now or by an earlier call)."""
+    summary_upto: int
+    """The seq the copied summary covers messages up to; 0 when none was copied."""
+
+
+def forked_copy(message: Message) -> Message:
+    """A message as a fork holds it: the same, without the tokens of the call that wrote it.
+
+    Tokens count once, in the session that spent them: a fork's usage (and any sum over
+    a user's sessions) counts only its own model calls.
+    """
+    return message.model_copy(update={"usage": None})
 
 
 class TranscriptStore(Protocol):
@@ -64,6 +84,18 @@ class TranscriptStore(Protocol):
         self, session: str, *, tenant: str, user_id: str, formation: str
     ) -> None:
         """Record whose session this is, so it can be forgotten; later calls change nothing."""
+        ...
+
+    async def copy_prefix(
+        self, source: str, target: str, *, upto_seq: int, tenant: str, user_id: str, formation: str
+    ) -> CopiedPrefix:
+        """Copy `source`'s messages before `upto_seq` into `target`, in one transaction.
+
+        With them go the references they name and `source`'s latest summary that
+        covers no message past the prefix, each copy as `forked_copy` makes it;
+        `target` is registered to its owner (`register_session`). Idempotent: rows
+        `target` already has are kept as they are.
+        """
         ...
 
     async def user_sessions(self, tenant: str, user_id: str) -> list[str]:

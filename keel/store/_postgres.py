@@ -12,6 +12,7 @@ import asyncpg
 
 from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
 from keel.messages import Message, Summary, Usage
+from keel.store._base import CopiedPrefix, forked_copy
 
 # Each entry upgrades the schema by one version; `keel_migrations` records the
 # ones applied, so a new release can open an old database. Never edit an entry
@@ -75,6 +76,10 @@ _IDEMPOTENCY_COLUMNS = (
 _CLAIM_TRIES = 3
 _IDEMPOTENCY_KEY = "tenant = $1 AND user_id = $2 AND route = $3 AND idem_key = $4"
 _SESSION_TABLES = ("messages", "summaries", "refs", "sessions")
+_REGISTER = (
+    "INSERT INTO sessions (session, tenant, user_id, formation) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (session) DO NOTHING"
+)
 _MIGRATION_LOCK = 0x6B65656C  # "keel": one process migrates, the others wait for it
 
 
@@ -133,9 +138,7 @@ class PostgresTranscriptStore:
         await pool.execute(sql, *args)
 
     async def upsert(self, session: str, messages: Sequence[Message]) -> None:
-        rows = [
-            (session, m.seq, m.turn_id, m.role, m.created_at, m.model_dump_json()) for m in messages
-        ]
+        rows = [_row(session, m) for m in messages]
         if rows:
             pool = await self._get_pool()
             await pool.executemany(
@@ -210,14 +213,48 @@ class PostgresTranscriptStore:
     async def register_session(
         self, session: str, *, tenant: str, user_id: str, formation: str
     ) -> None:
-        await self._execute(
-            "INSERT INTO sessions (session, tenant, user_id, formation) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (session) DO NOTHING",
-            session,
-            tenant,
-            user_id,
-            formation,
-        )
+        await self._execute(_REGISTER, session, tenant, user_id, formation)
+
+    async def copy_prefix(
+        self, source: str, target: str, *, upto_seq: int, tenant: str, user_id: str, formation: str
+    ) -> CopiedPrefix:
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT body FROM messages WHERE session = $1 AND seq < $2 ORDER BY seq",
+                source,
+                upto_seq,
+            )
+            copies = [forked_copy(Message.model_validate_json(row["body"])) for row in rows]
+            await conn.executemany(
+                "INSERT INTO messages (session, seq, turn_id, role, created_at, body)"
+                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (session, seq) DO NOTHING",
+                [_row(target, m) for m in copies],
+            )
+            await conn.execute(
+                "INSERT INTO refs (session, ref, content, created_at)"
+                " SELECT $1, ref, content, created_at FROM refs"
+                " WHERE session = $2 AND ref = ANY($3::text[])"
+                " ON CONFLICT (session, ref) DO NOTHING",
+                target,
+                source,
+                sorted({m.ref for m in copies if m.ref}),
+            )
+            summary = await conn.fetchrow(
+                "SELECT upto_seq, content, created_at FROM summaries"
+                " WHERE session = $1 AND upto_seq <= $2 ORDER BY upto_seq DESC LIMIT 1",
+                source,
+                upto_seq,
+            )
+            if summary is not None:
+                await conn.execute(
+                    "INSERT INTO summaries (session, upto_seq, content, created_at)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT (session, upto_seq) DO NOTHING",
+                    target,
+                    *tuple(summary),
+                )
+            await conn.execute(_REGISTER, target, tenant, user_id, formation)
+        return CopiedPrefix(messages=len(rows), summary_upto=summary["upto_seq"] if summary else 0)
 
     async def user_sessions(self, tenant: str, user_id: str) -> list[str]:
         rows = await self._fetch(
@@ -336,6 +373,12 @@ class PostgresTranscriptStore:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+def _row(session: str, message: Message) -> tuple[str, int, str, str, datetime, str]:
+    """A message as a row of `messages`."""
+    m = message
+    return (session, m.seq, m.turn_id, m.role, m.created_at, m.model_dump_json())
 
 
 def _idempotency_record(row: asyncpg.Record) -> IdempotencyRecord:

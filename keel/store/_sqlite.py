@@ -13,6 +13,7 @@ from typing import Any
 
 from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
 from keel.messages import Message, Summary, Usage
+from keel.store._base import CopiedPrefix, forked_copy
 
 # Each entry upgrades the schema by one version; `PRAGMA user_version` records
 # how many have run, so a new release can open an old file. Never edit an entry
@@ -77,6 +78,10 @@ _IDEMPOTENCY_COLUMNS = (
 _CLAIM_TRIES = 3
 _IDEMPOTENCY_KEY = "tenant = ? AND user_id = ? AND route = ? AND idem_key = ?"
 _SESSION_TABLES = ("messages", "summaries", "refs", "sessions")
+_REGISTER = (
+    "INSERT INTO sessions (session, tenant, user_id, formation, created_at)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (session) DO NOTHING"
+)
 
 
 class SqliteTranscriptStore:
@@ -128,10 +133,7 @@ class SqliteTranscriptStore:
         return await asyncio.to_thread(write)
 
     async def upsert(self, session: str, messages: Sequence[Message]) -> None:
-        rows = [
-            (session, m.seq, m.turn_id, m.role, m.created_at.isoformat(), m.model_dump_json())
-            for m in messages
-        ]
+        rows = [_row(session, m) for m in messages]
         if rows:
             await self._write(
                 [
@@ -202,10 +204,55 @@ class SqliteTranscriptStore:
         self, session: str, *, tenant: str, user_id: str, formation: str
     ) -> None:
         await self._run(
-            "INSERT INTO sessions (session, tenant, user_id, formation, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (session) DO NOTHING",
-            (session, tenant, user_id, formation, datetime.now(UTC).isoformat()),
+            _REGISTER, (session, tenant, user_id, formation, datetime.now(UTC).isoformat())
         )
+
+    async def copy_prefix(
+        self, source: str, target: str, *, upto_seq: int, tenant: str, user_id: str, formation: str
+    ) -> CopiedPrefix:
+        def copy() -> CopiedPrefix:
+            db = self._db
+            with self._lock:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    rows = db.execute(
+                        "SELECT body FROM messages WHERE session = ? AND seq < ? ORDER BY seq",
+                        (source, upto_seq),
+                    ).fetchall()
+                    copies = [forked_copy(Message.model_validate_json(body)) for (body,) in rows]
+                    db.executemany(
+                        "INSERT INTO messages (session, seq, turn_id, role, created_at, body)"
+                        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (session, seq) DO NOTHING",
+                        [_row(target, m) for m in copies],
+                    )
+                    db.executemany(
+                        "INSERT INTO refs (session, ref, content, created_at) SELECT ?, ref,"
+                        " content, created_at FROM refs WHERE session = ? AND ref = ?"
+                        " ON CONFLICT (session, ref) DO NOTHING",
+                        [(target, source, ref) for ref in {m.ref for m in copies if m.ref}],
+                    )
+                    summary = db.execute(
+                        "SELECT upto_seq, content, created_at FROM summaries"
+                        " WHERE session = ? AND upto_seq <= ? ORDER BY upto_seq DESC LIMIT 1",
+                        (source, upto_seq),
+                    ).fetchone()
+                    if summary is not None:
+                        db.execute(
+                            "INSERT INTO summaries (session, upto_seq, content, created_at)"
+                            " VALUES (?, ?, ?, ?) ON CONFLICT (session, upto_seq) DO NOTHING",
+                            (target, *summary),
+                        )
+                    db.execute(
+                        _REGISTER,
+                        (target, tenant, user_id, formation, datetime.now(UTC).isoformat()),
+                    )
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            return CopiedPrefix(messages=len(rows), summary_upto=summary[0] if summary else 0)
+
+        return await asyncio.to_thread(copy)
 
     async def user_sessions(self, tenant: str, user_id: str) -> list[str]:
         rows = await self._run(
@@ -327,6 +374,12 @@ class SqliteTranscriptStore:
     async def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _row(session: str, message: Message) -> tuple[str, int, str, str, str, str]:
+    """A message as a row of `messages`."""
+    m = message
+    return (session, m.seq, m.turn_id, m.role, m.created_at.isoformat(), m.model_dump_json())
 
 
 def _timestamp(moment: datetime) -> str:

@@ -19,10 +19,11 @@ def formation() -> Formation:
             "agents": [
                 {"name": "assistant", "tools": ["lookup", "time.get_current_time"]},
                 {"name": "cut-off", "tools": ["search", "down.anything"]},
+                {"name": "clock", "tools": ["time.*", "look*"]},
             ],
             "python_tools": ["tests.fakes.tools"],
             "mcp_servers": [TIME.model_dump(), down],
-            "approvals": {"tools": {"lookup": "always"}},
+            "approvals": {"tools": {"lookup": "always", "time.convert_*": "always"}},
         },
         env={},
     )
@@ -62,3 +63,23 @@ async def test_an_unknown_agent_is_a_404_problem(api: httpx.AsyncClient) -> None
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == "/problems/agent-not-found"
+
+
+@pytest.mark.timeout(60)
+async def test_patterns_resolve_to_the_tools_they_name_with_their_policies(
+    api: httpx.AsyncClient,
+) -> None:
+    agent = (await api.get("/v1/agents/clock")).json()
+    assert agent["tools"] == ["time.*", "look*"]
+    assert agent["resolved_tools"] == ["time.get_current_time", "time.convert_time", "lookup"]
+    listed = (await api.get("/v1/agents")).json()["agents"]
+    assert [a["resolved_tools"] for a in listed][:2] == [
+        ["lookup", "time.get_current_time"],
+        ["search", "down.anything"],  # literals stay as written, reachable or not
+    ]
+    tools = (await api.get("/v1/agents/clock/tools")).json()["tools"]
+    assert [(t["name"], t["requires_approval"]) for t in tools] == [
+        ("time.get_current_time", False),
+        ("time.convert_time", True),
+        ("lookup", True),
+    ]

@@ -66,6 +66,7 @@ async def test_bob_cannot_reach_anns_session_by_any_route(api: httpx.AsyncClient
         ("POST", f"{base}/approvals/{approval}", {"decision": "approve"}),
         ("GET", f"{base}/events", None),
         ("POST", "/v1/chat", {"message": "hi", "session_id": session}),
+        ("POST", f"{base}/fork", {}),
         ("DELETE", base, None),
     ]
     for method, url, body in attempts:

@@ -106,6 +106,22 @@ def test_the_message_limit_is_the_one_the_api_enforces(tmp_path: Path) -> None:
     schemas = _document(tmp_path, max_message_chars=500)["components"]["schemas"]
     assert schemas["ChatRequest"]["properties"]["message"]["maxLength"] == 500
     assert schemas["RunAgent"]["properties"]["message"]["maxLength"] == 500
+    content = schemas["ChatMessageIn"]["properties"]["content"]["anyOf"]
+    assert [v.get("maxLength") for v in content if v.get("type") == "string"] == [500]
+    assert schemas["ContentPart"]["properties"]["text"]["maxLength"] == 500
+
+
+def test_the_openai_routes_declare_openais_errors_and_no_422(document: Schema) -> None:
+    openai = {label: op for label, op in _operations(document) if "/v1/models" in label}
+    openai["POST /v1/chat/completions"] = document["paths"]["/v1/chat/completions"]["post"]
+    assert len(openai) == 3
+    for label, operation in openai.items():
+        errors = {status: r for status, r in operation["responses"].items() if status >= "400"}
+        assert "422" not in errors, label
+        refs = {r["content"]["application/json"]["schema"]["$ref"] for r in errors.values()}
+        assert refs == {"#/components/schemas/OpenAIError"}, label
+    # FastAPI's own 422 body went with the routes' 422s: no operation answers it.
+    assert "HTTPValidationError" not in document["components"]["schemas"]
 
 
 def test_links_chain_create_chat_read_close(document: Schema) -> None:

@@ -38,6 +38,18 @@ async def sleep(seconds: float) -> str:
 
 
 @server.tool()
+async def grow(name: str, ctx: Context) -> str:
+    """Serve one more tool, called `name` (it answers its name), and say the list changed."""
+
+    def grown() -> str:
+        return name
+
+    server.add_tool(grown, name=name, description=f"A tool grown at run time: {name}.")
+    await ctx.notify_tools_changed()
+    return f"now serving {name}"
+
+
+@server.tool()
 async def dawdle(seconds: float, log: str) -> str:
     """Answer after a while, noting in the file `log` when it starts and ends (`done`, or
     `cancelled` when the client cancels the request)."""

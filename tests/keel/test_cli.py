@@ -47,6 +47,16 @@ def test_a_bad_formation_stops_the_process_before_anything_starts(tmp_path: Path
     assert failed.returncode == 2 and "agents" in failed.stderr
 
 
+def test_a_versioned_worker_needs_both_its_deployment_and_its_build_id() -> None:
+    failed = subprocess.run(
+        [*KEEL, "worker", "--deployment", "keel"], capture_output=True, text=True, timeout=30
+    )
+    assert failed.returncode == 2
+    assert "needs both its deployment and its build id (--deployment and --build-id" in (
+        failed.stderr
+    )
+
+
 def test_a_worker_refuses_tools_that_do_not_resolve(
     tmp_path: Path, temporal_env: WorkflowEnvironment
 ) -> None:

@@ -14,6 +14,7 @@ import pytest
 from keel.idempotency import IdempotencyRecord, StoredResponse
 from keel.messages import Message, Summary, Usage
 from keel.store import (
+    CopiedPrefix,
     PostgresTranscriptStore,
     SqliteTranscriptStore,
     TranscriptStore,
@@ -143,6 +144,57 @@ async def test_deleting_a_users_sessions_leaves_nothing(any_store: TranscriptSto
         assert await any_store.get_reference(gone, "r") is None
         assert await any_store.latest_summary(gone) is None
     assert len(await any_store.messages("b1")) == 2
+
+
+async def test_a_prefix_is_copied_with_its_references_and_summary(
+    any_store: TranscriptStore,
+) -> None:
+    answer = _message(1).model_copy(update={"usage": Usage(prompt_tokens=5, completion_tokens=1)})
+    result = Message(
+        seq=2,
+        role="tool",
+        content="glimpse",
+        turn_id="t1",
+        created_at=NOW,
+        tool_call_id="call_1",
+        name="lookup",
+        ref="ref_in",
+    )
+    later = result.model_copy(update={"seq": 5, "turn_id": "t3", "ref": "ref_out"})
+    source = [_message(0), answer, result, _message(3, "t2"), _message(4, "t3"), later]
+    await any_store.upsert("src", source)
+    await any_store.put_reference("src", "ref_in", "the whole result")
+    await any_store.put_reference("src", "ref_out", "a result past the prefix")
+    for upto, text in ((2, "early"), (4, "covers the prefix"), (6, "covers more")):
+        await any_store.save_summary("src", Summary(upto_seq=upto, content=text, created_at=NOW))
+
+    owner = {"tenant": "t", "user_id": "ann", "formation": "f"}
+    copied = await any_store.copy_prefix("src", "fork", upto_seq=4, **owner)
+    assert copied == CopiedPrefix(messages=4, summary_upto=4)
+    forked = await any_store.messages("fork")
+    # The same messages, without the tokens of the calls that wrote them.
+    assert forked == [m.model_copy(update={"usage": None}) for m in source[:4]]
+    assert await any_store.get_reference("fork", "ref_in") == "the whole result"
+    assert await any_store.get_reference("fork", "ref_out") is None
+    summary = await any_store.latest_summary("fork")
+    assert summary is not None and summary.content == "covers the prefix"
+    assert await any_store.user_sessions("t", "ann") == ["fork"]
+    assert await any_store.usage("fork") == Usage()
+
+    # Again, once the fork has a message of its own: what the fork holds stays.
+    await any_store.upsert("fork", [_message(4, "own", "mine")])
+    assert await any_store.copy_prefix("src", "fork", upto_seq=5, **owner) == CopiedPrefix(5, 4)
+    assert [m.content for m in await any_store.messages("fork")] == [
+        "m0",
+        "m1",
+        "glimpse",
+        "m3",
+        "mine",
+    ]
+    assert await any_store.messages("src") == source
+    empty = await any_store.copy_prefix("src", "fresh", upto_seq=0, **owner)
+    assert empty == CopiedPrefix(messages=0, summary_upto=0)
+    assert await any_store.user_sessions("t", "ann") == ["fork", "fresh"]
 
 
 def _record(

@@ -1,0 +1,172 @@
+"""The resources of `AsyncKeel`: sessions, approvals, triggers and agents."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from keel.approvals import Approval, Decision
+from keel.client import _calls
+from keel.client._calls import ChatMode, SessionStatus
+from keel.client._models import (
+    Agent,
+    ChatAccepted,
+    ChatResult,
+    Session,
+    SessionDetail,
+    SessionPage,
+    Trigger,
+)
+
+if TYPE_CHECKING:
+    from keel.client._async import AsyncKeel
+
+
+class _Resource:
+    def __init__(self, client: AsyncKeel) -> None:
+        self._client = client
+
+
+class AsyncSessions(_Resource):
+    """`/v1/sessions`: start, read, list and close sessions."""
+
+    async def create(
+        self,
+        agent: str | None = None,
+        *,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        topics: list[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Session:
+        """Start a session with `agent` (the formation's default when None)."""
+        call = _calls.create_session(agent, user_id, metadata, topics, idempotency_key)
+        return await self._client._call(call)
+
+    async def get(
+        self, session_id: str, *, after_seq: int | None = None, limit: int | None = None
+    ) -> SessionDetail:
+        """The session with its messages (after `after_seq`), pending approvals and usage."""
+        return await self._client._call(_calls.get_session(session_id, after_seq, limit))
+
+    async def list(
+        self,
+        *,
+        user_id: str | None = None,
+        agent: str | None = None,
+        status: SessionStatus | None = None,
+        limit: int | None = None,
+        page_token: str | None = None,
+    ) -> SessionPage:
+        """A page of sessions, newest first; pass `next_page_token` on for the next."""
+        call = _calls.list_sessions(user_id, agent, status, limit, page_token)
+        return await self._client._call(call)
+
+    async def close(self, session_id: str) -> Session:
+        """Close the session: a running turn finishes, queued ones are cancelled."""
+        return await self._client._call(_calls.close_session(session_id))
+
+    async def turn(self, session_id: str, turn_id: str) -> ChatResult:
+        """A turn's status, and its outcome once it has ended."""
+        return await self._client._call(_calls.get_turn(session_id, turn_id))
+
+
+class AsyncApprovals(_Resource):
+    """`/v1/sessions/{id}/approvals`: tool calls waiting for a person."""
+
+    async def list(self, session_id: str) -> list[Approval]:
+        """The session's pending approvals."""
+        return await self._client._call(_calls.list_approvals(session_id))
+
+    async def decide(
+        self,
+        session_id: str,
+        approval_id: str,
+        decision: Decision,
+        *,
+        feedback: str | None = None,
+        arguments: dict[str, Any] | None = None,
+        reviewer: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Approve, reject (`feedback` goes to the model) or revise (new `arguments`
+        and/or `feedback`) a pending tool call; answers the decided approval.
+
+        Raises:
+            Conflict: The approval was decided already (`extra` holds the decision that stands).
+        """
+        call = _calls.decide(
+            session_id, approval_id, decision, feedback, arguments, reviewer, idempotency_key
+        )
+        return await self._client._call(call)
+
+
+class AsyncTriggers(_Resource):
+    """`/v1/triggers`: named ways to start a turn."""
+
+    async def list(self) -> list[Trigger]:
+        """The formation's triggers."""
+        return await self._client._call(_calls.list_triggers())
+
+    @overload
+    async def fire(
+        self,
+        name: str,
+        *,
+        data: dict[str, Any] | None = ...,
+        session_id: str | None = ...,
+        mode: Literal["async"] = ...,
+        wait_s: float | None = ...,
+        secret: str | bytes | None = ...,
+        idempotency_key: str | None = ...,
+    ) -> ChatAccepted: ...
+
+    @overload
+    async def fire(
+        self,
+        name: str,
+        *,
+        data: dict[str, Any] | None = ...,
+        session_id: str | None = ...,
+        mode: Literal["sync"],
+        wait_s: float | None = ...,
+        secret: str | bytes | None = ...,
+        idempotency_key: str | None = ...,
+    ) -> ChatResult: ...
+
+    async def fire(
+        self,
+        name: str,
+        *,
+        data: dict[str, Any] | None = None,
+        session_id: str | None = None,
+        mode: ChatMode = "async",
+        wait_s: float | None = None,
+        secret: str | bytes | None = None,
+        idempotency_key: str | None = None,
+    ) -> ChatAccepted | ChatResult:
+        """Render the trigger's template with `data` and send it to its agent.
+
+        Args:
+            name: The trigger.
+            data: What its template reads (`{{ data.title }}`).
+            session_id: Continue this session instead of starting one.
+            mode: `async` answers the turn's ids at once; `sync` waits for its outcome.
+            wait_s: In sync mode, how long the API waits.
+            secret: A signed trigger's secret: the body is signed with it.
+            idempotency_key: Sent as `Idempotency-Key` (one is made when None).
+        """
+        call = _calls.fire_trigger(name, data, session_id, mode, wait_s, secret, idempotency_key)
+        answer = await self._client._call(call)
+        return answer if mode == "async" else await self._client._outcome(answer)
+
+
+class AsyncAgents(_Resource):
+    """`/v1/agents`: the formation's agents."""
+
+    async def list(self) -> list[Agent]:
+        """Every agent of the formation."""
+        return await self._client._call(_calls.list_agents())
+
+    async def get(self, name: str) -> Agent:
+        """One agent."""
+        return await self._client._call(_calls.get_agent(name))
