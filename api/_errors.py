@@ -19,6 +19,7 @@ REJECTIONS: dict[str, tuple[int, str]] = {
     Rejections.INVALID_MESSAGE: (422, "invalid-message"),
     Rejections.MESSAGE_TOO_LONG: (422, "message-too-long"),
     Rejections.UNKNOWN_TURN: (404, "turn-not-found"),
+    Rejections.TURN_ENDED: (409, "turn-ended"),
     Rejections.SESSION_NOT_FOUND: (404, "session-not-found"),
     Rejections.DUPLICATE_TURN: (409, "duplicate-turn"),
     Rejections.UNKNOWN_APPROVAL: (404, "approval-not-found"),

@@ -33,7 +33,14 @@ from keel.formation import AgentConfig
 from keel.logging import get_logger
 from keel.messages import Usage
 from keel.names import SESSION_WORKFLOW
-from keel.session import CarriedState, SessionState, SessionSummary, new_session_input
+from keel.session import (
+    CancelTurnInput,
+    CancelTurnResult,
+    CarriedState,
+    SessionState,
+    SessionSummary,
+    new_session_input,
+)
 from keel.session_handle import SessionHandle
 from keel.temporal import (
     AGENT_ATTR,
@@ -315,6 +322,30 @@ async def session_call(handle: SessionHandle, call: Awaitable[T]) -> T:
         except RPCError:
             raise problem from None
         raise Problem(409, "the session is closed", type_="session-closed") from None
+
+
+async def cancel_turn(
+    state: AppState,
+    client: Client,
+    caller: Caller,
+    session_id: str,
+    turn_id: str,
+    *,
+    rollback: bool | None = None,
+) -> CancelTurnResult:
+    """Cancel a turn of a session the caller can see (the REST route's and A2A's way).
+
+    Raises:
+        Problem: 404 `session-not-found` or `turn-not-found`, 409 `turn-ended` or
+            `session-closed`.
+    """
+    handle = (await describe_session(state, client, caller, session_id)).handle
+    cancel = CancelTurnInput(
+        turn_id=turn_id,
+        rollback=rollback,
+        user_id=caller.user_id if caller.user_given else None,
+    )
+    return await session_call(handle, handle.cancel_turn(cancel))
 
 
 async def check_session_quota(state: AppState, client: Client, tenant: str, user_id: str) -> None:

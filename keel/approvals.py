@@ -8,8 +8,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 Decision = Literal["approve", "reject", "revise"]
-ApprovalStatus = Literal["pending", "approved", "rejected", "revised"]
-DecidedBy = Literal["signal", "update", "timeout"]
+ApprovalStatus = Literal["pending", "approved", "rejected", "revised", "cancelled"]
+DecidedBy = Literal["signal", "update", "timeout", "cancel"]
+"""`cancel`: the turn was cancelled while the call waited (its approval closes as `cancelled`,
+with decision `reject`: the call never runs)."""
+CANCELLED_FEEDBACK = "the turn was cancelled"
 REVIEWER_MAX_LENGTH = 128
 
 _STATUS_OF: dict[str, ApprovalStatus] = {
@@ -60,6 +63,17 @@ class Approval(BaseModel):
     """Who decided, when the decision named them."""
     arguments_elided: bool = False
     """Set where a listing leaves out large arguments (the session's memo); ask the session."""
+
+    def cancelled(self) -> Approval:
+        """This approval closed with its turn: the call never runs."""
+        return self.model_copy(
+            update={
+                "status": "cancelled",
+                "decision": "reject",
+                "feedback": CANCELLED_FEEDBACK,
+                "decided_by": "cancel",
+            }
+        )
 
     def decided(self, decision: ApprovalDecisionInput, by: DecidedBy) -> Approval:
         """This approval with `decision` applied."""

@@ -26,9 +26,10 @@ EventType = Literal[
     "handoff",
     "turn.completed",
     "turn.failed",
+    "turn.cancelled",
     "session.closed",
 ]
-TURN_END_TYPES: frozenset[str] = frozenset({"turn.completed", "turn.failed"})
+TURN_END_TYPES: frozenset[str] = frozenset({"turn.completed", "turn.failed", "turn.cancelled"})
 """Nothing of a turn follows one of these."""
 
 
@@ -107,7 +108,8 @@ class ApprovalDecided(EventPayload):
     call_id: str
     tool: str
     decision: Literal["approve", "reject", "revise"]
-    decided_by: Literal["signal", "update", "timeout"]
+    decided_by: Literal["signal", "update", "timeout", "cancel"]
+    """`cancel`: the turn was cancelled while the call waited (decision `reject`)."""
     feedback: str | None = None
     arguments: dict[str, Any] | None = None
     """For `revise`: the arguments the tool runs with instead."""
@@ -180,6 +182,20 @@ class TurnFailed(EventPayload):
     """Set when the workflow's own code failed: the id its log line carries."""
 
 
+class TurnCancelled(EventPayload):
+    """The turn was cancelled: a cancel request, or a newer message under `on_busy:
+    interrupt | rollback`. Its model or tool call under way has stopped."""
+
+    TYPE = "turn.cancelled"
+    reason: Literal["cancelled", "interrupted"] = "cancelled"
+    """`interrupted`: a newer message cancelled it (`interrupted_by` names its turn)."""
+    interrupted_by: str | None = None
+    rolled_back: bool = False
+    """The turn's messages are gone from the transcript (the model never sees them)."""
+    usage: Usage = Field(default_factory=Usage)
+    """Tokens its model calls used before it stopped."""
+
+
 class SessionClosed(EventPayload):
     """The session ended: the last event of its stream."""
 
@@ -203,6 +219,7 @@ PAYLOADS: dict[str, type[EventPayload]] = {
         Handoff,
         TurnCompleted,
         TurnFailed,
+        TurnCancelled,
         SessionClosed,
     )
 }

@@ -20,6 +20,7 @@ class Updates:
     WAIT_TURN: Final = "wait_turn"
     CLOSE: Final = "close"
     RESPOND_TO_APPROVAL: Final = "respond_to_approval"
+    CANCEL_TURN: Final = "cancel_turn"
 
 
 class Queries:
@@ -49,6 +50,7 @@ class Activities:
     ASK_SESSION: Final = "keel.agents.ask_session"
     PUBLISH: Final = "keel.agents.publish"
     SEED_TRANSCRIPT: Final = "keel.llm.seed_transcript"
+    TRUNCATE_TRANSCRIPT: Final = "keel.transcript.truncate"
 
 
 class Rejections:
@@ -66,6 +68,7 @@ class Rejections:
     INVALID_MESSAGE: Final = "InvalidMessage"
     MESSAGE_TOO_LONG: Final = "MessageTooLong"
     UNKNOWN_TURN: Final = "UnknownTurn"
+    TURN_ENDED: Final = "TurnEnded"
     UNKNOWN_APPROVAL: Final = "UnknownApproval"
     APPROVAL_DECIDED: Final = "ApprovalDecided"
     INVALID_ARGUMENTS: Final = "InvalidArguments"

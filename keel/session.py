@@ -210,6 +210,25 @@ class SendMessageInput(BaseModel):
     turn never asks one of them back (each would wait for the other)."""
 
 
+class CancelTurnInput(BaseModel):
+    """Input of the `cancel_turn` update."""
+
+    turn_id: str
+    rollback: bool | None = None
+    """Drop the turn's messages from the transcript too; None: as `sessions.on_busy`
+    says (`rollback` rolls back, the others keep them)."""
+    user_id: str | None = None
+    """The user the caller acts for, when it is bound to one: the session must be theirs."""
+
+
+class CancelTurnResult(BaseModel):
+    """The turn as the cancel found it: `cancelled` if it was queued, else still running
+    (it ends `cancelled`, with `turn.cancelled`, once its model or tool call has stopped)."""
+
+    turn_id: str
+    status: TurnStatus
+
+
 class StreamedEvent(BaseModel):
     """A step event and its offset in the session's stream."""
 

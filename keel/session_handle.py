@@ -14,6 +14,8 @@ from keel.contracts.messaging import TopicMessage
 from keel.names import Queries, Signals, Updates
 from keel.session import (
     FINAL_TURN_STATUSES,
+    CancelTurnInput,
+    CancelTurnResult,
     CloseSessionInput,
     CloseSessionResult,
     SendMessageInput,
@@ -107,6 +109,13 @@ class SessionHandle:
         return await self._update(
             Updates.CLOSE, CloseSessionInput(reason=reason), CloseSessionResult
         )
+
+    async def cancel_turn(self, cancel: CancelTurnInput) -> CancelTurnResult:
+        """Cancel a queued or running turn; it ends `cancelled` (follow it with `wait_turn`).
+
+        An unknown turn is refused as `UnknownTurn`, one that ended as `TurnEnded`.
+        """
+        return await self._update(Updates.CANCEL_TURN, cancel, CancelTurnResult)
 
     async def respond_to_approval(
         self, decision: ApprovalDecisionInput, *, update_id: str | None = None

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
@@ -92,3 +93,19 @@ async def wait_for_pending(
                 return pending
         await asyncio.sleep(0.1)
     raise AssertionError(f"no {name} activity in state {PendingActivityState.Name(state)}")
+
+
+def canceled_at(history: WorkflowHistory, name: str) -> float:
+    """When the worker reported the (one) activity called `name` cancelled, in epoch seconds."""
+    scheduled = {
+        event.event_id
+        for event in history.events
+        if event.activity_task_scheduled_event_attributes.activity_type.name == name
+    }
+    for event in history.events:
+        canceled = event.activity_task_canceled_event_attributes
+        if event.HasField("activity_task_canceled_event_attributes") and (
+            canceled.scheduled_event_id in scheduled
+        ):
+            return event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+    raise AssertionError(f"no {name} activity was cancelled")

@@ -11,11 +11,13 @@ from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Interceptor, Worker, WorkerDeploymentConfig
 
 from activities import LlmActivities, ToolActivities, ToolCatalog
+from activities._heartbeat import HEARTBEAT_EVERY_S
 from activities._references import References
 from activities.approvals import ApprovalActivities
 from activities.memory import MemoryActivities
 from activities.memory_model import MemoryModelActivities
 from activities.messaging import MessagingActivities
+from activities.transcript import TranscriptActivities
 from keel.deltas import DeltaBus
 from keel.formation import Formation
 from keel.memory import VectorMemory
@@ -28,6 +30,9 @@ from workflows import SessionWorkflow
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 """How long a stopping worker lets in-flight activities finish."""
+HEARTBEAT_THROTTLE = timedelta(seconds=HEARTBEAT_EVERY_S)
+"""The most a worker holds back an activity's heartbeats. Temporal's default (80% of the
+15 s heartbeat timeout) would hold a cancel of a turn back for up to 12 s."""
 
 
 def build_workers(
@@ -70,6 +75,7 @@ def build_workers(
         references=References(store, threshold_bytes=references.threshold_bytes),
     )
     approvals = ApprovalActivities(catalog)
+    transcript = TranscriptActivities(store)
     messaging = MessagingActivities(client, store, own)
     memory_activities = MemoryActivities(store, vector_memory)
     # Summaries and fact extraction call the model: they run wherever its calls run,
@@ -88,6 +94,7 @@ def build_workers(
         "max_concurrent_activities": max_concurrent_activities,
         "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
         "interceptors": interceptors,
+        "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
         **_versioning(settings),
     }
     workers = []
@@ -116,6 +123,7 @@ def build_workers(
                     activities=[
                         *model_activities,
                         llm.seed_transcript,
+                        transcript.truncate,
                         tools.call_tool,
                         approvals.validate_arguments,
                         messaging.ask_session,

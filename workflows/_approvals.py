@@ -67,8 +67,13 @@ class ApprovalGate:
         if approval.status != "pending":
             # The decision that stands goes with the refusal, so a caller can say who
             # decided. A validator's refusal is never recorded in history.
+            why = (
+                "was cancelled with its turn"
+                if approval.status == "cancelled"
+                else f"was already decided: {approval.status}"
+            )
             raise ApplicationError(
-                f"approval {approval.id!r} was already decided: {approval.status}",
+                f"approval {approval.id!r} {why}",
                 approval.model_dump(
                     mode="json", include={"status", "decision", "decided_by", "reviewer"}
                 ),
@@ -125,6 +130,15 @@ class ApprovalGate:
                 )
                 self.decide(timed_out, by="timeout")
         return self._approvals[approval_id]
+
+    def cancel_turn(self, turn_id: str) -> list[Approval]:
+        """Close the turn's pending approvals as cancelled (their calls never run); those closed."""
+        closed = [a.cancelled() for a in self.pending() if a.turn_id == turn_id]
+        for approval in closed:
+            self._approvals[approval.id] = approval
+        if closed:
+            self._on_change()
+        return closed
 
     def pending(self) -> list[Approval]:
         """Approvals still waiting, oldest first."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from temporalio import workflow
 
+from workflows._cancel import TurnCancel
 from workflows._delegation import delegation_specs
 from workflows._memory import SessionMemory
 from workflows._messaging import messaging_specs
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
 _STEP_LIMIT_RESULT = CallToolResult(
     content="not run: the agent reached its step limit", is_error=True
 )
+_CANCELLED_RESULT = CallToolResult(content="not finished: the turn was cancelled", is_error=True)
 
 
 class AgentLoop:
@@ -39,6 +41,7 @@ class AgentLoop:
         tools: runs a step's tool calls.
         memory: the session's memory steps (recalled memories, built-in tools).
         offset: the session's stream offset now, for the model's token deltas.
+        cancel: the running turn's cancel, checked after every model call.
     """
 
     def __init__(
@@ -48,12 +51,16 @@ class AgentLoop:
         tools: ToolRunner,
         memory: SessionMemory,
         offset: Callable[[], int],
+        cancel: TurnCancel,
     ) -> None:
         self._input = input
         self._tools = tools
         self._memory = memory
         self._offset = offset
+        self._cancel = cancel
         self.next_seq = carried.next_seq
+        self._turn_seq = carried.next_seq
+        """The seq of the running turn's first message."""
         self.unsynced: list[Message] = list(carried.unsynced)
         """Messages the store may lack: the next model call carries them."""
         self._run_messages: list[Message] = list(carried.unsynced)
@@ -68,6 +75,7 @@ class AgentLoop:
 
     def user_message(self, queued: QueuedTurn) -> None:
         """Record the message a turn answers."""
+        self._turn_seq = self.next_seq
         self.append(
             Message(
                 seq=self.next_seq,
@@ -82,10 +90,13 @@ class AgentLoop:
         """Model, then tools, then model again; the final model step's result."""
         agent = self._input.agent
         for number in range(1, agent.max_steps + 1):
+            self._cancel.check(turn.turn_id)
             step = Step(turn.turn_id, number, tuple(queued.ask_chain))
             last_step = number == agent.max_steps
             result = await self._call_model(step, last_step, queued.response_schema)
             turn.usage = turn.usage + result.usage
+            # A call that ended as it was cancelled: its answer is not the turn's.
+            self._cancel.check(turn.turn_id)
             answer = result.message
             self.append(answer)
             self.unsynced.clear()
@@ -101,6 +112,26 @@ class AgentLoop:
         raise TurnError(
             f"the agent reached its step limit (max_steps={agent.max_steps}) without a final answer"
         )
+
+    def rollback(self) -> int:
+        """Forget the running turn's messages; its first seq, which the next turn takes."""
+        start = self._turn_seq
+        self.next_seq = start
+        self.unsynced = [m for m in self.unsynced if m.seq < start]
+        self._run_messages = [m for m in self._run_messages if m.seq < start]
+        return start
+
+    def close_calls(self, turn_id: str) -> None:
+        """Give each call of the turn's last model step that has no result one saying the
+        turn was cancelled: vendors refuse a transcript with a call left unanswered."""
+        steps = [i for i, m in enumerate(self._run_messages) if m.role == "assistant"]
+        if not steps or self._run_messages[steps[-1]].turn_id != turn_id:
+            return
+        last = self._run_messages[steps[-1]]
+        answered = {m.tool_call_id for m in self._run_messages[steps[-1] + 1 :]}
+        for call in last.tool_calls:
+            if call.id not in answered:
+                self.append(self._tool_message(turn_id, call, _CANCELLED_RESULT))
 
     async def _call_model(
         self, step: Step, last_step: bool, response_schema: dict[str, Any] | None

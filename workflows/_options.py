@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from keel.formation import ModelConfig
@@ -89,7 +90,15 @@ async def run_activity(
     task_queue: str,
     summary: str,
 ) -> R:
-    """Schedule activity `name` with `options`; its `summary` shows in the Temporal UI."""
+    """Schedule activity `name` with `options`; its `summary` shows in the Temporal UI.
+
+    A cancelled turn cancels the call it awaits; the workflow goes on only once the
+    call has stopped (it hears of the cancel at its next heartbeat), so a cancelled
+    model call can never write its answer after the turn's messages were rolled back.
+    The cancellation type is the SDK's own bookkeeping, not part of the command that
+    history records: histories without a cancelled activity (every one before
+    `TURN_CONTROL_PATCH`) replay the same.
+    """
     return await workflow.execute_activity(
         name,
         arg,
@@ -98,5 +107,6 @@ async def run_activity(
         start_to_close_timeout=options.start_to_close,
         heartbeat_timeout=options.heartbeat,
         retry_policy=options.retry,
+        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         summary=summary,
     )

@@ -49,6 +49,11 @@ TOOLS_ON_SESSION_QUEUE_PATCH = "keel-tools-on-session-queue-1"
 """Tool calls run on the session's own queue, so they start eagerly as model calls do;
 sessions that scheduled them on `keel-activities` before replay that way."""
 
+TURN_CONTROL_PATCH = "keel-turn-control-1"
+"""A turn can be cancelled (`cancel_turn`, `on_busy: interrupt | rollback`): its call under
+way is cancelled, its approvals close, its messages are settled or rolled back. Asked only
+when a run first cancels a turn, so sessions that never do record no marker for it."""
+
 BASELINE_PATCH = "keel-baseline-2026-12-04"
 """One marker for every patch of `BASELINE`, in runs of code that knows them all."""
 BASELINE = frozenset(

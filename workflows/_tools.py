@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from keel.tool_patterns import allowed
 
 from workflows._approvals import ApprovalGate
+from workflows._cancel import TurnCancel
 from workflows._delegation import delegate
 from workflows._memory import SessionMemory
 from workflows._messaging import MESSAGING_TOOLS, run_messaging_tool
@@ -38,12 +39,19 @@ class ToolRunner:
     """Runs a model step's tool calls for a session workflow."""
 
     def __init__(
-        self, input: StartSessionInput, gate: ApprovalGate, publish: Publish, memory: SessionMemory
+        self,
+        input: StartSessionInput,
+        gate: ApprovalGate,
+        publish: Publish,
+        memory: SessionMemory,
+        cancel: TurnCancel,
     ) -> None:
         self._input = input
         self._gate = gate
         self._publish = publish
         self._memory = memory
+        self._cancel = cancel
+        """Checked after every call: a cancelled call comes back as a failed one."""
 
     async def run(
         self, turn: TurnResult, step: Step, calls: list[ToolCall]
@@ -93,6 +101,7 @@ class ToolRunner:
                     turn.turn_id,
                 )
                 result = await self._call_approved(step, call, approval)
+            self._cancel.check(turn.turn_id)
             self._publish(
                 ToolResultEvent(
                     call_id=call.id,

@@ -23,6 +23,7 @@ from workflows._tools import error_text
 with workflow.unsafe.imports_passed_through():
     from keel.approvals import Approval
     from keel.contracts.llm import SeedTranscriptInput, SeedTranscriptResult
+    from keel.contracts.memory import MemoryScope
     from keel.messages import Message, Usage
     from keel.names import Activities
     from keel.session import (
@@ -170,15 +171,30 @@ class TurnBook:
         self._mirrored_pending = count
         workflow.upsert_search_attributes([PENDING_APPROVALS_ATTR.value_set(count)])
 
-    async def sync(self, session: StartSessionInput, unsynced: list[Message]) -> list[Message]:
-        """Write messages the store may lack; what is still unsynced after (all, on failure)."""
+    async def sync(
+        self,
+        session: StartSessionInput,
+        unsynced: list[Message],
+        *,
+        owner: MemoryScope | None = None,
+    ) -> list[Message]:
+        """Write messages the store may lack; what is still unsynced after (all, on failure).
+
+        Args:
+            session: the session's input.
+            unsynced: the messages.
+            owner: whose session it is, registered with the messages (a turn cancelled
+                before its first model call, which registers it, left the store without).
+        """
         if not unsynced or not patched(SYNC_FAILED_TURN_PATCH):
             return unsynced
         try:
             for chunk in chunks(unsynced, _SYNC_CHUNK_BYTES):
                 await _options.run_activity(
                     Activities.SEED_TRANSCRIPT,
-                    SeedTranscriptInput(session=workflow.info().workflow_id, messages=chunk),
+                    SeedTranscriptInput(
+                        session=workflow.info().workflow_id, messages=chunk, owner=owner
+                    ),
                     SeedTranscriptResult,
                     _options.SEED_TRANSCRIPT,
                     task_queue=session.activities_task_queue,

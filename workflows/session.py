@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 
 from temporalio import workflow
@@ -9,9 +10,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import _carry
 from workflows._approvals import ApprovalGate
+from workflows._cancel import TurnCancel
+from workflows._control import TurnControl
 from workflows._loop import AgentLoop
 from workflows._memory import SessionMemory
 from workflows._patches import STARTED_IN_SEND_PATCH, patched
+from workflows._queue import TurnQueue
 from workflows._tools import ToolRunner
 from workflows._turns import TurnBook, TurnError, failure_of
 
@@ -35,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
     from keel.session import (
         FINAL_TURN_STATUSES,
         AssistantReply,
+        CancelTurnInput,
+        CancelTurnResult,
         CarriedState,
         CloseSessionInput,
         CloseSessionResult,
@@ -68,8 +74,7 @@ class SessionWorkflow:
         carried = input.carried or CarriedState()
         self._input = input
         self._session_id = input.session_id or workflow.info().workflow_id.rsplit("/", 1)[-1]
-        self._queue: deque[QueuedTurn] = deque(carried.queued)
-        self._queued_bytes = sum(len(q.model_dump_json()) for q in carried.queued)
+        self._queue = TurnQueue(carried.queued)
         self._turns_this_run = 0
         self._current: str | None = None
         self._last_turn: TurnResult | None = None
@@ -81,8 +86,23 @@ class SessionWorkflow:
         self._book = TurnBook(carried, self._gate)
         self._topic_messages_seen: deque[str] = deque(maxlen=TOPIC_IDS_KEPT)
         self._memory = SessionMemory(input, carried.summary_upto, self._publish)
-        tools = ToolRunner(input, self._gate, self._publish, self._memory)
-        self._loop = AgentLoop(input, carried, tools, self._memory, lambda: self._offset)
+        self._cancel = TurnCancel()
+        tools = ToolRunner(input, self._gate, self._publish, self._memory, self._cancel)
+        self._loop = AgentLoop(
+            input, carried, tools, self._memory, lambda: self._offset, self._cancel
+        )
+        self._control = TurnControl(
+            input,
+            book=self._book,
+            queue=self._queue,
+            gate=self._gate,
+            cancel=self._cancel,
+            loop=self._loop,
+            memory=self._memory,
+            current=lambda: self._current,
+            publish=self._publish,
+            on_change=self._summary_changed,
+        )
         # WorkflowStream registers its own signal/update/query handlers and must
         # be built here, in __init__, before any of them can be delivered.
         self._stream = WorkflowStream(prior_state=carried.stream)
@@ -106,9 +126,7 @@ class SessionWorkflow:
                 # traffic it never does, and history would grow without bound.
                 await self._continue_as_new()
             else:
-                queued = self._queue.popleft()
-                self._queued_bytes -= len(queued.model_dump_json())
-                await self._run_turn(queued)
+                await self._run_turn(self._queue.popleft())
                 self._closing = self._closing or (input.close_when_idle and not self._queue)
         self._publish(SessionClosed(reason="closed"), None)
         self._stream.detach_pollers()
@@ -154,6 +172,7 @@ class SessionWorkflow:
 
     def _enqueue(self, input: SendMessageInput) -> SendMessageResult:
         turn_id = input.turn_id or str(workflow.uuid4())
+        self._control.interrupt(turn_id)
         queued = QueuedTurn(
             turn_id=turn_id,
             text=input.text,
@@ -162,38 +181,12 @@ class SessionWorkflow:
             ask_chain=input.ask_chain,
         )
         self._queue.append(queued)
-        self._queued_bytes += len(queued.model_dump_json())
         self._book.queued(turn_id)
         return SendMessageResult(turn_id=turn_id, stream_offset=self._offset)
 
     @send_message.validator
     def _validate_send_message(self, input: SendMessageInput) -> None:
-        options = self._input.options
-        if input.user_id is not None and input.user_id != self._input.user_id:
-            # The same answer as for a session that does not exist: ids are not confirmed.
-            raise ApplicationError("no such session", type=Rejections.SESSION_NOT_FOUND)
-        if input.turn_id is not None and self._book.known(input.turn_id):
-            raise ApplicationError(f"turn {input.turn_id} exists", type=Rejections.DUPLICATE_TURN)
-        if self._closing:
-            raise ApplicationError("the session is closed", type=Rejections.SESSION_CLOSED)
-        if not input.text.strip():
-            raise ApplicationError("the message is empty", type=Rejections.INVALID_MESSAGE)
-        if len(input.text) > options.max_message_chars:
-            raise ApplicationError(
-                f"the message has {len(input.text)} characters;"
-                f" the limit is {options.max_message_chars}",
-                type=Rejections.MESSAGE_TOO_LONG,
-            )
-        if options.on_busy == "reject" and (self._current or self._queue):
-            raise ApplicationError("a turn is already running", type=Rejections.SESSION_BUSY)
-        if (
-            len(self._queue) >= options.max_queued_turns
-            or self._queued_bytes + len(input.text) > _carry.QUEUED_BYTES_MAX
-        ):
-            raise ApplicationError(
-                f"{len(self._queue)} messages are waiting for their turn; try again later",
-                type=Rejections.QUEUE_FULL,
-            )
+        self._control.admit(input, closing=self._closing)
 
     @workflow.signal(name=Signals.TOPIC_MESSAGE)
     def topic_message(self, message: TopicMessage) -> None:
@@ -237,10 +230,8 @@ class SessionWorkflow:
     async def close(self, input: CloseSessionInput) -> CloseSessionResult:
         """Close the session: queued turns are cancelled, a running turn finishes."""
         self._closing = True
-        for queued in self._queue:
+        for queued in self._queue.clear():
             self._book.turns[queued.turn_id].status = "cancelled"
-        self._queue.clear()
-        self._queued_bytes = 0
         await workflow.wait_condition(lambda: self._current is None)
         return CloseSessionResult()
 
@@ -248,6 +239,15 @@ class SessionWorkflow:
     def _validate_close(self, input: CloseSessionInput) -> None:
         if self._closing:
             raise ApplicationError("the session is closed", type=Rejections.SESSION_CLOSED)
+
+    @workflow.update(name=Updates.CANCEL_TURN)
+    def cancel_turn(self, input: CancelTurnInput) -> CancelTurnResult:
+        """Cancel a queued or running turn: it ends `cancelled`, `turn.cancelled` its last event."""
+        return self._control.cancel(input)
+
+    @cancel_turn.validator
+    def _validate_cancel_turn(self, input: CancelTurnInput) -> None:
+        self._control.check(input)
 
     @workflow.signal(name=Signals.APPROVAL)
     def approval(self, input: ApprovalDecisionInput) -> None:
@@ -288,22 +288,32 @@ class SessionWorkflow:
         turn = self._book.turns[queued.turn_id]
         turn.status = "running"
         self._current = turn.turn_id
+        self._cancel.turn_started()
         workflow.set_current_details(f"turn {self._book.turn_count + 1}: running")
         self._started = self._append(
             TurnStarted(agent=self._input.agent.name, run_id=workflow.info().run_id), turn.turn_id
         )
         try:
             await self._turn(turn, queued)
+        except asyncio.CancelledError:
+            if not self._cancel.of(turn.turn_id):
+                raise  # the workflow itself is cancelled: Temporal's to handle
         except (ActivityError, TurnError, ApplicationError) as err:
-            await self._fail(turn, failure_of(err))
+            if not self._cancel.of(turn.turn_id):
+                await self._fail(turn, failure_of(err))
         except Exception as err:
             # The safety net: a bug in this code, or input it did not foresee, ends
             # this turn, not the session (an exception would fail every retry of the
             # workflow task). Non-determinism is not an Exception and still reaches
             # Temporal, which retries the task until a fixed worker replays it.
-            error_id = str(workflow.uuid4())
-            workflow.logger.exception("turn %s failed (error id %s)", turn.turn_id, error_id)
-            await self._fail(turn, f"internal error {error_id}: {type(err).__name__}", error_id)
+            # A cancelled turn stops with `TurnCancelled`, where the turn checks.
+            if not self._cancel.of(turn.turn_id):
+                error_id = str(workflow.uuid4())
+                workflow.logger.exception("turn %s failed (error id %s)", turn.turn_id, error_id)
+                await self._fail(turn, f"internal error {error_id}: {type(err).__name__}", error_id)
+        if self._cancel.of(turn.turn_id):
+            await self._control.settle(turn)
+        self._cancel.turn_ended()
         # Not in a `finally`: when a worker evicts this workflow mid-turn the
         # coroutine is closed, and workflow calls there would fail.
         self._current = None
@@ -357,7 +367,7 @@ class SessionWorkflow:
         self._book.mirror(self._gate.pending(), self._queued_turn_ids())
 
     def _queued_turn_ids(self) -> list[str]:
-        return [q.turn_id for q in self._queue]
+        return self._queue.ids()
 
     def _should_continue_as_new(self) -> bool:
         return (

@@ -3,9 +3,9 @@
 Status `working` from `turn.started`, the answer as one artifact (token deltas
 append to it, `message.completed` replaces it with the whole text), status
 `input-required` while a tool call waits for approval (decided through Keel's
-approvals API), then `completed` or `failed`. `execute` follows the turn to its
-end even past `input-required`, so a blocking send answers at the approval and
-the task still completes once it is decided.
+approvals API), then `completed`, `failed` or `canceled`. `execute` follows the turn
+to its end even past `input-required`, so a blocking send answers at the approval and
+the task still completes once it is decided. Cancelling the task cancels the turn.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.tasks import TaskUpdater
 from a2a.types.a2a_pb2 import TaskState
-from a2a.utils.errors import A2AError, InternalError, InvalidParamsError
+from a2a.utils.errors import A2AError, InternalError, InvalidParamsError, TaskNotCancelableError
 from temporalio.client import Client
 
 from api import _sessions
@@ -29,7 +29,6 @@ from api._turns import TurnRequest, TurnStream, follow_turn
 from api.deps import AppState
 from api.problems import Problem
 from api.protocols._gate import CALLER_KEY
-from keel.approvals import ApprovalDecisionInput
 from keel.session import TurnResult
 
 TURN_KEY = "keel.turn"
@@ -93,33 +92,21 @@ class KeelExecutor(AgentExecutor):
             await relay.run()
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        """Mark the task cancelled, rejecting its pending approvals.
-
-        The Keel turn itself is not stopped (the session workflow has no way to
-        cancel a running turn yet): a rejected approval lets it finish at once,
-        and a model or tool call under way runs to its end, in the session.
-        """
+        """Cancel the task's turn: a model or tool call under way stops, its pending
+        approvals close as cancelled, and the turn ends `cancelled` in the session."""
         task_id, context_id = _ids(context)
-        self._cancelled.add(task_id)
+        self._cancelled.add(task_id)  # the relay stops at its next event
         try:
-            await self._reject_pending(_caller(context), context_id, task_id)
+            await _sessions.cancel_turn(
+                self._state, self._client(), _caller(context), context_id, task_id
+            )
         except Problem as problem:
+            self._cancelled.discard(task_id)
+            if problem.type_ == "turn-ended":
+                raise TaskNotCancelableError(message=problem.detail) from None
             raise a2a_error(problem) from None
         updater = TaskUpdater(event_queue, task_id, context_id)
         await updater.cancel(updater.new_agent_message([new_text_part(CANCEL_FEEDBACK)]))
-
-    async def _reject_pending(self, caller: Caller, session_id: str, turn_id: str) -> None:
-        state = self._state
-        described = await _sessions.describe_session(state, self._client(), caller, session_id)
-        for approval in await _sessions.pending_approvals(described):
-            if approval.turn_id != turn_id:
-                continue
-            decision = ApprovalDecisionInput(
-                approval_id=approval.id, decision="reject", feedback=CANCEL_FEEDBACK
-            )
-            await _sessions.session_call(
-                described.handle, described.handle.respond_to_approval(decision)
-            )
 
     def _client(self) -> Client:
         if self._state.client is None:
@@ -176,6 +163,9 @@ class _Relay:
         elif type_ == "turn.failed":
             await updater.failed(self._message(f"The turn failed: {data.get('error')}"))
             return True
+        elif type_ == "turn.cancelled":  # cancelled through Keel's API, or interrupted
+            await updater.cancel(self._message("The turn was cancelled."))
+            return True
         elif type_ == "session.closed":
             await updater.failed(self._message("The session was closed."))
             return True
@@ -185,6 +175,8 @@ class _Relay:
         if result.status == "completed" and result.message is not None:
             await self._answer(result.message.content, append=False, last=True)
             await self._updater.complete()
+        elif result.status == "cancelled":
+            await self._updater.cancel(self._message("The turn was cancelled."))
         else:
             await self._updater.failed(self._message(f"The turn {result.status}: {result.error}"))
 

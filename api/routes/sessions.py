@@ -1,10 +1,11 @@
-"""`/v1/sessions`: create, list, read and close sessions, and read their turns."""
+"""`/v1/sessions`: create, list, read and close sessions, and read and cancel their turns."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
+from pydantic import BaseModel
 from temporalio.client import Client
 
 from api import _forks, _sessions
@@ -189,6 +190,53 @@ async def get_turn(
         # No worker answers: the turn is known, and has not ended.
         return ChatResponse(session_id=session.id, turn_id=turn_id, status=status)
     raise Problem(404, f"no turn {turn_id!r} in this session", type_="turn-not-found")
+
+
+class CancelTurn(BaseModel):
+    """`POST …/turns/{turn_id}/cancel` (the body is optional)."""
+
+    rollback: bool | None = None
+    """Drop the turn's messages from the transcript too; by default as the formation's
+    `sessions.on_busy` says (`rollback` rolls back, the others keep them)."""
+
+
+class CancelAccepted(BaseModel):
+    """The cancel is under way: the turn ends `cancelled`, with `turn.cancelled`; poll `url`."""
+
+    session_id: str
+    turn_id: str
+    status: TurnStatus
+    """As the cancel found it: `cancelled` for a queued turn, else its status until its
+    model or tool call has stopped (about a second)."""
+    url: str
+
+
+@router.post(
+    "/{session_id}/turns/{turn_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(404, 409),
+)
+async def cancel_turn(
+    session_id: SessionId,
+    turn_id: TurnId,
+    state: State,
+    client: TemporalClient,
+    caller: CurrentCaller,
+    response: Response,
+    body: Annotated[CancelTurn | None, Body()] = None,
+) -> CancelAccepted:
+    """Cancel a queued or running turn: a model or tool call under way is stopped, its
+    pending approvals close as cancelled, and `turn.cancelled` is its last event.
+
+    An unknown turn answers 404 `turn-not-found`, one that has ended 409 `turn-ended`.
+    """
+    rollback = body.rollback if body else None
+    result = await _sessions.cancel_turn(
+        state, client, caller, session_id, turn_id, rollback=rollback
+    )
+    url = f"/v1/sessions/{session_id}/turns/{turn_id}"
+    response.headers["Location"] = url
+    return CancelAccepted(session_id=session_id, turn_id=turn_id, status=result.status, url=url)
 
 
 async def _unended_status(

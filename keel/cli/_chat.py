@@ -111,6 +111,8 @@ class ChatClient:
             self._write(f"  approval {data['decision']}\n")
         elif kind == "turn.failed":
             self._write(f"{self._break()}[turn failed: {data.get('error', '')}]\n")
+        elif kind == "turn.cancelled":
+            self._write(f"{self._break()}[turn cancelled]\n")
         elif kind == "session.closed":
             self._write(f"{self._break()}[session closed]\n")
             self._closed = True

@@ -221,8 +221,10 @@ class TriggerConfig(_Strict):
 class SessionsConfig(_Strict):
     """How a session treats its messages."""
 
-    on_busy: Literal["enqueue", "reject"] = "enqueue"
-    """What a message sent while a turn runs does: wait its turn, or be refused."""
+    on_busy: Literal["enqueue", "reject", "interrupt", "rollback"] = "enqueue"
+    """What a message sent while a turn runs does: wait its turn, be refused, or cancel
+    the running turn (and any queued ones) and run; `rollback` also drops the cancelled
+    turn's messages from the transcript."""
     max_message_chars: int = Field(default=32_000, ge=1, le=1_000_000)
     max_queued_turns: int = Field(default=100, ge=1, le=1000)
     """Messages that may wait for their turn; more are refused (429 `session-queue-full`)."""

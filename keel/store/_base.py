@@ -47,6 +47,11 @@ class TranscriptStore(Protocol):
         """Insert or replace messages."""
         ...
 
+    async def truncate(self, session: str, *, from_seq: int) -> int:
+        """Delete the messages with `seq >= from_seq` and the summaries reaching past
+        `from_seq` (a cancelled turn's, rolled back); returns rows deleted. Idempotent."""
+        ...
+
     async def window(self, session: str, *, before_seq: int, limit: int) -> list[Message]:
         """Up to `limit` messages with `seq < before_seq`, oldest first."""
         ...

@@ -149,6 +149,18 @@ class PostgresTranscriptStore:
                 rows,
             )
 
+    async def truncate(self, session: str, *, from_seq: int) -> int:
+        pool = await self._get_pool()
+        deleted = 0
+        async with pool.acquire() as conn, conn.transaction():
+            for sql in (
+                "DELETE FROM messages WHERE session = $1 AND seq >= $2",
+                "DELETE FROM summaries WHERE session = $1 AND upto_seq > $2",
+            ):
+                status = await conn.execute(sql, session, from_seq)
+                deleted += int(status.rsplit(" ", 1)[-1])  # "DELETE <count>"
+        return deleted
+
     async def window(self, session: str, *, before_seq: int, limit: int) -> list[Message]:
         rows = await self._fetch(
             "SELECT body FROM messages WHERE session = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",

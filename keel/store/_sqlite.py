@@ -147,6 +147,15 @@ class SqliteTranscriptStore:
                 ]
             )
 
+    async def truncate(self, session: str, *, from_seq: int) -> int:
+        key = [(session, from_seq)]
+        return await self._write(
+            [
+                ("DELETE FROM messages WHERE session = ? AND seq >= ?", key),
+                ("DELETE FROM summaries WHERE session = ? AND upto_seq > ?", key),
+            ]
+        )
+
     async def window(self, session: str, *, before_seq: int, limit: int) -> list[Message]:
         rows = await self._run(
             "SELECT body FROM messages WHERE session = ? AND seq < ? ORDER BY seq DESC LIMIT ?",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -46,6 +47,25 @@ async def grow(name: str, ctx: Context) -> str:
     server.add_tool(grown, name=name, description=f"A tool grown at run time: {name}.")
     await ctx.notify_tools_changed()
     return f"now serving {name}"
+
+
+@server.tool()
+async def dawdle(seconds: float, log: str) -> str:
+    """Answer after a while, noting in the file `log` when it starts and ends (`done`, or
+    `cancelled` when the client cancels the request)."""
+    _note(log, "started")
+    try:
+        await asyncio.sleep(seconds)
+    except BaseException:  # anyio's cancellation of the handler
+        _note(log, "cancelled")
+        raise
+    _note(log, "done")
+    return "dawdled"
+
+
+def _note(path: str, what: str) -> None:
+    with open(path, "a") as out:
+        out.write(f"{what} {time.time()}\n")
 
 
 @server.tool()

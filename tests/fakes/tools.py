@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import keel
 
@@ -41,6 +42,22 @@ async def slow(seconds: float, context: keel.ToolContext) -> str:
         await asyncio.to_thread(_append, log, context.idempotency_key)
     await asyncio.sleep(seconds)
     return "slow done"
+
+
+@keel.tool
+async def dawdle(seconds: float, log: str) -> str:
+    """Wait, noting in the file `log` when it starts and when it ends: `done`, or `cancelled`.
+
+    Turn-control tests cancel the turn during this call and read when the tool stopped.
+    """
+    _append(log, f"started {time.time()}")
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        _append(log, f"cancelled {time.time()}")
+        raise
+    _append(log, f"done {time.time()}")
+    return "dawdled"
 
 
 def _append(path: str, line: str) -> None:

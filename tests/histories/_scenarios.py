@@ -374,3 +374,71 @@ async def close(live: Live) -> Recorded:
     session = await _ok(live.http.get(f"/v1/sessions/{answer['session_id']}"))
     await _close(live, answer["session_id"])
     return {"": Run(session["workflow_id"])}
+
+
+async def _turn_status(live: Live, url: str, status: str) -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        turn = await _ok(live.http.get(url))
+        return turn if turn["status"] == status else None
+
+    turn: dict[str, Any] = await _eventually(f"turn {url} {status}", reached)
+    return turn
+
+
+async def _async_chat(live: Live, session_id: str, message: str) -> dict[str, Any]:
+    body = {"message": message, "session_id": session_id, "mode": "async"}
+    return await _ok(live.http.post("/v1/chat", json=body), 202)
+
+
+async def _cancel(live: Live, url: str, **body: Any) -> dict[str, Any]:
+    """`POST …/turns/{id}/cancel`: the workflow's `cancel_turn` update."""
+    return await _ok(live.http.post(f"{url}/cancel", json=body or None), 202)
+
+
+async def cancelled_turn(live: Live) -> Recorded:
+    """Turns cancelled at an approval (kept), in the queue, and mid model call (rolled back)."""
+    session = await _create(live, "assistant")
+    gated = await _async_chat(live, session["id"], _call("lookup", invoice=7))
+    approval = await _pending_approval(live, session["id"])
+    await _cancel(live, gated["url"])
+    await _turn_status(live, gated["url"], "cancelled")
+    late = await live.http.post(
+        f"/v1/sessions/{session['id']}/approvals/{approval['id']}", json={"decision": "approve"}
+    )
+    _expect("a late decision", late.status_code, 409)
+
+    slow = await _async_chat(live, session["id"], "ponder [[sleep 30]]")
+    await _turn_status(live, slow["url"], "running")
+    queued = await _async_chat(live, session["id"], "queued")
+    _expect("queued cancel", (await _cancel(live, queued["url"]))["status"], "cancelled")
+    await _cancel(live, slow["url"], rollback=True)
+    await _turn_status(live, slow["url"], "cancelled")
+
+    answer = await _chat(live, "after", session_id=session["id"])
+    _expect("answer", _content(answer), "echo: after")
+    detail = await _ok(live.http.get(f"/v1/sessions/{session['id']}"))
+    kept = [m["role"] for m in detail["messages"]]
+    _expect("transcript", kept, ["user", "assistant", "tool", "user", "assistant"])
+    await _close(live, session["id"])
+    run = Run(session["workflow_id"])
+    await _took(live, run, {"cancel_turn", "keel.transcript.truncate", "keel.llm.seed_transcript"})
+    return {"": run}
+
+
+async def interrupted_turn(live: Live) -> Recorded:
+    """`on_busy: rollback`: a message interrupts a turn mid tool call, which leaves no trace."""
+    session = await _create(live, "assistant")
+    slow = await _async_chat(live, session["id"], _call("slow", seconds=30))
+
+    async def calling() -> bool:
+        detail = await _ok(live.http.get(f"/v1/sessions/{session['id']}"))
+        return any(m["tool_calls"] for m in detail["messages"])
+
+    await _eventually("the tool call", calling)
+    answer = await _chat(live, "instead", session_id=session["id"])
+    _expect("answer", _content(answer), "echo: instead")
+    await _turn_status(live, slow["url"], "cancelled")
+    detail = await _ok(live.http.get(f"/v1/sessions/{session['id']}"))
+    _expect("transcript", [m["content"] for m in detail["messages"]], ["instead", "echo: instead"])
+    await _close(live, session["id"])
+    return {"": Run(session["workflow_id"])}

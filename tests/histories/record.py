@@ -62,7 +62,7 @@ _BASE: dict[str, Any] = {
     "id": "replay",
     "models": {"default": {"provider": "scripted"}},
     "agents": [
-        {"name": "assistant", "tools": ["add", "lookup"]},
+        {"name": "assistant", "tools": ["add", "lookup", "slow"]},
         {
             "name": "triage",
             "role": "coordinator",
@@ -98,6 +98,7 @@ STACKS: dict[str, tuple[Formation, Sequence[s.Scenario]]] = {
             s.publish,
             s.failed_turn,
             s.close,
+            s.cancelled_turn,
         ],
     ),
     # Settings the workflow takes from its input, so each needs its own formation.
@@ -113,6 +114,7 @@ STACKS: dict[str, tuple[Formation, Sequence[s.Scenario]]] = {
         _formation(sessions={"continue_as_new_after_turns": 2}),
         [s.continue_as_new],
     ),
+    "rollback": (_formation(sessions={"on_busy": "rollback"}), [s.interrupted_turn]),
 }
 
 

@@ -99,6 +99,26 @@ async def test_summaries_keep_the_one_covering_most(any_store: TranscriptStore) 
     assert latest is not None and (latest.upto_seq, latest.content) == (20, "redone")
 
 
+async def test_truncating_drops_a_tail_of_messages_and_summaries_once(
+    any_store: TranscriptStore,
+) -> None:
+    await any_store.upsert("s", [_message(i) for i in range(6)])
+    await any_store.upsert("other", [_message(i) for i in range(6)])
+    for upto in (2, 4, 5):
+        await any_store.save_summary("s", Summary(upto_seq=upto, content=f"{upto}", created_at=NOW))
+
+    # Seqs 4 and 5 go, and the summaries that read them (upto 5); upto 4 read seqs 0-3 only.
+    assert await any_store.truncate("s", from_seq=4) == 3
+    assert await any_store.truncate("s", from_seq=4) == 0
+    assert [m.seq for m in await any_store.messages("s")] == [0, 1, 2, 3]
+    latest = await any_store.latest_summary("s")
+    assert latest is not None and latest.upto_seq == 4
+    assert len(await any_store.messages("other")) == 6
+    # The seqs are free again: the next turn writes them afresh.
+    await any_store.upsert("s", [_message(4, "t2")])
+    assert [m.turn_id for m in await any_store.window("s", before_seq=5, limit=9)][-1] == "t2"
+
+
 async def test_references_belong_to_their_session(any_store: TranscriptStore) -> None:
     await any_store.put_reference("s", "ref_1", "x" * 100_000)
     await any_store.put_reference("s", "ref_1", "y" * 10)

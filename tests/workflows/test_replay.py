@@ -55,6 +55,9 @@ HARDENED = PATHS_2026_12 | {"failed_turn"}
 """The session core after issue 11: the same paths, and a turn whose model call fails.
 The corpus of issue 12 holds them too: model calls on the session's own queue, and
 `send_message` answering with `turn.started`; and later, tool calls on that queue too."""
+CANCEL = HARDENED | {"cancelled_turn", "interrupted_turn"}
+"""Turn control (issue 17): turns cancelled at an approval, in the queue and mid model call
+(rolled back), and one interrupted mid tool call under `on_busy: rollback`."""
 KEPT = {
     "2026-11-wave1": WAVE1,
     "2026-12-02-main-2273a4c": PATHS_2026_12,
@@ -65,6 +68,7 @@ KEPT = {
     "2026-12-04-tools-955977f": HARDENED,
     "2026-12-04-pending-if-started-684cf2d": HARDENED,
     "2026-12-04-baseline-5487641": HARDENED,
+    "2026-12-07-cancel-7bc477f": CANCEL,
 }
 """Each committed corpus, oldest first, and the files it must keep. Never remove one:
 add a new corpus here with its files (those of the newest one, and any new path)."""

@@ -1,9 +1,11 @@
-"""A2A with `a2a-sdk`'s client: the card, send, stream, get, cancel, approvals, keys."""
+"""A2A with `a2a-sdk`'s client: the card, send, stream, get, cancel (the turn too),
+approvals, keys."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +27,7 @@ from a2a.types.a2a_pb2 import (
     Task,
     TaskState,
 )
-from a2a.utils.errors import InvalidParamsError, TaskNotFoundError
+from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNotFoundError
 
 from tests.api.live import LiveApi
 from tests.api.protocols.conftest import CLIENT, approve, auth, pending_approval
@@ -145,17 +147,33 @@ async def test_a_gated_tool_makes_the_task_input_required_until_approved(live: L
     assert answer(done) == "tool results: lookup -> invoice 7: 40 EUR"
 
 
-async def test_cancelling_a_task_rejects_its_pending_approval(live: LiveApi) -> None:
+async def test_cancelling_a_task_cancels_its_turn_at_the_approval(live: LiveApi) -> None:
     async with a2a_client(live, auth()) as client:
         task = await send(client, message(GATED))
         assert task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
         cancelled = await client.cancel_task(CancelTaskRequest(id=task.id))
         assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
         assert (await get(client, task.id)).status.state == TaskState.TASK_STATE_CANCELED
+        with pytest.raises(TaskNotCancelableError):  # a2a-sdk's own check: it has ended
+            await client.cancel_task(CancelTaskRequest(id=task.id))
     turn = await _turn(live, task.context_id, task.id)
-    assert turn["status"] == "completed"  # the model was told the call was rejected
+    assert turn["status"] == "cancelled"  # the turn itself, not only the task
     listed = await live.http.get(f"/v1/sessions/{task.context_id}/approvals", headers=auth())
     assert listed.json()["approvals"] == []
+
+
+async def test_cancelling_a_working_task_stops_its_model_call(live: LiveApi) -> None:
+    async with a2a_client(live, auth()) as client:
+        task = await send(client, message("ponder [[sleep 30]]"), immediately=True)
+        await until(client, task.id, TaskState.TASK_STATE_WORKING)
+        asked = time.monotonic()
+        cancelled = await client.cancel_task(CancelTaskRequest(id=task.id))
+        assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
+        turn = await _turn(live, task.context_id, task.id)
+        assert turn["status"] == "cancelled" and time.monotonic() - asked < 10
+        # The session goes on: the next task in its context completes.
+        after = await send(client, message("after", context_id=task.context_id))
+    assert after.status.state == TaskState.TASK_STATE_COMPLETED and answer(after) == "echo: after"
 
 
 @pytest.mark.parametrize(
@@ -203,7 +221,7 @@ async def _turn(live: LiveApi, session_id: str, turn_id: str) -> dict[str, Any]:
     url = f"/v1/sessions/{session_id}/turns/{turn_id}"
     for _ in range(200):
         turn: dict[str, Any] = (await live.http.get(url, headers=auth())).json()
-        if turn["status"] in ("completed", "failed"):
+        if turn["status"] in ("completed", "failed", "cancelled"):
             return turn
         await asyncio.sleep(0.05)
     raise AssertionError("the turn did not end")

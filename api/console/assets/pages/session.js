@@ -135,7 +135,7 @@ function show(main, heading, session) {
     if (type === "message.completed") {
       conversation.add({ seq: data.seq, role: "assistant", content: data.content, turn_id: data.turn_id });
       if (live) notify("The answer is complete.");
-    } else if (type === "turn.started" || type === "turn.completed" || type === "turn.failed") {
+    } else if (["turn.started", "turn.completed", "turn.failed", "turn.cancelled"].includes(type)) {
       conversation.refresh();
       if (type !== "turn.started") conversation.endTurn(data.turn_id);
     } else if (type === "approval.requested") {
