@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Header, Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from keel.settings import TENANT_PATTERN
 from keel.store import MAX_SEQ
@@ -85,10 +85,17 @@ class CreateSession(BaseModel):
     """Topics this session subscribes to: agents' `publish` calls reach it as messages."""
 
 
+def _no_bool(value: object) -> object:
+    """JSON's true/false are not numbers, though Python's bool is an int (87805.0 is one)."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
 class ForkSession(BaseModel):
     """`POST /v1/sessions/{id}/fork`."""
 
-    upto_seq: StrictInt | None = Field(default=None, ge=0, le=MAX_SEQ)
+    upto_seq: Annotated[int, Field(ge=0, le=MAX_SEQ), BeforeValidator(_no_bool)] | None = None
     """Copy the messages before this seq: a turn's first message, or the end of the
     transcript. By default, every turn that has ended (see docs/api.md)."""
 
