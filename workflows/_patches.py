@@ -54,6 +54,11 @@ TURN_CONTROL_PATCH = "keel-turn-control-1"
 way is cancelled, its approvals close, its messages are settled or rolled back. Asked only
 when a run first cancels a turn, so sessions that never do record no marker for it."""
 
+USAGE_ROLLUP_PATCH = "keel-usage-rollup-1"
+"""A delegated specialist's tokens and cost count in the parent's turn. Asked only when a
+run delegates, so sessions that never do record no marker for it; children that answered
+before replay without the roll-up."""
+
 BASELINE_PATCH = "keel-baseline-2026-12-04"
 """One marker for every patch of `BASELINE`, in runs of code that knows them all."""
 BASELINE = frozenset(

@@ -21,6 +21,7 @@ from keel.formation._models import (
     TriggerConfig,
     VectorMemoryConfig,
 )
+from keel.formation._pricing import ModelPricing
 
 __all__ = [
     "AgentConfig",
@@ -32,6 +33,7 @@ __all__ = [
     "McpServerConfig",
     "MemoryConfig",
     "ModelConfig",
+    "ModelPricing",
     "PrivacyConfig",
     "ReferencesConfig",
     "SessionsConfig",

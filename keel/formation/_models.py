@@ -24,6 +24,7 @@ from keel.formation._errors import (
     format_path,
     problems_error,
 )
+from keel.formation._pricing import ModelPricing
 from keel.formation._tool_refs import may_be_used, unresolved_references
 from keel.tool_patterns import is_pattern
 from keel.triggers import check_template
@@ -56,6 +57,8 @@ class ModelConfig(_Strict):
     max_tokens: int | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=120, gt=0, le=3600)
     max_attempts: int = Field(default=5, ge=1, le=100)
+    pricing: ModelPricing | None = None
+    """USD per million tokens; sets `cost_usd` in every call's usage (0 without it)."""
 
     @model_validator(mode="after")
     def _check_model_id(self) -> Self:

@@ -81,8 +81,11 @@ class FakeLLMServer:
             client = AsyncOpenAI(base_url=server.openai_base_url, api_key="k")
     """
 
-    def __init__(self, *, token_delay_s: float = 0.0) -> None:
+    def __init__(self, *, token_delay_s: float = 0.0, stream_usage: bool = True) -> None:
         self.token_delay_s = token_delay_s
+        self.stream_usage = stream_usage
+        """False: a streamed OpenAI answer sends no usage chunk, even when asked for one
+        (llama-cpp-python's server does so)."""
         self.requests: list[ReceivedRequest] = []
         self.port = 0
         self._queue: list[_Reply | _Error] = []
@@ -217,7 +220,8 @@ class FakeLLMServer:
             error = {"message": answer.message, "type": "invalid_request_error", "code": None}
             return _error_response(answer, {"error": error})
         if body.get("stream"):
-            usage = (body.get("stream_options") or {}).get("include_usage", False)
+            asked = (body.get("stream_options") or {}).get("include_usage", False)
+            usage = asked and self.stream_usage
             return _sse(self._openai_chunks(body["model"], answer, usage))
         message: dict[str, Any] = {"role": "assistant", "content": "".join(answer.tokens) or None}
         if answer.calls:
