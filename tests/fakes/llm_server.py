@@ -150,10 +150,12 @@ class FakeLLMServer:
         self._queue.append(_Error(status, message, retry_after))
 
     def reset(self) -> None:
-        """Forget requests, queued replies and the token delay (for a shared server)."""
+        """Forget requests, queued replies, the token delay and `stream_usage` (for a shared
+        server)."""
         self.requests.clear()
         self._queue.clear()
         self.token_delay_s = 0.0
+        self.stream_usage = True
 
     async def start(self) -> None:
         """Start serving on a free port of 127.0.0.1."""
