@@ -42,6 +42,18 @@ class Usage(BaseModel):
         )
 
 
+class UsageTotal(BaseModel):
+    """The model calls of one group (a session, user, agent or model), summed."""
+
+    key: str
+    turns: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    estimated: bool = False
+    """Some of the counts are estimates: a provider sent none for some call."""
+
+
 class Message(BaseModel):
     """One transcript entry, addressed by its position `seq` in the session.
 

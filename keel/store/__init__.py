@@ -11,7 +11,6 @@ from keel.store._usage import (
     CallUsage,
     UsageGroup,
     UsageQuery,
-    UsageTotal,
     counted_for,
 )
 
@@ -24,7 +23,6 @@ __all__ = [
     "TranscriptStore",
     "UsageGroup",
     "UsageQuery",
-    "UsageTotal",
     "counted_for",
     "open_store",
 ]

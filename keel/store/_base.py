@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Protocol
 
 from keel.idempotency import IdempotencyRecord, StoredResponse
-from keel.messages import Message, Summary, Usage
-from keel.store._usage import CallUsage, UsageQuery, UsageTotal
+from keel.messages import Message, Summary, Usage, UsageTotal
+from keel.store._usage import CallUsage, UsageQuery
 
 MAX_SEQ = 2**31 - 1
 """The largest message sequence number there can be: PostgreSQL keeps `seq` as an `INTEGER`

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
-from keel.messages import Message, Summary, Usage
+from keel.messages import Message, Summary, Usage, UsageTotal
 from keel.store._base import CopiedPrefix, forked_copy
 from keel.store._sqlite_schema import MIGRATIONS
-from keel.store._usage import CallUsage, UsageQuery, UsageTotal, total_of, totals_query
+from keel.store._usage import CallUsage, UsageQuery, total_of, totals_query
 
 _IDEMPOTENCY_COLUMNS = (
     "tenant, user_id, route, idem_key, request_hash, ids, status, response, created_at"

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
-
-from keel.messages import Usage
+from keel.messages import COST_DIGITS, Usage, UsageTotal
 
 UsageGroup = Literal["session", "user", "agent", "model"]
 _COLUMN: dict[str, str] = {
@@ -55,18 +53,6 @@ def counted_for(workflow_id: str, turn_id: str) -> tuple[str, str]:
     if len(parts) <= _SESSION_PARTS or parts[0] != "keel":
         return workflow_id, turn_id
     return "/".join(parts[:_SESSION_PARTS]), parts[_SESSION_PARTS]
-
-
-class UsageTotal(BaseModel):
-    """The model calls of one group (a session, user, agent or model), summed."""
-
-    key: str
-    turns: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    estimated: bool = False
-    """Some of the counts are estimates: a provider sent none for some call."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +106,6 @@ def total_of(row: tuple[object, ...]) -> UsageTotal:
         turns=int(str(turns)),
         prompt_tokens=int(str(prompt)),
         completion_tokens=int(str(completion)),
-        cost_usd=round(float(str(cost)), 9),
+        cost_usd=round(float(str(cost)), COST_DIGITS),
         estimated=bool(estimated),
     )
