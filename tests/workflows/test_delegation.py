@@ -5,12 +5,11 @@ from __future__ import annotations
 from temporalio.client import Client
 
 from keel.formation import Formation, formation_from_data
-from keel.settings import Settings
 from keel.messages import tokens_of
+from keel.settings import Settings
 from keel.store import TranscriptStore, UsageQuery
 from tests.conftest import running_workers
 from tests.workflows.helpers import chat, start_session
-
 
 PRICING = {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0}
 
