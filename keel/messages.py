@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from keel.approvals import DecisionRecord
+
 Role = Literal["user", "assistant", "tool"]
 
 
@@ -79,6 +81,8 @@ class Message(BaseModel):
     """For role `assistant`: the tokens of the model call that wrote it (None in older rows);
     for role `tool`: those a delegated specialist spent answering it. So the store alone can
     say what a turn and a session used."""
+    approval: DecisionRecord | None = None
+    """For role `tool`: the decision the call waited for (who, when, what), if it was gated."""
 
 
 def final_answer(turn_messages: list[Message]) -> Message | None:

@@ -175,4 +175,5 @@ class AgentLoop:
             is_error=result.is_error,
             ref=result.ref,
             usage=result.usage,
+            approval=result.approval,
         )

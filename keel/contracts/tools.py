@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from keel.approvals import DecisionRecord
 from keel.messages import Usage
 
 
@@ -46,6 +47,8 @@ class CallToolResult(BaseModel):
     """Set when the full content was too large for history: `content` is then its glimpse."""
     usage: Usage | None = None
     """Tokens the call spent on models: a delegated specialist's, rolled up into the turn."""
+    approval: DecisionRecord | None = None
+    """Set by the workflow: the decision the call waited for, kept on its tool message."""
 
 
 class ValidateArgumentsInput(BaseModel):
