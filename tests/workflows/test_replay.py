@@ -69,6 +69,7 @@ KEPT = {
     "2026-12-04-pending-if-started-684cf2d": HARDENED,
     "2026-12-04-baseline-5487641": HARDENED,
     "2026-12-07-cancel-7bc477f": CANCEL,
+    "2026-12-07-usage-b3de120": CANCEL,
 }
 """Each committed corpus, oldest first, and the files it must keep. Never remove one:
 add a new corpus here with its files (those of the newest one, and any new path)."""
