@@ -132,6 +132,10 @@ async def test_usage_groups_by_session_user_agent_and_model_per_caller(
     assert {"scripted", "smollm2"} <= {item["key"] for item in models["items"]}
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert (await _usage(api, ADMIN_HEADERS, group_by="user", since=later))["items"] == []
+    end = await _usage(api, ADMIN_HEADERS, group_by="user", until="9999-12-31T23:00:00-05:00")
+    assert {"ann", "bob"} <= {item["key"] for item in end["items"]}
+    empty = {"since": later, "until": start.isoformat()}
+    assert (await _usage(api, ADMIN_HEADERS, group_by="user", **empty))["items"] == []
 
 
 @pytest.mark.parametrize(
@@ -139,8 +143,9 @@ async def test_usage_groups_by_session_user_agent_and_model_per_caller(
     [
         {"group_by": "tenant"},
         {"since": "yesterday"},
-        {"since": "2026-12-07T10:00:00Z", "until": "2026-12-07T09:00:00Z"},
-        {"until": "9999-12-31T23:00:00-05:00"},
+        {"until": "0.5"},
+        {"since": "2026-12-07T09:00:00"},
+        {"since": "2026-02-30T09:00:00Z"},
         {"limit": "0"},
     ],
 )
