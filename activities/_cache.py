@@ -18,6 +18,7 @@ import redis.asyncio as redis
 
 from activities.providers import ModelRequest, ModelResponse
 from keel.logging import get_logger
+from keel.messages import Usage
 from keel.store import TranscriptStore
 
 KEY_PREFIX = "keel:cache:"
@@ -111,7 +112,9 @@ class ResponseCache:
             value = await self.answers.get(request_key(request, tenant=tenant))
             if value is None:
                 return None
-            return ModelResponse.model_validate_json(value).model_copy(update={"cached": True})
+            # No tokens were spent on it: a hit costs nothing, and its usage says so.
+            answer = ModelResponse.model_validate_json(value)
+            return answer.model_copy(update={"cached": True, "usage": Usage()})
         except Exception as err:  # best effort: a broken cache is no cache
             log.warning("response cache unavailable", error=type(err).__name__)
             return None
