@@ -46,7 +46,8 @@ async def call_model(
             raise
         failure = err
     for name, model in session.agent.fallbacks.items():
-        workflow.logger.warning("model %s failed (%s); trying %s", call.model_name, failure, name)
+        cause = failure.cause or failure
+        workflow.logger.warning("model %s failed (%s); trying %s", call.model_name, cause, name)
         fallback = call.model_copy(update={"model": model, "model_name": name})
         try:
             return await _reseeding(session, fallback, run_messages)
