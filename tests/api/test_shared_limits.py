@@ -58,8 +58,12 @@ async def apis(tmp_path: Path, settings: Settings) -> AsyncIterator[tuple[list[s
             process.stop()
 
 
+USER = f"ann-{uuid.uuid4().hex[:8]}"
+"""A user of this run's own: waiting turns count per user, in a Redis other runs share."""
+
+
 def _client(url: str, key: str) -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {key}", "X-User-Id": "ann"}
+    headers = {"Authorization": f"Bearer {key}", "X-User-Id": USER}
     return httpx.AsyncClient(base_url=url, headers=headers, timeout=30)
 
 
