@@ -18,6 +18,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
+from keel.deltas import InProcessDeltaBus
 from keel.events import EVENTS_TOPIC, SessionEvent
 from keel.formation import Formation, formation_from_data
 from keel.session_handle import SessionHandle
@@ -228,3 +229,29 @@ async def test_identical_requests_at_temperature_0_are_answered_from_the_cache(
     assert primary.requests_for("primary-model") == 2
     stored = [m.content for m in await store.messages(second.id)]
     assert stored[:2] == ["hello", hit.message.content]
+
+
+async def test_a_cached_answer_streams_as_any_answer_does(
+    client: Client,
+    settings: Settings,
+    store: TranscriptStore,
+    servers: tuple[FakeLLMServer, FakeLLMServer],
+) -> None:
+    primary, _ = servers
+    model = _model(primary.openai_base_url, "primary-model", temperature=0, cache_ttl_s=60)
+    formation = _formation(model)
+    bus = InProcessDeltaBus()
+    async with running_workers(client, settings, formation, store, deltas=bus):
+        first, second = [await start_session(client, settings, formation) for _ in range(2)]
+        await chat(first, "hello")
+        async with bus.subscribe(second.id) as deltas:
+            hit = await chat(second, "hello")
+            text = ""
+            async for delta in deltas:
+                text += delta.event.data["text"]
+                if text == "fake: hello":
+                    break
+        [completed] = await _completed_events(client, second, 1)
+    assert hit.message is not None and hit.message.content == text == "fake: hello"
+    assert completed["model"] == "default"
+    assert primary.requests_for("primary-model") == 1
