@@ -10,6 +10,8 @@ from typing import Literal
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities._breaker import CircuitBreakers, counts_against
+from activities._cache import ResponseCache
 from activities._catalog import ToolCatalog
 from activities._deltas import streaming
 from activities._heartbeat import with_heartbeat
@@ -18,7 +20,7 @@ from activities._references import DEFAULT_INLINE_MAX_CHARS, expand_references
 from activities._structured import STRUCTURED_RETRIES, correction, schema_problems
 from activities._tracing import model_span, record_answer
 from activities.memory import BUILTIN_TOOL_SPECS
-from activities.providers import ModelRequest, ModelResponse, get_provider
+from activities.providers import ModelRequest, ModelResponse, OnDelta, get_provider
 from keel.contracts.llm import (
     CallModelInput,
     CallModelResult,
@@ -44,6 +46,9 @@ class LlmActivities:
         deltas: Where streamed text goes; None means models are not streamed.
         inline_max_chars: Referenced content longer than this is shown to the model
             truncated, with the `read_reference` tool to read on.
+        cache: The response cache of models with `cache_ttl_s`; None: nothing is cached.
+        breakers: The circuit breakers of models with `circuit_breaker`; by default this
+            worker's own.
     """
 
     def __init__(
@@ -53,11 +58,15 @@ class LlmActivities:
         *,
         deltas: DeltaBus | None = None,
         inline_max_chars: int = DEFAULT_INLINE_MAX_CHARS,
+        cache: ResponseCache | None = None,
+        breakers: CircuitBreakers | None = None,
     ) -> None:
         self._store = store
         self._tools = tools or ToolCatalog()
         self._deltas = deltas
         self._inline_max_chars = inline_max_chars
+        self._cache = cache
+        self._breakers = breakers or CircuitBreakers()
 
     @activity.defn(name=Activities.CALL_MODEL)
     async def call_model(self, input: CallModelInput) -> CallModelResult:
@@ -119,7 +128,13 @@ class LlmActivities:
             usage=response.usage,
         )
         await self._store.upsert(input.session, [answer])
-        return CallModelResult(message=answer, usage=response.usage, data=data)
+        return CallModelResult(
+            message=answer,
+            usage=response.usage,
+            data=data,
+            model=input.model_name,
+            cached=response.cached,
+        )
 
     @activity.defn(name=Activities.SEED_TRANSCRIPT)
     async def seed_transcript(self, input: SeedTranscriptInput) -> SeedTranscriptResult:
@@ -157,9 +172,17 @@ class LlmActivities:
             stream_offset=input.stream_offset,
         ) as on_delta:
             with model_span(request.model, session=input.session, turn_id=input.turn_id) as span:
-                response = await with_heartbeat(
-                    get_provider(request.model).complete(request, on_delta=on_delta)
-                )
+                tenant = input.session.split("/")[1] if input.session.count("/") >= 2 else ""
+                cached = await self._cache.get(request, tenant=tenant) if self._cache else None
+                if cached is not None:
+                    # Told as any answer is: its text streams, its events follow.
+                    if on_delta is not None:
+                        await on_delta(cached.content)
+                    response = cached
+                else:
+                    response = await self._provider_call(request, input, on_delta)
+                    if self._cache is not None:
+                        await self._cache.put(request, response, tenant=tenant)
                 record_answer(span, response)
         log.info(
             "model answered",
@@ -167,8 +190,32 @@ class LlmActivities:
             model=request.model.model,
             step=input.step,
             tool_calls=len(response.tool_calls),
+            cached=response.cached,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
+        return response
+
+    async def _provider_call(
+        self, request: ModelRequest, input: CallModelInput, on_delta: OnDelta | None
+    ) -> ModelResponse:
+        """The provider's answer, through the model's circuit breaker when it has one."""
+        provider = get_provider(request.model)
+        config = request.model.circuit_breaker
+        if config is None:
+            return await with_heartbeat(provider.complete(request, on_delta=on_delta))
+        name = input.model_name or f"{request.model.provider}/{request.model.model}"
+        breaker = self._breakers.get(name, config)
+        # Raises `CircuitOpen` while the circuit is open: no request reaches the provider.
+        probe = breaker.admit(name)
+        try:
+            response = await with_heartbeat(provider.complete(request, on_delta=on_delta))
+        except BaseException as err:
+            if counts_against(err):
+                breaker.failed()
+            elif probe:
+                breaker.released()
+            raise
+        breaker.succeeded()
         return response
 
     async def _until_valid(

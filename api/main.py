@@ -97,6 +97,7 @@ def create_app(
                     await connecting
             await state.streams.close()
             await state.tool_schemas.aclose()
+            await state.limits.close()
             if store is None:
                 await state.store.close()
 

@@ -171,6 +171,8 @@ class TurnCompleted(EventPayload):
 
     TYPE = "turn.completed"
     usage: Usage = Field(default_factory=Usage)
+    model: str | None = None
+    """The model (its formation name) that gave the final answer, a fallback's included."""
 
 
 class TurnFailed(EventPayload):

@@ -79,3 +79,5 @@ class ActivityErrors:
 
     PREFIX_MISSING: Final = "TranscriptPrefixMissing"
     INVALID_STRUCTURED_OUTPUT: Final = "InvalidStructuredOutput"
+    CIRCUIT_OPEN: Final = "CircuitOpen"
+    """The model's circuit breaker is open: no call reaches its provider for now."""

@@ -48,6 +48,8 @@ class AgentSnapshot(BaseModel):
     system_prompt: str | None = None
     model_name: str
     model: ModelConfig
+    fallbacks: dict[str, ModelConfig] = Field(default_factory=dict)
+    """The model's `fallbacks` by name, in the order they are tried."""
     tools: list[str] = Field(default_factory=list)
     routes: list[str] = Field(default_factory=list)
     """Agents this one may delegate to: each is offered to the model as a tool."""
@@ -62,6 +64,7 @@ def _snapshot(formation: Formation, agent: AgentConfig) -> AgentSnapshot:
         system_prompt=agent.system_prompt,
         model_name=agent.model,
         model=formation.model_for(agent),
+        fallbacks={name: formation.models[name] for name in formation.model_for(agent).fallbacks},
         tools=agent.tools,
         routes=agent.routes,
         max_steps=agent.max_steps,
@@ -271,6 +274,9 @@ class TurnResult(BaseModel):
     error: str | None = None
     error_id: str | None = None
     """Names a failure of the workflow's own code in the worker's log."""
+    model: str | None = None
+    """The model (its name in the formation) that gave the final answer: a fallback's
+    when the agent's own model failed."""
 
 
 class SessionResult(BaseModel):

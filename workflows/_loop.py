@@ -144,6 +144,7 @@ class AgentLoop:
             upto_seq=self.unsynced[0].seq if self.unsynced else self.next_seq,
             new_messages=self.unsynced,
             model=agent.model,
+            model_name=agent.model_name,
             system_prompt=agent.system_prompt,
             # The last step offers no tools, so the model has to answer.
             tools=[] if last_step else [*agent.tools, *self._memory.tools],

@@ -54,6 +54,11 @@ TURN_CONTROL_PATCH = "keel-turn-control-1"
 way is cancelled, its approvals close, its messages are settled or rolled back. Asked only
 when a run first cancels a turn, so sessions that never do record no marker for it."""
 
+MODEL_FALLBACK_PATCH = "keel-model-fallback-1"
+"""A model call whose model failed (attempts spent, or its circuit open) runs again with
+the model's `fallbacks`, in order. Asked only when a call fails and the agent's model has
+fallbacks, so sessions that never fall back record no marker for it."""
+
 BASELINE_PATCH = "keel-baseline-2026-12-04"
 """One marker for every patch of `BASELINE`, in runs of code that knows them all."""
 BASELINE = frozenset(

@@ -330,12 +330,13 @@ class SessionWorkflow:
         answer = result.message
         turn.status = "completed"
         turn.message = AssistantReply(content=answer.content)
+        turn.model = result.model
         if queued.response_schema is not None:
             turn.data = result.data
         self._publish(MessageCompleted(seq=answer.seq, content=answer.content), turn.turn_id)
         # The turn is completed for callers waiting on it; its events end after the write.
         await self._memory.after_turn(turn.turn_id, queued.text, answer.content)
-        self._publish(TurnCompleted(usage=turn.usage), turn.turn_id)
+        self._publish(TurnCompleted(usage=turn.usage, model=result.model), turn.turn_id)
 
     async def _fail(self, turn: TurnResult, error: str, error_id: str | None = None) -> None:
         turn.status = "failed"

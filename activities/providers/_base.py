@@ -35,6 +35,8 @@ class ModelResponse(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     stop_reason: str | None = None
+    cached: bool = False
+    """Answered from the response cache: no request reached the provider."""
 
 
 class Provider(Protocol):

@@ -7,6 +7,7 @@ from keel.formation._load import (
     load_formation,
     parse_formation,
 )
+from keel.formation._model_config import CircuitBreakerConfig
 from keel.formation._models import (
     AgentConfig,
     ApprovalsConfig,
@@ -25,6 +26,7 @@ from keel.formation._models import (
 __all__ = [
     "AgentConfig",
     "ApprovalsConfig",
+    "CircuitBreakerConfig",
     "EmbedderConfig",
     "Formation",
     "FormationError",

@@ -13,63 +13,8 @@ import asyncpg
 from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
 from keel.messages import Message, Summary, Usage
 from keel.store._base import CopiedPrefix, forked_copy
+from keel.store._schema import POSTGRES_MIGRATIONS as MIGRATIONS
 
-# Each entry upgrades the schema by one version; `keel_migrations` records the
-# ones applied, so a new release can open an old database. Never edit an entry
-# that has been released: add one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE messages (
-        session TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        turn_id TEXT NOT NULL,
-        role TEXT NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (session, seq)
-    );
-    CREATE INDEX messages_turn ON messages (session, turn_id);
-    """,
-    """
-    CREATE TABLE sessions (
-        session TEXT PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        formation TEXT NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
-    );
-    CREATE INDEX sessions_user ON sessions (tenant, user_id);
-    CREATE TABLE summaries (
-        session TEXT NOT NULL,
-        upto_seq INTEGER NOT NULL,
-        content TEXT NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL,
-        PRIMARY KEY (session, upto_seq)
-    );
-    CREATE TABLE refs (
-        session TEXT NOT NULL,
-        ref TEXT NOT NULL,
-        content TEXT NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-        PRIMARY KEY (session, ref)
-    );
-    """,
-    """
-    CREATE TABLE idempotency (
-        tenant TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        route TEXT NOT NULL,
-        idem_key TEXT NOT NULL,
-        request_hash TEXT NOT NULL,
-        ids TEXT NOT NULL,
-        status TEXT NOT NULL,
-        response TEXT,
-        created_at TIMESTAMPTZ NOT NULL,
-        PRIMARY KEY (tenant, user_id, route, idem_key)
-    );
-    CREATE INDEX idempotency_created ON idempotency (created_at);
-    """,
-)
 _IDEMPOTENCY_COLUMNS = (
     "tenant, user_id, route, idem_key, request_hash, ids, status, response, created_at"
 )
@@ -368,6 +313,26 @@ class PostgresTranscriptStore:
             "DELETE FROM idempotency WHERE tenant = $1 AND user_id = $2", tenant, user_id
         )
         return int(status.rsplit(" ", 1)[-1])
+
+    async def cached_answer(self, key: str, *, now: datetime) -> str | None:
+        rows = await self._fetch(
+            "SELECT answer FROM answer_cache WHERE cache_key = $1 AND expires_at > $2", key, now
+        )
+        return str(rows[0]["answer"]) if rows else None
+
+    async def cache_answer(self, key: str, answer: str, *, expires_at: datetime) -> None:
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            # Expired answers go as new ones come: the table holds only live ones.
+            await conn.execute("DELETE FROM answer_cache WHERE expires_at <= now()")
+            await conn.execute(
+                "INSERT INTO answer_cache (cache_key, answer, expires_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (cache_key) DO UPDATE SET answer = excluded.answer,"
+                " expires_at = excluded.expires_at",
+                key,
+                answer,
+                expires_at,
+            )
 
     async def close(self) -> None:
         if self._pool is not None:

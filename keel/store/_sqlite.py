@@ -14,64 +14,8 @@ from typing import Any
 from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
 from keel.messages import Message, Summary, Usage
 from keel.store._base import CopiedPrefix, forked_copy
+from keel.store._schema import SQLITE_MIGRATIONS as MIGRATIONS
 
-# Each entry upgrades the schema by one version; `PRAGMA user_version` records
-# how many have run, so a new release can open an old file. Never edit an entry
-# that has been released: add one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE messages (
-        session TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        turn_id TEXT NOT NULL,
-        role TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (session, seq)
-    ) WITHOUT ROWID;
-    CREATE INDEX messages_turn ON messages (session, turn_id);
-    """,
-    """
-    CREATE TABLE sessions (
-        session TEXT PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        formation TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX sessions_user ON sessions (tenant, user_id);
-    CREATE TABLE summaries (
-        session TEXT NOT NULL,
-        upto_seq INTEGER NOT NULL,
-        content TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (session, upto_seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE refs (
-        session TEXT NOT NULL,
-        ref TEXT NOT NULL,
-        content TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (session, ref)
-    ) WITHOUT ROWID;
-    """,
-    # created_at as fixed-width UTC ISO text, so that comparing strings compares times.
-    """
-    CREATE TABLE idempotency (
-        tenant TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        route TEXT NOT NULL,
-        idem_key TEXT NOT NULL,
-        request_hash TEXT NOT NULL,
-        ids TEXT NOT NULL,
-        status TEXT NOT NULL,
-        response TEXT,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (tenant, user_id, route, idem_key)
-    ) WITHOUT ROWID;
-    CREATE INDEX idempotency_created ON idempotency (created_at);
-    """,
-)
 _IDEMPOTENCY_COLUMNS = (
     "tenant, user_id, route, idem_key, request_hash, ids, status, response, created_at"
 )
@@ -371,6 +315,27 @@ class SqliteTranscriptStore:
             [("DELETE FROM idempotency WHERE tenant = ? AND user_id = ?", [(tenant, user_id)])]
         )
 
+    async def cached_answer(self, key: str, *, now: datetime) -> str | None:
+        rows = await self._run(
+            "SELECT answer FROM answer_cache WHERE cache_key = ? AND expires_at > ?",
+            (key, _timestamp(now)),
+        )
+        return rows[0][0] if rows else None
+
+    async def cache_answer(self, key: str, answer: str, *, expires_at: datetime) -> None:
+        await self._write(
+            [
+                # Expired answers go as new ones come: the table holds only live ones.
+                ("DELETE FROM answer_cache WHERE expires_at <= ?", [(_timestamp(_now()),)]),
+                (
+                    "INSERT INTO answer_cache (cache_key, answer, expires_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (cache_key) DO UPDATE SET answer = excluded.answer,"
+                    " expires_at = excluded.expires_at",
+                    [(key, answer, _timestamp(expires_at))],
+                ),
+            ]
+        )
+
     async def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -380,6 +345,10 @@ def _row(session: str, message: Message) -> tuple[str, int, str, str, str, str]:
     """A message as a row of `messages`."""
     m = message
     return (session, m.seq, m.turn_id, m.role, m.created_at.isoformat(), m.model_dump_json())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _timestamp(moment: datetime) -> str:

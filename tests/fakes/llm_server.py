@@ -74,6 +74,11 @@ class FakeLLMServer:
     Requests the real APIs would refuse (unsafe tool names, tool results with no
     matching call, no API key) get 400/401, so tests catch bad conversions.
 
+    Induced failures, for resilience tests: `failing_status` answers every request
+    with that status until set back to None; `reply_delay_s` holds every answer back
+    (past a client's timeout, say). "Connection refused" needs no server: point a
+    model at `free_port()` (tests/procs.py), where nothing listens.
+
     Usage::
 
         async with FakeLLMServer() as server:
@@ -83,6 +88,8 @@ class FakeLLMServer:
 
     def __init__(self, *, token_delay_s: float = 0.0) -> None:
         self.token_delay_s = token_delay_s
+        self.failing_status: int | None = None
+        self.reply_delay_s = 0.0
         self.requests: list[ReceivedRequest] = []
         self.port = 0
         self._queue: list[_Reply | _Error] = []
@@ -146,11 +153,17 @@ class FakeLLMServer:
         """
         self._queue.append(_Error(status, message, retry_after))
 
+    def requests_for(self, model: str) -> int:
+        """How many requests named `model` (the vendor model id), failed ones included."""
+        return sum(1 for r in self.requests if r.body.get("model") == model)
+
     def reset(self) -> None:
         """Forget requests, queued replies and the token delay (for a shared server)."""
         self.requests.clear()
         self._queue.clear()
         self.token_delay_s = 0.0
+        self.failing_status = None
+        self.reply_delay_s = 0.0
 
     async def start(self) -> None:
         """Start serving on a free port of 127.0.0.1."""
@@ -183,6 +196,10 @@ class FakeLLMServer:
         body: dict[str, Any] = await request.json()
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(ReceivedRequest(request.url.path, headers, body))
+        if self.reply_delay_s:
+            await asyncio.sleep(self.reply_delay_s)
+        if self.failing_status is not None:
+            return body, _Error(self.failing_status, "induced failure")
         if not (headers.get("x-api-key") or headers.get("authorization", "").startswith("Bearer ")):
             return body, _Error(401, "no API key given")
         if problem := check(body):

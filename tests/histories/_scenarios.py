@@ -367,6 +367,17 @@ async def failed_turn(live: Live) -> Recorded:
     return {"": Run(session["workflow_id"])}
 
 
+async def fallback_turn(live: Live) -> Recorded:
+    """A model failing past its attempts: its fallback answers; the next turn, the model."""
+    fell = await _chat(live, "hi [[fail 503]]")
+    _expect("answer", (_content(fell), fell["model"]), ("echo: hi [[fail 503]]", "spare"))
+    again = await _chat(live, "and now?", session_id=fell["session_id"])
+    _expect("answer", (_content(again), again["model"]), ("echo: and now?", "default"))
+    await _close(live, fell["session_id"])
+    session = await _ok(live.http.get(f"/v1/sessions/{fell['session_id']}"))
+    return {"": Run(session["workflow_id"])}
+
+
 async def close(live: Live) -> Recorded:
     """One turn, then `DELETE /v1/sessions/{id}` (the `close` update) ends the session."""
     answer = await _chat(live, "bye", agent="assistant")

@@ -115,6 +115,15 @@ STACKS: dict[str, tuple[Formation, Sequence[s.Scenario]]] = {
         [s.continue_as_new],
     ),
     "rollback": (_formation(sessions={"on_busy": "rollback"}), [s.interrupted_turn]),
+    "fallback": (
+        _formation(
+            models={
+                "default": {"provider": "scripted", "max_attempts": 2, "fallbacks": ["spare"]},
+                "spare": {"provider": "echo"},
+            }
+        ),
+        [s.fallback_turn],
+    ),
 }
 
 

@@ -275,6 +275,26 @@ def test_interpolated_secret_never_appears_in_errors(
         ),
         pytest.param({"models": {}}, "models: define at least one model", id="no-models"),
         pytest.param(
+            {"models__default__fallbacks": ["spare"]},
+            "models.default.fallbacks[0]: model 'spare' is not in models",
+            id="unknown-fallback",
+        ),
+        pytest.param(
+            {"models__default__fallbacks": ["default"]},
+            "models.default.fallbacks[0]: a model cannot fall back to itself",
+            id="fallback-to-itself",
+        ),
+        pytest.param(
+            {"models__default__cache_ttl_s": 60},
+            "models.default.cache_ttl_s: caches only answers at temperature: 0",
+            id="cache-without-temperature-0",
+        ),
+        pytest.param(
+            {"models__default__circuit_breaker": {"failures": 0}},
+            "models.default.circuit_breaker.failures: input should be greater than or equal to 1",
+            id="breaker-without-failures",
+        ),
+        pytest.param(
             {"models": {"my model": {"provider": "echo"}}, "agents__0__model": "my model"},
             "models['my model']: model name must start with a letter",
             id="bad-model-name",
