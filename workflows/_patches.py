@@ -54,6 +54,10 @@ TURN_CONTROL_PATCH = "keel-turn-control-1"
 way is cancelled, its approvals close, its messages are settled or rolled back. Asked only
 when a run first cancels a turn, so sessions that never do record no marker for it."""
 
+PLANNER_PATCH = "keel-planner-1"
+"""A `planner` agent's turn proposes a plan and runs its steps (`workflows/_planner.py`).
+Asked only in a planner's turns: no session of another agent records a marker for it."""
+
 BASELINE_PATCH = "keel-baseline-2026-12-04"
 """One marker for every patch of `BASELINE`, in runs of code that knows them all."""
 BASELINE = frozenset(

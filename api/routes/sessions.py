@@ -244,7 +244,10 @@ async def _unended_status(
 ) -> TurnStatus | None:
     """What the memo, the store and Temporal's update records say of a turn not yet ended."""
     summary = described.summary
-    if summary is not None and any(a.turn_id == turn_id for a in summary.pending_approvals):
+    if summary is not None and (
+        any(a.turn_id == turn_id for a in summary.pending_approvals)
+        or any(p.turn_id == turn_id and p.status == "proposed" for p in summary.plans)
+    ):
         return "awaiting_approval"
     if stored:
         return "running"
