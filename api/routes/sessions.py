@@ -180,7 +180,14 @@ async def get_turn(
             return chat_response(session.id, turn)
     stored = await state.store.turn_messages(session.workflow_id, turn_id)
     summary = described.summary.turn(turn_id) if described.summary else None
-    ended = ended_turn(session.id, turn_id, stored, summary)
+    # A planner's plan is an answer of its model too: the turn goes on while its plan does.
+    planning = described.summary is not None and any(
+        p.turn_id == turn_id and p.status in ("proposed", "running")
+        for p in described.summary.plans
+    )
+    ended = (
+        None if planning and summary is None else ended_turn(session.id, turn_id, stored, summary)
+    )
     if ended is not None:
         return ended
     if live is not None or session.status != "active":
