@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -29,16 +29,17 @@ MAX_STEPS = 20
 """Steps a plan may have: each runs as a child workflow of the session."""
 DESCRIPTION_MAX_CHARS = 10_000
 GOAL_MAX_CHARS = 2_000
+StepId = Annotated[str, Field(pattern=STEP_ID_PATTERN, max_length=64)]
 
 
 class PlanStepSpec(BaseModel):
     """A step as the model (or a reviser) writes it."""
 
-    id: str = Field(pattern=STEP_ID_PATTERN)
+    id: StepId
     description: str = Field(min_length=1, max_length=DESCRIPTION_MAX_CHARS)
     """The task, in full: the step's agent gets it as its message."""
     agent: str = Field(min_length=1, max_length=64)
-    depends_on: list[str] = Field(default_factory=list, max_length=MAX_STEPS)
+    depends_on: list[StepId] = Field(default_factory=list, max_length=MAX_STEPS)
     """Ids of the steps whose answers this one needs; it starts once they complete."""
 
 
