@@ -9,8 +9,10 @@ from typing import Annotated, Literal, Self
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -19,6 +21,7 @@ from pydantic import (
 from keel.formation._errors import (
     INTERPOLATED_CONTEXT_KEY,
     NAME_RULE,
+    UNION_TAG,
     FormationProblem,
     Loc,
     format_path,
@@ -125,6 +128,22 @@ class PlanApprovalConfig(_Strict):
     min_steps: int = Field(ge=1, le=100)
 
 
+def _plan_policy_kind(value: object) -> str:
+    return (
+        f"{UNION_TAG}gate"
+        if isinstance(value, Mapping | PlanApprovalConfig)
+        else f"{UNION_TAG}policy"
+    )
+
+
+PlanPolicy = Annotated[
+    Annotated[Policy, Tag(f"{UNION_TAG}policy")]
+    | Annotated[PlanApprovalConfig, Tag(f"{UNION_TAG}gate")],
+    Discriminator(_plan_policy_kind),
+]
+"""`never`, `always`, or `{min_steps: N}`: one error for a bad value, not one per form."""
+
+
 class ApprovalsConfig(_Strict):
     """Which tool calls wait for a human, and for how long."""
 
@@ -132,7 +151,7 @@ class ApprovalsConfig(_Strict):
     tools: dict[str, Policy] = Field(default_factory=dict)
     timeout_s: float = Field(default=3600, gt=0)
     on_timeout: Literal["reject", "approve"] = "reject"
-    plans: Policy | PlanApprovalConfig = "never"
+    plans: PlanPolicy = "never"
     """Whether a planner's plan waits for a decision: never, always, or `{min_steps: N}`.
     A plan that times out under `on_timeout: reject` is not run (its turn fails)."""
 
