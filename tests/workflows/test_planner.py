@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 from temporalio.client import Client
@@ -11,11 +12,14 @@ from temporalio.contrib.workflow_streams import WorkflowStreamClient
 
 from keel.events import EVENTS_TOPIC, TURN_END_TYPES, SessionEvent
 from keel.formation import Formation, formation_from_data
+from keel.names import Rejections
 from keel.plans import Plan, PlanDecisionInput, PlanStepSpec
-from keel.session_handle import SessionHandle
+from keel.session import CancelTurnInput
+from keel.session_handle import SessionHandle, SessionRejected
 from keel.settings import Settings
 from keel.store import TranscriptStore
 from tests.conftest import running_workers
+from tests.runs import session_runs
 from tests.workflows.helpers import chat, send, start_session, wait_for_turn
 
 
@@ -205,3 +209,69 @@ async def test_a_gated_plan_is_rejected_then_revised_then_runs(
         ("rejected", "reject"),
         ("completed", "revise"),
     ]
+
+
+async def test_a_turn_cancelled_while_its_plan_waits_cancels_the_plan(
+    client: Client, settings: Settings, store: TranscriptStore
+) -> None:
+    formation = planner_formation(plans="always")
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(client, settings, formation, agent="lead")
+        turn_id = await send(handle, plan_message(A, B))
+        plan = await proposed_plan(handle)
+        await handle.cancel_turn(CancelTurnInput(turn_id=turn_id))
+        result = await wait_for_turn(handle, turn_id)
+        events = await turn_events(client, handle, turn_id)
+        state = await handle.state()
+        late = await _refusal(
+            handle.decide_plan(PlanDecisionInput(plan_id=plan.plan_id, decision="approve"))
+        )
+
+    assert result.status == "cancelled"
+    assert [p.status for p in state.plans] == ["cancelled"]
+    assert [e.type for e in events][-2:] == ["plan.completed", "turn.cancelled"]
+    assert late == Rejections.PLAN_DECIDED
+
+
+async def test_a_plan_nobody_decides_in_time_fails_its_turn(
+    client: Client, settings: Settings, store: TranscriptStore
+) -> None:
+    formation = planner_formation(plans="always", timeout_s=1)
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(client, settings, formation, agent="lead")
+        result = await chat(handle, plan_message(A))
+        state = await handle.state()
+
+    assert result.status == "failed" and result.error is not None
+    assert "was not decided in time (no decision within 1 s)" in result.error
+    [plan] = state.plans
+    assert (plan.status, plan.decided_by) == ("rejected", "timeout")
+
+
+async def test_plans_are_carried_across_continue_as_new(
+    client: Client, settings: Settings, store: TranscriptStore
+) -> None:
+    formation = planner_formation()
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(
+            client, settings, formation, agent="lead", continue_as_new_after_turns=1
+        )
+        first = await chat(handle, plan_message(A))
+        second = await chat(handle, plan_message(B))
+        state = await handle.state()
+        runs = await session_runs(client, handle)
+
+    assert first.status == second.status == "completed"
+    assert len(runs) >= 2
+    assert [(p.turn_id, p.status) for p in state.plans] == [
+        (first.turn_id, "completed"),
+        (second.turn_id, "completed"),
+    ]
+
+
+async def _refusal(call: Awaitable[object]) -> str | None:
+    try:
+        await call
+    except SessionRejected as err:
+        return err.type
+    return None
