@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from keel.client import AsyncKeel, Conflict
 from keel.formation import Formation
+from keel.plans import Plan
 from tests.api.live import read_events
 from tests.workflows.test_planner import A, B, C, plan_message, planner_formation
 
@@ -122,3 +124,30 @@ async def test_unknown_plans_and_sessions_answer_404(api: httpx.AsyncClient) -> 
     assert unknown.status_code == 404 and unknown.json()["type"].endswith("plan-not-found")
     missing = await api.get("/v1/sessions/nosuchsession/plans")
     assert missing.status_code == 404
+
+
+async def test_the_client_lists_and_decides_plans(api: httpx.AsyncClient) -> None:
+    async with AsyncKeel(str(api.base_url), http_client=api) as keel:
+        waiting = await keel.chat(plan_message(A, B), agent="lead", wait_s=0.5)
+        assert waiting.status == "awaiting_approval"
+        [plan] = await _eventually_listed(keel, waiting.session_id)
+        steps = [{"id": "w", "description": "write [[say written]]", "agent": "writer"}]
+        decided = await keel.plans.decide(
+            waiting.session_id, plan.plan_id, "revise", steps=steps, reviewer="ann"
+        )
+        assert (decided.status, decided.reviewer, [s.id for s in decided.steps]) == (
+            "running",
+            "ann",
+            ["w"],
+        )
+        with pytest.raises(Conflict) as refused:
+            await keel.plans.decide(waiting.session_id, plan.plan_id, "approve")
+        assert refused.value.type.endswith("plan-decided")
+
+
+async def _eventually_listed(keel: AsyncKeel, session_id: str) -> list[Plan]:
+    for _ in range(300):
+        if plans := await keel.plans.list(session_id):
+            return plans
+        await asyncio.sleep(0.05)
+    raise AssertionError("no plan was listed")
