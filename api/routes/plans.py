@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from api import _sessions
 from api._idempotency import Idempotent
@@ -15,8 +15,24 @@ from keel.plans import MAX_STEPS, Plan, PlanDecision, PlanDecisionInput, PlanLis
 router = APIRouter(prefix="/v1/sessions/{session_id}/plans", tags=["plans"])
 
 
+_DECISION_RULES: list[JsonValue] = [
+    {"properties": {"decision": {"enum": ["approve", "reject"]}, "steps": {"type": "null"}}},
+    {
+        "properties": {
+            "decision": {"const": "revise"},
+            "steps": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS},
+        },
+        "required": ["steps"],
+    },
+]
+"""What `PlanDecisionInput` checks, for the OpenAPI document: `steps` go with `revise`
+only, and `revise` needs them."""
+
+
 class PlanDecisionBody(BaseModel):
     """`POST …/plans/{plan_id}`: `steps` go with `revise` only, and `revise` needs them."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": _DECISION_RULES})
 
     decision: PlanDecision
     feedback: str | None = Field(default=None, max_length=10_000)
