@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from keel.formation import PlanApprovalConfig, PlanPolicy
+
 PlanStatus = Literal["proposed", "rejected", "running", "completed", "failed", "cancelled"]
 """`proposed`: waits for a decision; `rejected`: replaced by a new plan (or refused);
 `running`: its steps run; then `completed`, `failed` (a step failed) or `cancelled`
@@ -209,9 +211,8 @@ def ready_steps(plan: Plan) -> list[PlanStep]:
     return [s for s in plan.steps if s.status == "pending" and set(s.depends_on) <= done]
 
 
-def needs_decision(policy: object, steps: int) -> bool:
+def needs_decision(policy: PlanPolicy, steps: int) -> bool:
     """Whether `approvals.plans` (`never | always | {min_steps: N}`) gates a plan of `steps`."""
-    if policy == "always":
-        return True
-    min_steps = getattr(policy, "min_steps", None)
-    return isinstance(min_steps, int) and steps >= min_steps
+    if isinstance(policy, PlanApprovalConfig):
+        return steps >= policy.min_steps
+    return policy == "always"
