@@ -21,6 +21,7 @@ class Updates:
     CLOSE: Final = "close"
     RESPOND_TO_APPROVAL: Final = "respond_to_approval"
     CANCEL_TURN: Final = "cancel_turn"
+    DECIDE_PLAN: Final = "decide_plan"
 
 
 class Queries:
@@ -72,6 +73,9 @@ class Rejections:
     UNKNOWN_APPROVAL: Final = "UnknownApproval"
     APPROVAL_DECIDED: Final = "ApprovalDecided"
     INVALID_ARGUMENTS: Final = "InvalidArguments"
+    UNKNOWN_PLAN: Final = "UnknownPlan"
+    PLAN_DECIDED: Final = "PlanDecided"
+    INVALID_PLAN: Final = "InvalidPlan"
 
 
 class ActivityErrors:

@@ -59,6 +59,10 @@ MODEL_FALLBACK_PATCH = "keel-model-fallback-1"
 the model's `fallbacks`, in order. Asked only when a call fails and the agent's model has
 fallbacks, so sessions that never fall back record no marker for it."""
 
+PLANNER_PATCH = "keel-planner-1"
+"""A `planner` agent's turn proposes a plan and runs its steps (`workflows/_planner.py`).
+Asked only in a planner's turns: no session of another agent records a marker for it."""
+
 BASELINE_PATCH = "keel-baseline-2026-12-04"
 """One marker for every patch of `BASELINE`, in runs of code that knows them all."""
 BASELINE = frozenset(

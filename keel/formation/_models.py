@@ -7,8 +7,10 @@ from collections.abc import Collection, Mapping
 from typing import Annotated, Literal, Self
 
 from pydantic import (
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -17,6 +19,7 @@ from pydantic import (
 from keel.formation._errors import (
     INTERPOLATED_CONTEXT_KEY,
     NAME_RULE,
+    UNION_TAG,
     FormationProblem,
     Loc,
     format_path,
@@ -37,14 +40,16 @@ class AgentConfig(_Strict):
     """An agent: a prompt, a model and the tools it may use."""
 
     name: Name
-    role: Literal["coordinator", "specialist"] = "specialist"
+    role: Literal["coordinator", "specialist", "planner"] = "specialist"
+    """A `planner` answers by a plan whose steps other agents run (docs/agents.md)."""
     description: str = ""
     system_prompt: str | None = None
     model: str = "default"
     tools: list[str] = Field(default_factory=list)
     """`<mcp server>.<tool>` or the name of a Python tool."""
     routes: list[str] = Field(default_factory=list)
-    """Agents a coordinator may delegate to."""
+    """Agents a coordinator may delegate to; for a planner, the agents its plans may use
+    (by default every other agent)."""
     max_steps: int = Field(default=8, ge=1, le=100)
 
 
@@ -86,6 +91,28 @@ class McpServerConfig(_Strict):
 Policy = Literal["never", "always"]
 
 
+class PlanApprovalConfig(_Strict):
+    """Gate only plans of at least `min_steps` steps."""
+
+    min_steps: int = Field(ge=1, le=100)
+
+
+def _plan_policy_kind(value: object) -> str:
+    return (
+        f"{UNION_TAG}gate"
+        if isinstance(value, Mapping | PlanApprovalConfig)
+        else f"{UNION_TAG}policy"
+    )
+
+
+PlanPolicy = Annotated[
+    Annotated[Policy, Tag(f"{UNION_TAG}policy")]
+    | Annotated[PlanApprovalConfig, Tag(f"{UNION_TAG}gate")],
+    Discriminator(_plan_policy_kind),
+]
+"""`never`, `always`, or `{min_steps: N}`: one error for a bad value, not one per form."""
+
+
 class ApprovalsConfig(_Strict):
     """Which tool calls wait for a human, and for how long."""
 
@@ -93,6 +120,9 @@ class ApprovalsConfig(_Strict):
     tools: dict[str, Policy] = Field(default_factory=dict)
     timeout_s: float = Field(default=3600, gt=0)
     on_timeout: Literal["reject", "approve"] = "reject"
+    plans: PlanPolicy = "never"
+    """Whether a planner's plan waits for a decision: never, always, or `{min_steps: N}`.
+    A plan that times out under `on_timeout: reject` is not run (its turn fails)."""
 
 
 class EmbedderConfig(_Strict):
@@ -331,6 +361,8 @@ def _reference_problems(f: Formation) -> list[tuple[Loc, str]]:
             loc = ("agents", i, "model")
             defined = ", ".join(f.models) or "none"
             add(loc, f"model {_show(agent.model, loc, hidden)} is not in models ({defined})")
+        if agent.role == "planner" and not (agent.routes or len(names) > 1):
+            add(("agents", i, "role"), "a planner needs another agent to run its plans' steps")
         for j, route in enumerate(agent.routes):
             loc = ("agents", i, "routes", j)
             if route == agent.name:

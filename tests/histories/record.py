@@ -124,6 +124,16 @@ STACKS: dict[str, tuple[Formation, Sequence[s.Scenario]]] = {
         ),
         [s.fallback_turn],
     ),
+    "planner": (
+        _formation(
+            agents=[
+                *_BASE["agents"],
+                {"name": "planner", "role": "planner", "routes": ["billing", "listener"]},
+            ],
+            approvals={**_BASE["approvals"], "plans": {"min_steps": 2}},
+        ),
+        [s.planner],
+    ),
 }
 
 
