@@ -55,9 +55,14 @@ def estimate_usage(request: ModelRequest, response: ModelResponse) -> Usage:
 
 
 def counted(request: ModelRequest, response: ModelResponse) -> ModelResponse:
-    """`response` with usage: the provider's when it sent one, else `estimate_usage`'s."""
+    """`response` with usage: the provider's when it sent one, else `estimate_usage`'s.
+
+    A cached answer spent no tokens: it is never estimated (its usage is 0).
+    """
     if response.usage is not None:
         return response
+    if response.cached:
+        return response.model_copy(update={"usage": Usage()})
     return response.model_copy(update={"usage": estimate_usage(request, response)})
 
 

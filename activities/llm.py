@@ -10,6 +10,8 @@ from typing import Literal
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities._breaker import CircuitBreakers, counts_against
+from activities._cache import ResponseCache
 from activities._catalog import ToolCatalog
 from activities._deltas import streaming
 from activities._heartbeat import with_heartbeat
@@ -20,7 +22,7 @@ from activities._structured import STRUCTURED_RETRIES, correction, schema_proble
 from activities._tracing import model_span, record_answer
 from activities._usage import counted, priced
 from activities.memory import BUILTIN_TOOL_SPECS
-from activities.providers import ModelRequest, ModelResponse, get_provider
+from activities.providers import ModelRequest, ModelResponse, OnDelta, get_provider
 from keel.contracts.llm import (
     CallModelInput,
     CallModelResult,
@@ -46,6 +48,9 @@ class LlmActivities:
         deltas: Where streamed text goes; None means models are not streamed.
         inline_max_chars: Referenced content longer than this is shown to the model
             truncated, with the `read_reference` tool to read on.
+        cache: The response cache of models with `cache_ttl_s`; None: nothing is cached.
+        breakers: The circuit breakers of models with `circuit_breaker`; by default this
+            worker's own.
     """
 
     def __init__(
@@ -55,11 +60,15 @@ class LlmActivities:
         *,
         deltas: DeltaBus | None = None,
         inline_max_chars: int = DEFAULT_INLINE_MAX_CHARS,
+        cache: ResponseCache | None = None,
+        breakers: CircuitBreakers | None = None,
     ) -> None:
         self._store = store
         self._tools = tools or ToolCatalog()
         self._deltas = deltas
         self._inline_max_chars = inline_max_chars
+        self._cache = cache
+        self._breakers = breakers or CircuitBreakers()
 
     @activity.defn(name=Activities.CALL_MODEL)
     async def call_model(self, input: CallModelInput) -> CallModelResult:
@@ -123,7 +132,13 @@ class LlmActivities:
         )
         await self._store.upsert(input.session, [answer])
         await self._record_usage(input, answer)
-        return CallModelResult(message=answer, usage=usage, data=data)
+        return CallModelResult(
+            message=answer,
+            usage=usage,
+            data=data,
+            model=input.model_name,
+            cached=response.cached,
+        )
 
     async def _record_usage(self, input: CallModelInput, answer: Message) -> None:
         """The call's row in the usage ledger (rewritten by a retry), then its metrics."""
@@ -182,11 +197,19 @@ class LlmActivities:
             stream_offset=input.stream_offset,
         ) as on_delta:
             with model_span(request.model, session=input.session, turn_id=input.turn_id) as span:
-                response = await with_heartbeat(
-                    get_provider(request.model).complete(request, on_delta=on_delta)
-                )
-                # Counted here, once per request: the estimate reads the whole prompt.
-                response = counted(request, response)
+                tenant = input.session.split("/")[1] if input.session.count("/") >= 2 else ""
+                cached = await self._cache.get(request, tenant=tenant) if self._cache else None
+                if cached is not None:
+                    # Told as any answer is: its text streams, its events follow.
+                    if on_delta is not None:
+                        await on_delta(cached.content)
+                    response = cached
+                else:
+                    response = await self._provider_call(request, input, on_delta)
+                    # Counted here, once per request: the estimate reads the whole prompt.
+                    response = counted(request, response)
+                    if self._cache is not None:
+                        await self._cache.put(request, response, tenant=tenant)
                 record_answer(span, response)
         log.info(
             "model answered",
@@ -194,8 +217,32 @@ class LlmActivities:
             model=request.model.model,
             step=input.step,
             tool_calls=len(response.tool_calls),
+            cached=response.cached,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
+        return response
+
+    async def _provider_call(
+        self, request: ModelRequest, input: CallModelInput, on_delta: OnDelta | None
+    ) -> ModelResponse:
+        """The provider's answer, through the model's circuit breaker when it has one."""
+        provider = get_provider(request.model)
+        config = request.model.circuit_breaker
+        if config is None:
+            return await with_heartbeat(provider.complete(request, on_delta=on_delta))
+        name = input.model_name or f"{request.model.provider}/{request.model.model}"
+        breaker = self._breakers.get(name, config)
+        # Raises `CircuitOpen` while the circuit is open: no request reaches the provider.
+        probe = breaker.admit(name)
+        try:
+            response = await with_heartbeat(provider.complete(request, on_delta=on_delta))
+        except BaseException as err:
+            if counts_against(err):
+                breaker.failed()
+            elif probe:
+                breaker.released()
+            raise
+        breaker.succeeded()
         return response
 
     async def _until_valid(

@@ -25,6 +25,9 @@ REJECTIONS: dict[str, tuple[int, str]] = {
     Rejections.UNKNOWN_APPROVAL: (404, "approval-not-found"),
     Rejections.APPROVAL_DECIDED: (409, "approval-decided"),
     Rejections.INVALID_ARGUMENTS: (422, "invalid-arguments"),
+    Rejections.UNKNOWN_PLAN: (404, "plan-not-found"),
+    Rejections.PLAN_DECIDED: (409, "plan-decided"),
+    Rejections.INVALID_PLAN: (422, "invalid-plan"),
 }
 """Each refusal of a session's handlers, as (status, problem type)."""
 

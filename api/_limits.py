@@ -1,12 +1,18 @@
-"""Limits of one API process: a token bucket per key, and counters of concurrent holders."""
+"""Limits per key: a token bucket, and counters of concurrent holders.
+
+In this process by default; shared by every API process through Redis when
+`KEEL_REDIS_URL` is set (`api._redis_limits`), so N processes do not allow N times the
+limits. The methods are async for the sake of the Redis ones.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from api.problems import Problem
 from keel.settings import Settings
@@ -33,7 +39,7 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         """key -> (tokens, when they were counted)."""
 
-    def check(self, key: str | None) -> None:
+    async def check(self, key: str | None) -> None:
         """Take one token for `key`; None is not limited.
 
         Raises:
@@ -47,13 +53,7 @@ class RateLimiter:
         tokens = min(self._burst, tokens + (now - then) * self._rate)
         if tokens < 1:
             self._buckets[key] = (tokens, now)
-            wait = math.ceil((1 - tokens) / self._rate)
-            raise Problem(
-                429,
-                f"too many requests; retry in {wait} s",
-                type_="rate-limited",
-                headers={"Retry-After": str(wait)},
-            )
+            raise rate_limited(tokens, self._rate)
         self._buckets[key] = (tokens - 1, now)
         if len(self._buckets) > _MAX_TRACKED:
             self._forget_full(now)
@@ -83,12 +83,12 @@ class ConcurrencyLimit:
         self._type = type_
         self._held: dict[str, int] = {}
 
-    def active(self, key: str) -> int:
+    async def active(self, key: str) -> int:
         """How many holders `key` has now."""
         return self._held.get(key, 0)
 
-    @contextmanager
-    def hold(self, key: str | None) -> Iterator[None]:
+    @asynccontextmanager
+    async def hold(self, key: str | None) -> AsyncIterator[None]:
         """Hold one place for `key` until the block ends; None is not limited.
 
         Raises:
@@ -98,14 +98,9 @@ class ConcurrencyLimit:
         if key is None:
             yield
             return
-        count = self.active(key)
+        count = self._held.get(key, 0)
         if self.limit and count >= self.limit:
-            raise Problem(
-                429,
-                f"at most {self.limit} {self._what} at once; one must end first",
-                type_=self._type,
-                headers={"Retry-After": "1"},
-            )
+            raise too_many(self.limit, self._what, self._type)
         self._held[key] = count + 1
         try:
             yield
@@ -117,19 +112,52 @@ class ConcurrencyLimit:
                 del self._held[key]
 
 
+class RateLimit(Protocol):
+    """A request rate per key (`RateLimiter` here, `RedisRateLimiter` shared)."""
+
+    async def check(self, key: str | None) -> None:
+        """Take one request from `key`'s budget; 429 `rate-limited` when it is spent."""
+        ...
+
+
+class HeldLimit(Protocol):
+    """Concurrent holders per key (`ConcurrencyLimit` here, `RedisConcurrencyLimit` shared)."""
+
+    limit: int
+
+    async def active(self, key: str) -> int:
+        """How many holders `key` has now."""
+        ...
+
+    def hold(self, key: str | None) -> AbstractAsyncContextManager[None]:
+        """Hold one place for `key` while the block runs; 429 on entry when none is free."""
+        ...
+
+
 @dataclass
 class Limits:
-    """The in-process limits of one app."""
+    """The limits of one app: its own, or shared through Redis."""
 
-    rate: RateLimiter
-    turns: ConcurrencyLimit
+    rate: RateLimit
+    turns: HeldLimit
     """Chat requests waiting for an answer, per user."""
-    streams: ConcurrencyLimit
+    streams: HeldLimit
     """Open SSE connections, per key."""
+    closing: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """What `close` awaits: the Redis connections of shared limits."""
+
+    async def close(self) -> None:
+        """Release the connections of shared limits."""
+        for close in self.closing:
+            await close()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        """The limits the settings ask for."""
+        """The limits the settings ask for: shared through Redis when one is configured."""
+        if settings.redis_url:
+            from api._redis_limits import redis_limits
+
+            return redis_limits(settings, settings.redis_url)
         return cls(
             rate=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
             turns=ConcurrencyLimit(
@@ -143,6 +171,27 @@ class Limits:
                 type_="too-many-streams",
             ),
         )
+
+
+def rate_limited(tokens: float, per_second: float) -> Problem:
+    """The 429 of a spent bucket holding `tokens`, with the wait for the next one."""
+    wait = math.ceil((1 - tokens) / per_second)
+    return Problem(
+        429,
+        f"too many requests; retry in {wait} s",
+        type_="rate-limited",
+        headers={"Retry-After": str(wait)},
+    )
+
+
+def too_many(limit: int, what: str, type_: str) -> Problem:
+    """The 429 of a key that holds all its `limit` places."""
+    return Problem(
+        429,
+        f"at most {limit} {what} at once; one must end first",
+        type_=type_,
+        headers={"Retry-After": "1"},
+    )
 
 
 def check_message(text: str, *limits: int) -> None:

@@ -33,6 +33,7 @@ from keel.formation import AgentConfig
 from keel.logging import get_logger
 from keel.messages import Usage
 from keel.names import SESSION_WORKFLOW
+from keel.plans import Plan
 from keel.session import (
     CancelTurnInput,
     CancelTurnResult,
@@ -266,6 +267,17 @@ async def pending_approvals(described: DescribedSession) -> list[Approval]:
     if live is not None:
         return live.pending_approvals
     return summary.pending_approvals if summary else []
+
+
+async def session_plans(described: DescribedSession) -> list[Plan]:
+    """A planner's recent plans: its memo's, or its own where the memo cut them."""
+    summary = described.summary
+    if summary is not None and not summary.plans_elided:
+        return summary.plans
+    live = await live_state(described)
+    if live is not None:
+        return live.plans
+    return summary.plans if summary else []
 
 
 async def session_usage(state: AppState, described: DescribedSession) -> Usage:

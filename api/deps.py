@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -160,7 +160,7 @@ async def enforce_rate_limit(state: State, caller: CurrentCaller) -> None:
 
     Dev-mode callers have no key, and no budget to spend.
     """
-    state.limits.rate.check(caller.key_name)
+    await state.limits.rate.check(caller.key_name)
 
 
 async def require_admin(caller: CurrentCaller) -> Caller:
@@ -184,23 +184,29 @@ async def sees_internals(
     return key is not None and key.role == "admin"
 
 
-async def stream_claim(state: State, caller: CurrentCaller) -> AsyncIterator[Callable[[], None]]:
+async def stream_claim(
+    state: State, caller: CurrentCaller
+) -> AsyncIterator[Callable[[], Awaitable[None]]]:
     """A function that takes one of the caller's stream slots, 429 when none is free.
 
     Slots taken are given back when the response ends, streaming included: a
     dependency with `yield` exits only then. For routes that stream only
     sometimes (`/v1/chat` with `stream: true`); SSE routes use `StreamSlot`.
     """
-    with contextlib.ExitStack() as held:
-        yield lambda: held.enter_context(state.limits.streams.hold(caller.key_name))
+    async with contextlib.AsyncExitStack() as held:
+
+        async def claim() -> None:
+            await held.enter_async_context(state.limits.streams.hold(caller.key_name))
+
+        yield claim
 
 
-StreamClaim = Annotated[Callable[[], None], Depends(stream_claim)]
+StreamClaim = Annotated[Callable[[], Awaitable[None]], Depends(stream_claim)]
 
 
 async def hold_stream(claim: StreamClaim) -> None:
     """Take a stream slot for the whole response."""
-    claim()
+    await claim()
 
 
 AUTHENTICATED = [Depends(authenticate), Depends(get_caller), Depends(enforce_rate_limit)]

@@ -31,6 +31,7 @@ from api.routes import (
     inbox,
     memory,
     openai_compat,
+    plans,
     sessions,
     triggers,
     usage,
@@ -49,7 +50,7 @@ log = get_logger("keel.api")
 RECONNECT_EVERY_S = 2.0
 PUBLIC_ROUTERS = (health, triggers)
 """Routers that authenticate per route: signed webhooks carry a signature, not a key."""
-V1_ROUTERS = (agents, sessions, approvals, inbox, chat, events, memory, usage)
+V1_ROUTERS = (agents, sessions, approvals, plans, inbox, chat, events, memory, usage)
 """Every router here needs a key (once keys are configured) and counts against its rate limit."""
 
 
@@ -98,6 +99,7 @@ def create_app(
                     await connecting
             await state.streams.close()
             await state.tool_schemas.aclose()
+            await state.limits.close()
             if store is None:
                 await state.store.close()
 

@@ -53,6 +53,7 @@ def _max_json_bytes(limit: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
 SessionId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
 TurnId = Annotated[str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
 ApprovalId = Annotated[str, Path(pattern=APPROVAL_ID_PATTERN, max_length=64)]
+PlanId = Annotated[str, Path(pattern=APPROVAL_ID_PATTERN, max_length=64)]
 AgentName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)]
 LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_OFFSET)]
 """An SSE resume offset; anything but a non-negative integer is a 422."""

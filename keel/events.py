@@ -24,6 +24,11 @@ EventType = Literal[
     "memory.recalled",
     "memory.stored",
     "handoff",
+    "plan.proposed",
+    "plan.decided",
+    "plan.step.started",
+    "plan.step.completed",
+    "plan.completed",
     "turn.completed",
     "turn.failed",
     "turn.cancelled",
@@ -170,11 +175,82 @@ class Handoff(EventPayload):
     """The workflow the specialist runs in, a child of the session's (see it in the Temporal UI)."""
 
 
+class PlanStepOut(BaseModel):
+    """A step of a plan, as `plan.proposed` and `plan.decided` show it."""
+
+    id: str
+    description: str
+    agent: str
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class PlanProposed(EventPayload):
+    """A planner proposed a plan; with `needs_decision` it waits for
+    `POST …/plans/{plan_id}` (approve, reject with feedback, or revise its steps)."""
+
+    TYPE = "plan.proposed"
+    plan_id: str
+    goal: str
+    steps: list[PlanStepOut]
+    attempt: int = 1
+    """Which proposal of the turn this is: a rejected plan is followed by the next."""
+    needs_decision: bool = False
+    expires_at: datetime | None = None
+
+
+class PlanDecided(EventPayload):
+    """A plan was approved, rejected (the planner proposes again) or revised; `decided_by`
+    `policy` when `approvals.plans` asked for no decision."""
+
+    TYPE = "plan.decided"
+    plan_id: str
+    decision: Literal["approve", "reject", "revise"]
+    decided_by: Literal["update", "timeout", "policy"]
+    feedback: str | None = None
+    reviewer: str | None = None
+    steps: list[PlanStepOut] | None = None
+    """With `revise`: the steps that run instead."""
+
+
+class PlanStepStarted(EventPayload):
+    """A step of a plan started: its agent runs it as a child session."""
+
+    TYPE = "plan.step.started"
+    plan_id: str
+    step_id: str
+    agent: str
+    child_workflow_id: str | None = None
+
+
+class PlanStepCompleted(EventPayload):
+    """A step of a plan ended: `completed` with its agent's answer, or `failed`."""
+
+    TYPE = "plan.step.completed"
+    plan_id: str
+    step_id: str
+    agent: str
+    status: Literal["completed", "failed"]
+    glimpse: str = ""
+    """The first characters of the answer (the plan's listing has it whole)."""
+    error: str | None = None
+
+
+class PlanCompleted(EventPayload):
+    """A plan ended: `completed` once the planner answered, or `failed` with the error."""
+
+    TYPE = "plan.completed"
+    plan_id: str
+    status: Literal["completed", "failed", "cancelled"]
+    error: str | None = None
+
+
 class TurnCompleted(EventPayload):
     """The turn ended with an answer."""
 
     TYPE = "turn.completed"
     usage: Usage = Field(default_factory=Usage)
+    model: str | None = None
+    """The model (its formation name) that gave the final answer, a fallback's included."""
 
 
 class TurnFailed(EventPayload):
@@ -221,6 +297,11 @@ PAYLOADS: dict[str, type[EventPayload]] = {
         MemoryRecalled,
         MemoryStored,
         Handoff,
+        PlanProposed,
+        PlanDecided,
+        PlanStepStarted,
+        PlanStepCompleted,
+        PlanCompleted,
         TurnCompleted,
         TurnFailed,
         TurnCancelled,

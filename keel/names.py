@@ -21,6 +21,7 @@ class Updates:
     CLOSE: Final = "close"
     RESPOND_TO_APPROVAL: Final = "respond_to_approval"
     CANCEL_TURN: Final = "cancel_turn"
+    DECIDE_PLAN: Final = "decide_plan"
 
 
 class Queries:
@@ -72,6 +73,9 @@ class Rejections:
     UNKNOWN_APPROVAL: Final = "UnknownApproval"
     APPROVAL_DECIDED: Final = "ApprovalDecided"
     INVALID_ARGUMENTS: Final = "InvalidArguments"
+    UNKNOWN_PLAN: Final = "UnknownPlan"
+    PLAN_DECIDED: Final = "PlanDecided"
+    INVALID_PLAN: Final = "InvalidPlan"
 
 
 class ActivityErrors:
@@ -79,3 +83,5 @@ class ActivityErrors:
 
     PREFIX_MISSING: Final = "TranscriptPrefixMissing"
     INVALID_STRUCTURED_OUTPUT: Final = "InvalidStructuredOutput"
+    CIRCUIT_OPEN: Final = "CircuitOpen"
+    """The model's circuit breaker is open: no call reaches its provider for now."""

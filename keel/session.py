@@ -20,6 +20,7 @@ from keel.formation import (
 )
 from keel.messages import Message, Usage
 from keel.names import SESSION_WORKFLOW as SESSION_WORKFLOW
+from keel.plans import Plan
 
 TurnStatus = Literal["queued", "running", "awaiting_approval", "completed", "failed", "cancelled"]
 FINAL_TURN_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
@@ -44,10 +45,14 @@ class AgentSnapshot(BaseModel):
     """
 
     name: str
+    role: str = "specialist"
+    """`planner` answers by a plan (`workflows/_planner.py`); the others by the agent loop."""
     description: str = ""
     system_prompt: str | None = None
     model_name: str
     model: ModelConfig
+    fallbacks: dict[str, ModelConfig] = Field(default_factory=dict)
+    """The model's `fallbacks` by name, in the order they are tried."""
     tools: list[str] = Field(default_factory=list)
     routes: list[str] = Field(default_factory=list)
     """Agents this one may delegate to: each is offered to the model as a tool."""
@@ -55,15 +60,22 @@ class AgentSnapshot(BaseModel):
     buffer_messages: int = 50
 
 
+def planner_agents(formation: Formation, agent: AgentConfig) -> list[str]:
+    """The agents a planner's steps may use: its routes, else every other agent."""
+    return list(agent.routes) or [a.name for a in formation.agents if a.name != agent.name]
+
+
 def _snapshot(formation: Formation, agent: AgentConfig) -> AgentSnapshot:
     return AgentSnapshot(
         name=agent.name,
+        role=agent.role,
         description=agent.description,
         system_prompt=agent.system_prompt,
         model_name=agent.model,
         model=formation.model_for(agent),
+        fallbacks={name: formation.models[name] for name in formation.model_for(agent).fallbacks},
         tools=agent.tools,
-        routes=agent.routes,
+        routes=planner_agents(formation, agent) if agent.role == "planner" else agent.routes,
         max_steps=agent.max_steps,
         buffer_messages=formation.memory.buffer_messages,
     )
@@ -128,6 +140,8 @@ class CarriedState(BaseModel):
     """The last turns that ended, so a `wait_turn` that reaches the new run still finds them."""
     turn_ids: list[str] = Field(default_factory=list)
     """Ids of earlier turns, newest last: a retried message must not run a turn twice."""
+    plans: list[Plan] = Field(default_factory=list)
+    """A planner's recent plans, so their listing and late decisions outlive the run."""
 
 
 class StartSessionInput(BaseModel):
@@ -172,12 +186,12 @@ def new_session_input(
 ) -> StartSessionInput:
     """The input of a new session of `agent`: a snapshot of what the formation says now."""
     team: dict[str, AgentSnapshot] = {}
-    reachable = list(agent.routes)
+    reachable = list(_snapshot(formation, agent).routes)
     while reachable:
         name = reachable.pop()
         if name not in team:
             team[name] = _snapshot(formation, formation.agent(name))
-            reachable += formation.agent(name).routes
+            reachable += team[name].routes
     return StartSessionInput(
         session_id=session_id,
         tenant=tenant,
@@ -271,6 +285,9 @@ class TurnResult(BaseModel):
     error: str | None = None
     error_id: str | None = None
     """Names a failure of the workflow's own code in the worker's log."""
+    model: str | None = None
+    """The model (its name in the formation) that gave the final answer: a fallback's
+    when the agent's own model failed."""
 
 
 class SessionResult(BaseModel):
@@ -307,6 +324,8 @@ class SessionState(BaseModel):
     usage: Usage
     turn_count: int
     stream_offset: int
+    plans: list[Plan] = Field(default_factory=list)
+    """A planner's recent plans, oldest first."""
 
 
 class TurnSummary(BaseModel):
@@ -343,6 +362,10 @@ class SessionSummary(BaseModel):
     """Turns waiting at the upsert (the first of them)."""
     approvals_elided: bool = False
     """Some pending approvals are left out (too many to mirror): ask the session."""
+    plans: list[Plan] = Field(default_factory=list)
+    """A planner's recent plans, oldest first; long step answers cut (`plans_elided`)."""
+    plans_elided: bool = False
+    """Some plans or parts of their answers are left out: ask the session."""
 
     @property
     def approvals_complete(self) -> bool:

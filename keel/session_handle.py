@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 from keel.approvals import Approval, ApprovalDecisionInput
 from keel.contracts.messaging import TopicMessage
 from keel.names import Queries, Signals, Updates
+from keel.plans import Plan, PlanDecisionInput
 from keel.session import (
     FINAL_TURN_STATUSES,
     CancelTurnInput,
@@ -124,6 +125,12 @@ class SessionHandle:
         return await self._update(
             Updates.RESPOND_TO_APPROVAL, decision, Approval, update_id=update_id
         )
+
+    async def decide_plan(
+        self, decision: PlanDecisionInput, *, update_id: str | None = None
+    ) -> Plan:
+        """Decide a proposed plan; unknown or decided plans and invalid steps are rejected."""
+        return await self._update(Updates.DECIDE_PLAN, decision, Plan, update_id=update_id)
 
     async def signal_approval(self, decision: ApprovalDecisionInput) -> None:
         """Decide an approval by signal (the Temporal CLI's way); a stale id is ignored."""

@@ -117,6 +117,9 @@ class ChatResponse(BaseModel):
     """With `response_schema`: the answer as parsed, schema-valid JSON."""
     usage: Usage = Field(default_factory=Usage)
     error: str | None = None
+    model: str | None = None
+    """The model (its name in the formation) that gave the answer: a fallback's when the
+    agent's own model failed (`models.<name>.fallbacks`)."""
 
 
 class ChatAccepted(BaseModel):

@@ -11,6 +11,7 @@ from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Interceptor, Worker, WorkerDeploymentConfig
 
 from activities import LlmActivities, ToolActivities, ToolCatalog
+from activities._cache import ResponseCache, StoreAnswers
 from activities._heartbeat import HEARTBEAT_EVERY_S
 from activities._references import References
 from activities.approvals import ApprovalActivities
@@ -47,6 +48,7 @@ def build_workers(
     max_concurrent_activities: int = 100,
     vector_memory: VectorMemory | None = None,
     deltas: DeltaBus | None = None,
+    cache: ResponseCache | None = None,
     interceptors: Sequence[Interceptor] = (),
 ) -> list[Worker]:
     """One worker per task queue this process serves.
@@ -63,12 +65,20 @@ def build_workers(
         max_concurrent_activities: per worker.
         vector_memory: the vector memory, when the formation enables it (the caller closes it).
         deltas: where LLM activities stream text; None: no streaming.
+        cache: the response cache of models with `cache_ttl_s` (the caller closes it);
+            by default one in `store`.
         interceptors: for every worker (tests inject faults with them).
     """
     catalog = catalog or ToolCatalog()
     own = formation_task_queues(settings, formation)
     references = formation.memory.references
-    llm = LlmActivities(store, catalog, deltas=deltas, inline_max_chars=references.inline_max_chars)
+    llm = LlmActivities(
+        store,
+        catalog,
+        deltas=deltas,
+        inline_max_chars=references.inline_max_chars,
+        cache=cache or ResponseCache(StoreAnswers(store)),
+    )
     tools = ToolActivities(
         catalog,
         services=services,

@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import McpPool, McpUnavailable, ToolCatalog
+from activities._cache import open_cache
 from keel.deltas import DeltaBus
 from keel.formation import Formation, FormationError, FormationProblem
 from keel.logging import get_logger
@@ -38,6 +39,9 @@ async def worker_host(
     deltas: DeltaBus | None = None,
 ) -> AsyncIterator[list[Worker]]:
     """Load the formation's tools, build the workers, and close MCP sessions on exit.
+
+    The response cache of models with `cache_ttl_s` lives in Redis when the settings
+    name one (`KEEL_REDIS_URL`), else in `store`; it is closed on exit too.
 
     On entry it imports the `python_tools` modules, lists the tools of the MCP
     servers agents use (a server that cannot be reached is logged and checked
@@ -69,6 +73,7 @@ async def worker_host(
     """
     services = dict(services or {})
     pool = McpPool(formation.mcp_servers)
+    cache = open_cache(settings.redis_url, store)
     try:
         # Every queue runs model calls (the sessions queue too), which need tool schemas.
         catalog = await _load_tools(formation, pool, services)
@@ -83,9 +88,11 @@ async def worker_host(
             max_concurrent_activities=max_concurrent_activities,
             vector_memory=vector_memory,
             deltas=deltas,
+            cache=cache,
         )
     finally:
         await pool.aclose()
+        await cache.close()
 
 
 async def _load_tools(

@@ -116,6 +116,34 @@ class AgentLoop:
             f"the agent reached its step limit (max_steps={agent.max_steps}) without a final answer"
         )
 
+    def note(self, turn_id: str, text: str) -> None:
+        """Tell the model something in the running turn, as a user message (a planner's
+        feedback and its steps' results): the next model call carries it."""
+        self.append(
+            Message(
+                seq=self.next_seq,
+                role="user",
+                content=text,
+                turn_id=turn_id,
+                created_at=workflow.now(),
+            )
+        )
+
+    async def answer(
+        self,
+        turn: TurnResult,
+        step: Step,
+        response_schema: dict[str, Any] | None,
+    ) -> CallModelResult:
+        """One model call offered no tools (a planner's plan, or its answer)."""
+        self._cancel.check(turn.turn_id)
+        result = await self._call_model(step, True, response_schema)
+        turn.usage = turn.usage + result.usage
+        self._cancel.check(turn.turn_id)
+        self.append(result.message)
+        self.unsynced.clear()
+        return result
+
     def rollback(self) -> int:
         """Forget the running turn's messages; its first seq, which the next turn takes."""
         start = self._turn_seq
@@ -147,6 +175,7 @@ class AgentLoop:
             upto_seq=self.unsynced[0].seq if self.unsynced else self.next_seq,
             new_messages=self.unsynced,
             model=agent.model,
+            model_name=agent.model_name,
             system_prompt=agent.system_prompt,
             # The last step offers no tools, so the model has to answer.
             tools=[] if last_step else [*agent.tools, *self._memory.tools],

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 from workflows import _options
-from workflows._patches import CHUNKED_RESEED_PATCH, patched
+from workflows._patches import CHUNKED_RESEED_PATCH, MODEL_FALLBACK_PATCH, patched
 
 with workflow.unsafe.imports_passed_through():
     from keel.contracts.llm import (
@@ -27,13 +27,46 @@ SEED_CHUNK_BYTES = 256 * 1024
 async def call_model(
     session: StartSessionInput, call: CallModelInput, run_messages: list[Message]
 ) -> CallModelResult:
-    """Run the LLM activity; if the store lost the transcript, re-seed it and run again.
+    """Run the LLM activity with the agent's model, then its fallbacks until one answers.
+
+    A model falls back once its attempts are spent, or at once when its circuit
+    breaker is open (a non-retryable `CircuitOpen` raised inside the activity).
 
     Args:
         session: The session's input (task queue, agent).
         call: The step, carrying only the messages the store may lack.
         run_messages: Every message of this run, to re-seed a store that lost them.
     """
+    try:
+        return await _reseeding(session, call, run_messages)
+    except ActivityError as err:
+        # Asked only once a model has failed with fallbacks to go to: sessions whose
+        # models never fail (and every history from before) record no marker for it.
+        if not _falls_back(err, session) or not patched(MODEL_FALLBACK_PATCH):
+            raise
+        failure = err
+    for name, model in session.agent.fallbacks.items():
+        cause = failure.cause or failure
+        workflow.logger.warning("model %s failed (%s); trying %s", call.model_name, cause, name)
+        fallback = call.model_copy(update={"model": model, "model_name": name})
+        try:
+            return await _reseeding(session, fallback, run_messages)
+        except ActivityError as err:
+            if not _falls_back(err, session):
+                raise
+            failure = err
+    raise failure
+
+
+def _falls_back(err: ActivityError, session: StartSessionInput) -> bool:
+    """Whether a failed model call goes on to the agent's fallbacks: not when cancelled."""
+    return bool(session.agent.fallbacks) and not is_cancelled_exception(err)
+
+
+async def _reseeding(
+    session: StartSessionInput, call: CallModelInput, run_messages: list[Message]
+) -> CallModelResult:
+    """Run the LLM activity; if the store lost the transcript, re-seed it and run again."""
     try:
         return await _execute(session, call)
     except ActivityError as err:

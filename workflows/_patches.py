@@ -54,6 +54,15 @@ TURN_CONTROL_PATCH = "keel-turn-control-1"
 way is cancelled, its approvals close, its messages are settled or rolled back. Asked only
 when a run first cancels a turn, so sessions that never do record no marker for it."""
 
+MODEL_FALLBACK_PATCH = "keel-model-fallback-1"
+"""A model call whose model failed (attempts spent, or its circuit open) runs again with
+the model's `fallbacks`, in order. Asked only when a call fails and the agent's model has
+fallbacks, so sessions that never fall back record no marker for it."""
+
+PLANNER_PATCH = "keel-planner-1"
+"""A `planner` agent's turn proposes a plan and runs its steps (`workflows/_planner.py`).
+Asked only in a planner's turns: no session of another agent records a marker for it."""
+
 USAGE_ROLLUP_PATCH = "keel-usage-rollup-1"
 """A delegated specialist's tokens and cost count in the parent's turn. Asked only when a
 run delegates, so sessions that never do record no marker for it; children that answered

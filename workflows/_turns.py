@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -26,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from keel.contracts.memory import MemoryScope
     from keel.messages import Message, Usage
     from keel.names import Activities
+    from keel.plans import Plan
     from keel.session import (
         FINAL_TURN_STATUSES,
         SUMMARY_MEMO,
@@ -77,6 +79,8 @@ class TurnBook:
         """The queued turns the memo lists; None until this run upserts it."""
         self._mirrored_pending = 0
         """`KeelPendingApprovals` as last upserted (a run starts with none pending)."""
+        self.plans: Callable[[], tuple[list[Plan], bool]] = lambda: ([], False)
+        """The session's plans as the memo shows them, and whether any part is cut."""
         self._older: deque[str] = deque(maxlen=_carry.TURN_IDS_KEPT)
         self._older_set: set[str] = set()
         for turn_id in carried.turn_ids:
@@ -152,6 +156,7 @@ class TurnBook:
             ],
             queued_turns=queued[:TURNS_IN_SUMMARY],
         )
+        summary.plans, summary.plans_elided = self.plans()
         workflow.upsert_memo({SUMMARY_MEMO: _within_limit(summary)})
         self._mirror_pending_count(len(pending))
 
@@ -218,6 +223,9 @@ def _within_limit(summary: SessionSummary) -> SessionSummary:
     def size() -> int:
         return len(summary.model_dump_json())
 
+    while size() > SUMMARY_BYTES_MAX and summary.plans:
+        summary.plans = summary.plans[1:]
+        summary.plans_elided = True
     if size() > SUMMARY_BYTES_MAX:
         summary.pending_approvals = [
             a.model_copy(update={"arguments": {}, "arguments_elided": True})

@@ -14,7 +14,9 @@ from workflows._cancel import TurnCancel
 from workflows._control import TurnControl
 from workflows._loop import AgentLoop
 from workflows._memory import SessionMemory
-from workflows._patches import STARTED_IN_SEND_PATCH, patched
+from workflows._patches import PLANNER_PATCH, STARTED_IN_SEND_PATCH, patched
+from workflows._planner import PlannerTurn
+from workflows._plans import PlanBook
 from workflows._queue import TurnQueue
 from workflows._tools import ToolRunner
 from workflows._turns import TurnBook, TurnError, failure_of
@@ -35,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         TurnStarted,
     )
     from keel.names import SESSION_WORKFLOW, Queries, Rejections, Signals, Updates
+    from keel.plans import Plan, PlanDecisionInput
     from keel.redaction import redact_event_data
     from keel.session import (
         FINAL_TURN_STATUSES,
@@ -84,6 +87,10 @@ class SessionWorkflow:
         self._continuing = False
         self._gate = ApprovalGate(input.approvals, on_change=self._summary_changed)
         self._book = TurnBook(carried, self._gate)
+        self._plans = PlanBook(
+            carried.plans, input.approvals, input.agent.routes, on_change=self._summary_changed
+        )
+        self._book.plans = self._plans.summary
         self._topic_messages_seen: deque[str] = deque(maxlen=TOPIC_IDS_KEPT)
         self._memory = SessionMemory(input, carried.summary_upto, self._publish)
         self._cancel = TurnCancel()
@@ -91,6 +98,7 @@ class SessionWorkflow:
         self._loop = AgentLoop(
             input, carried, tools, self._memory, lambda: self._offset, self._cancel
         )
+        self._planner = PlannerTurn(input, self._loop, self._plans, self._publish, self._cancel)
         self._control = TurnControl(
             input,
             book=self._book,
@@ -267,6 +275,16 @@ class SessionWorkflow:
     def _validate_respond_to_approval(self, input: ApprovalDecisionInput) -> None:
         self._gate.check(input)
 
+    @workflow.update(name=Updates.DECIDE_PLAN)
+    def decide_plan(self, input: PlanDecisionInput) -> Plan:
+        """Decide a proposed plan: approve, reject (the planner proposes again, told the
+        feedback) or revise (its steps replaced, checked like the planner's)."""
+        return self._plans.decide(input, by="update")
+
+    @decide_plan.validator
+    def _validate_decide_plan(self, input: PlanDecisionInput) -> None:
+        self._plans.check(input)
+
     @workflow.query(name=Queries.STATE)
     def state(self) -> SessionState:
         """Status, current and queued turns, recent turn results, usage."""
@@ -280,6 +298,7 @@ class SessionWorkflow:
             usage=self._book.usage,
             turn_count=self._book.turn_count,
             stream_offset=self._offset,
+            plans=self._plans.recent(),
         )
 
     # -- a turn -------------------------------------------------------------
@@ -328,16 +347,20 @@ class SessionWorkflow:
     async def _turn(self, turn: TurnResult, queued: QueuedTurn) -> None:
         self._loop.user_message(queued)
         await self._memory.before_turn(turn.turn_id, queued.text, self._loop.next_seq)
-        result = await self._loop.run(turn, queued)
+        if self._input.agent.role == "planner" and patched(PLANNER_PATCH):
+            result = await self._planner.run(turn, queued)
+        else:
+            result = await self._loop.run(turn, queued)
         answer = result.message
         turn.status = "completed"
         turn.message = AssistantReply(content=answer.content)
+        turn.model = result.model
         if queued.response_schema is not None:
             turn.data = result.data
         self._publish(MessageCompleted(seq=answer.seq, content=answer.content), turn.turn_id)
         # The turn is completed for callers waiting on it; its events end after the write.
         await self._memory.after_turn(turn.turn_id, queued.text, answer.content)
-        self._publish(TurnCompleted(usage=turn.usage), turn.turn_id)
+        self._publish(TurnCompleted(usage=turn.usage, model=result.model), turn.turn_id)
 
     async def _fail(self, turn: TurnResult, error: str, error_id: str | None = None) -> None:
         turn.status = "failed"
@@ -398,6 +421,7 @@ class SessionWorkflow:
             summary_upto=self._memory.summary_upto,
             recent_turns=_carry.recent_turns(self._book.ended_turns()),
             turn_ids=self._book.turn_ids(),
+            plans=self._plans.carried(),
         )
         # On a versioned worker a run is pinned to its build; the next run may move to the
         # current one (the session's replay corpus is what makes that safe).

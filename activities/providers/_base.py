@@ -36,6 +36,8 @@ class ModelResponse(BaseModel):
     usage: Usage | None = None
     """The provider's token counts; None when it sent none (the LLM activity then counts)."""
     stop_reason: str | None = None
+    cached: bool = False
+    """Answered from the response cache: no request reached the provider."""
 
 
 class Provider(Protocol):

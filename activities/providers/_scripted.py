@@ -11,6 +11,8 @@ Directives::
                                    order. NAME is the Keel tool name, dots and all.
     [[say TEXT]]                   The final answer is TEXT (which cannot contain
                                    "]]"; surrounding spaces are trimmed).
+    [[json DOCUMENT]]              The final answer is this JSON document (any JSON
+                                   value; it may contain "]]"), e.g. a planner's plan.
     [[sleep SECONDS]]              Wait this long (a float) before answering, e.g.
                                    to kill a worker mid-call.
     [[fail STATUS]]                Fail like a vendor answering HTTP STATUS, on
@@ -53,7 +55,7 @@ from activities.providers._echo import offline_usage, stream_text
 from activities.providers._errors import status_error
 from keel.messages import ToolCall
 
-_HEAD = re.compile(r"\[\[\s*(call|say|sleep|fail)\b\s*")
+_HEAD = re.compile(r"\[\[\s*(call|say|json|sleep|fail)\b\s*")
 _NAME = re.compile(r"[^\s\]{]+")
 _FAIL = re.compile(r"^(\d{3})(?:\s+times=(\d+))?$")
 _DECODER = json.JSONDecoder()
@@ -104,6 +106,8 @@ def parse_script(text: str) -> Script:
         kind, cursor = head.group(1), head.end()
         if kind == "call":
             cursor = _parse_call(text, cursor, script)
+        elif kind == "json":
+            cursor = _parse_json(text, cursor, script)
         else:
             end = text.find("]]", cursor)
             if end < 0:
@@ -134,6 +138,18 @@ def _parse_call(text: str, cursor: int, script: Script) -> int:
     if not text.startswith("]]", cursor):
         raise _script_error(f"[[call {name.group()}: expected ']]' at offset {cursor}")
     script.calls.append((name.group(), arguments))
+    return cursor + 2
+
+
+def _parse_json(text: str, cursor: int, script: Script) -> int:
+    try:
+        document, cursor = _DECODER.raw_decode(text, cursor)
+    except ValueError as e:
+        raise _script_error(f"[[json: bad JSON: {e}") from e
+    cursor = _skip_spaces(text, cursor)
+    if not text.startswith("]]", cursor):
+        raise _script_error(f"[[json: expected ']]' at offset {cursor}")
+    script.say = json.dumps(document)
     return cursor + 2
 
 

@@ -51,14 +51,14 @@ class CallerGate:
             await self._app(scope, receive, send)
             return
         try:
-            caller = self._caller(Headers(scope=scope))
+            caller = await self._caller(Headers(scope=scope))
         except Problem as problem:
             await refusal(problem)(scope, receive, send)
             return
         scope.setdefault("state", {})[CALLER_KEY] = caller
         await self._app(scope, receive, send)
 
-    def _caller(self, headers: Headers) -> Caller:
+    async def _caller(self, headers: Headers) -> Caller:
         state = self._state
         key = None
         if state.keys.enabled:
@@ -74,7 +74,7 @@ class CallerGate:
             user_id=headers.get("x-user-id"),
             tenant_id=headers.get("x-tenant-id"),
         )
-        state.limits.rate.check(caller.key_name)
+        await state.limits.rate.check(caller.key_name)
         return caller
 
 

@@ -126,7 +126,7 @@ async def _ask(
     )
     # A call waits like a sync chat, and holds a place among its user's waiting turns.
     waiting = f"{caller.tenant}/{caller.user_id}" if caller.limited else None
-    with state.limits.turns.hold(waiting):
+    async with state.limits.turns.hold(waiting):
         answer = await send_turn(state, client, caller, turn, response=Response())
     assert isinstance(answer, ChatResponse | ChatAccepted), "a sync turn answers in JSON"
     return _result(answer)

@@ -56,7 +56,7 @@ async def chat(
     owner = caller.owner_for(body.user_id)
     waiting = f"{caller.tenant}/{owner}" if caller.limited and body.mode == "sync" else None
     if body.stream:
-        claim_stream()
+        await claim_stream()
     claim = await idempotency.claim(caller, body, "turn_id", "session_id")
     request = TurnRequest(
         text=body.message,
@@ -67,7 +67,7 @@ async def chat(
         mode="stream" if body.stream else body.mode,
         wait_s=body.wait_s,
     )
-    with state.limits.turns.hold(waiting):
+    async with state.limits.turns.hold(waiting):
         return await send_claimed_turn(
             state, client, caller, request, claim, response=response, stack=stack
         )

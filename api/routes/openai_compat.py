@@ -92,7 +92,7 @@ async def chat_completions(
         await _sessions.agent_session(state, client, caller, session_id, agent)
     waiting = f"{caller.tenant}/{caller.user_id}" if caller.limited and not body.stream else None
     if body.stream:
-        claim_stream()
+        await claim_stream()
     claim = await idempotency.claim(caller, body, "turn_id", "session_id")
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     request = TurnRequest(
@@ -105,7 +105,7 @@ async def chat_completions(
         seed=None if session_id else turn.seed,
         render=chunk_frames(claim.ids["turn_id"], agent.name, include_usage=include_usage),
     )
-    with state.limits.turns.hold(waiting):
+    async with state.limits.turns.hold(waiting):
         answer = await send_turn(
             state, client, caller, claimed(request, claim), response=response, stack=stack
         )

@@ -180,7 +180,14 @@ async def get_turn(
             return chat_response(session.id, turn)
     stored = await state.store.turn_messages(session.workflow_id, turn_id)
     summary = described.summary.turn(turn_id) if described.summary else None
-    ended = ended_turn(session.id, turn_id, stored, summary)
+    # A planner's plan is an answer of its model too: the turn goes on while its plan does.
+    planning = described.summary is not None and any(
+        p.turn_id == turn_id and p.status in ("proposed", "running")
+        for p in described.summary.plans
+    )
+    ended = (
+        None if planning and summary is None else ended_turn(session.id, turn_id, stored, summary)
+    )
     if ended is not None:
         return ended
     if live is not None or session.status != "active":
@@ -244,7 +251,10 @@ async def _unended_status(
 ) -> TurnStatus | None:
     """What the memo, the store and Temporal's update records say of a turn not yet ended."""
     summary = described.summary
-    if summary is not None and any(a.turn_id == turn_id for a in summary.pending_approvals):
+    if summary is not None and (
+        any(a.turn_id == turn_id for a in summary.pending_approvals)
+        or any(p.turn_id == turn_id and p.status == "proposed" for p in summary.plans)
+    ):
         return "awaiting_approval"
     if stored:
         return "running"

@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 import httpx
 
 from keel.client import _calls
-from keel.client._async_resources import AsyncAgents, AsyncApprovals, AsyncSessions, AsyncTriggers
+from keel.client._async_resources import (
+    AsyncAgents,
+    AsyncApprovals,
+    AsyncPlans,
+    AsyncSessions,
+    AsyncTriggers,
+)
 from keel.client._errors import error_from
 from keel.client._events import Event, Resume
 from keel.client._http import (
@@ -104,6 +110,7 @@ class AsyncKeel:
         self._http = http_client or httpx.AsyncClient()
         self.sessions = AsyncSessions(self)
         self.approvals = AsyncApprovals(self)
+        self.plans = AsyncPlans(self)
         self.triggers = AsyncTriggers(self)
         self.agents = AsyncAgents(self)
 

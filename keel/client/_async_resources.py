@@ -1,4 +1,4 @@
-"""The resources of `AsyncKeel`: sessions, approvals, triggers and agents."""
+"""The resources of `AsyncKeel`: sessions, approvals, plans, triggers and agents."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ from keel.client._models import (
     SessionPage,
     Trigger,
 )
+from keel.plans import Plan, PlanDecision
+
+PlanSteps = list[dict[str, Any]]
+"""Steps of a revised plan: `{id, description, agent, depends_on}` each."""
 
 if TYPE_CHECKING:
     from keel.client._async import AsyncKeel
@@ -96,6 +100,36 @@ class AsyncApprovals(_Resource):
         """
         call = _calls.decide(
             session_id, approval_id, decision, feedback, arguments, reviewer, idempotency_key
+        )
+        return await self._client._call(call)
+
+
+class AsyncPlans(_Resource):
+    """`/v1/sessions/{id}/plans`: a planner's plans, and decisions on those that wait."""
+
+    async def list(self, session_id: str) -> list[Plan]:
+        """The session's recent plans, oldest first."""
+        return await self._client._call(_calls.list_plans(session_id))
+
+    async def decide(
+        self,
+        session_id: str,
+        plan_id: str,
+        decision: PlanDecision,
+        *,
+        feedback: str | None = None,
+        steps: PlanSteps | None = None,
+        reviewer: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Plan:
+        """Approve a proposed plan, reject it (`feedback` goes to the planner, which plans
+        again) or revise it (`steps` run instead); answers the decided plan.
+
+        Raises:
+            Conflict: The plan waits for no decision (decided already, or never gated).
+        """
+        call = _calls.decide_plan(
+            session_id, plan_id, decision, feedback, steps, reviewer, idempotency_key
         )
         return await self._client._call(call)
 

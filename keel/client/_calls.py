@@ -19,6 +19,7 @@ from keel.client._models import (
     SessionPage,
     Trigger,
 )
+from keel.plans import Plan, PlanDecision, PlanList
 from keel.wire import AgentList, ApprovalList, TriggerList
 
 SessionStatus = Literal["active", "closed"]
@@ -169,6 +170,25 @@ def decide(
         "reviewer": reviewer,
     }
     return Call("POST", path, model(Approval), body=body, idempotency_key=idempotency_key)
+
+
+def list_plans(session_id: str) -> Call[list[Plan]]:
+    path = f"/v1/sessions/{_seg(session_id)}/plans"
+    return Call("GET", path, field_of(PlanList, "plans"))
+
+
+def decide_plan(
+    session_id: str,
+    plan_id: str,
+    decision: PlanDecision,
+    feedback: str | None,
+    steps: list[dict[str, Any]] | None,
+    reviewer: str | None,
+    idempotency_key: str | None,
+) -> Call[Plan]:
+    path = f"/v1/sessions/{_seg(session_id)}/plans/{_seg(plan_id)}"
+    body = {"decision": decision, "feedback": feedback, "steps": steps, "reviewer": reviewer}
+    return Call("POST", path, model(Plan), body=body, idempotency_key=idempotency_key)
 
 
 def list_triggers() -> Call[list[Trigger]]:

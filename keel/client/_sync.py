@@ -24,7 +24,7 @@ from keel.client._http import (
     decoded,
 )
 from keel.client._models import ChatAccepted, ChatResult
-from keel.client._sync_resources import Agents, Approvals, Sessions, Triggers
+from keel.client._sync_resources import Agents, Approvals, Plans, Sessions, Triggers
 from keel.formation import Formation
 from keel.sse import iter_sse
 
@@ -103,6 +103,7 @@ class Keel:
         self._http = http_client or httpx.Client()
         self.sessions = Sessions(self)
         self.approvals = Approvals(self)
+        self.plans = Plans(self)
         self.triggers = Triggers(self)
         self.agents = Agents(self)
 

@@ -37,6 +37,8 @@ class CallModelInput(BaseModel):
     reseed: bool = False
     """Accept whatever prefix the store has (the workflow is re-seeding a lost store)."""
     model: ModelConfig
+    model_name: str | None = None
+    """`model`'s name in the formation: its circuit breaker's key, and the answer's `model`."""
     system_prompt: str | None = None
     tools: list[str] = Field(default_factory=list)
     """Names of tools the worker knows; their schemas come from its catalog."""
@@ -62,6 +64,10 @@ class CallModelResult(BaseModel):
     usage: Usage
     data: Any = None
     """With a response schema: the final answer parsed, and valid against the schema."""
+    model: str | None = None
+    """The name of the model that answered (a fallback's when the first model failed)."""
+    cached: bool = False
+    """The answer came from the response cache (`cache_ttl_s`), not from the provider."""
 
 
 class SeedTranscriptInput(BaseModel):

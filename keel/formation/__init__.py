@@ -7,6 +7,7 @@ from keel.formation._load import (
     load_formation,
     parse_formation,
 )
+from keel.formation._model_config import CircuitBreakerConfig
 from keel.formation._models import (
     AgentConfig,
     ApprovalsConfig,
@@ -15,6 +16,8 @@ from keel.formation._models import (
     McpServerConfig,
     MemoryConfig,
     ModelConfig,
+    PlanApprovalConfig,
+    PlanPolicy,
     PrivacyConfig,
     ReferencesConfig,
     SessionsConfig,
@@ -26,6 +29,7 @@ from keel.formation._pricing import ModelPricing
 __all__ = [
     "AgentConfig",
     "ApprovalsConfig",
+    "CircuitBreakerConfig",
     "EmbedderConfig",
     "Formation",
     "FormationError",
@@ -34,6 +38,8 @@ __all__ = [
     "MemoryConfig",
     "ModelConfig",
     "ModelPricing",
+    "PlanApprovalConfig",
+    "PlanPolicy",
     "PrivacyConfig",
     "ReferencesConfig",
     "SessionsConfig",

@@ -61,6 +61,10 @@ class FormationError(Exception):
         return "\n".join(f"{prefix}{problem}" for problem in self.problems)
 
 
+UNION_TAG = "~"
+"""Tags of the formation's tagged unions start with it (`Tag("~gate")`)."""
+
+
 def _child(node: Any, part: str | int) -> Any:
     if isinstance(node, BaseModel):
         return getattr(node, part, None) if isinstance(part, str) else None
@@ -180,6 +184,8 @@ def problems_from_validation_error(
     """
     problems: list[FormationProblem] = []
     for error in exc.errors(include_url=False, include_input=False):
+        # A tagged union's tag is no key of the file: leave it out of the path.
+        error["loc"] = tuple(p for p in error["loc"] if not str(p).startswith(UNION_TAG))
         loc = tuple(error["loc"])
         if error["type"] == PROBLEMS_ERROR_TYPE:
             for rel, message in error["ctx"]["problems"]:

@@ -7,10 +7,10 @@ from collections.abc import Collection, Mapping
 from typing import Annotated, Literal, Self
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -19,12 +19,14 @@ from pydantic import (
 from keel.formation._errors import (
     INTERPOLATED_CONTEXT_KEY,
     NAME_RULE,
+    UNION_TAG,
     FormationProblem,
     Loc,
     format_path,
     problems_error,
 )
-from keel.formation._pricing import ModelPricing
+from keel.formation._model_config import ModelConfig
+from keel.formation._model_config import StrictModel as _Strict
 from keel.formation._tool_refs import may_be_used, unresolved_references
 from keel.tool_patterns import is_pattern
 from keel.triggers import check_template
@@ -33,52 +35,21 @@ _NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
 """Names of agents, models, servers and triggers: they appear in URLs and tool names."""
 
-ProviderName = Literal["openai", "anthropic", "echo", "scripted"]
-
-
-class _Strict(BaseModel):
-    # A typo in a formation key must fail loudly, not be ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelConfig(_Strict):
-    """One model endpoint. Holds env var *names*, never secret values."""
-
-    provider: ProviderName
-    model: str | None = None
-    """The vendor's model id; required for `openai` and `anthropic`."""
-    base_url: str | None = None
-    """Any OpenAI-compatible server (vLLM, llama.cpp, Ollama), or an Anthropic proxy."""
-    api_key_env: str | None = None
-    """Environment variable the worker reads the key from (default per provider)."""
-    task_queue: str | None = None
-    """Run this model's calls only on workers polling this queue (e.g. GPU workers)."""
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, gt=0)
-    timeout_s: float = Field(default=120, gt=0, le=3600)
-    max_attempts: int = Field(default=5, ge=1, le=100)
-    pricing: ModelPricing | None = None
-    """USD per million tokens; sets `cost_usd` in every call's usage (0 without it)."""
-
-    @model_validator(mode="after")
-    def _check_model_id(self) -> Self:
-        if self.provider in ("openai", "anthropic") and not self.model:
-            raise problems_error([(("model",), f"required for provider '{self.provider}'")])
-        return self
-
 
 class AgentConfig(_Strict):
     """An agent: a prompt, a model and the tools it may use."""
 
     name: Name
-    role: Literal["coordinator", "specialist"] = "specialist"
+    role: Literal["coordinator", "specialist", "planner"] = "specialist"
+    """A `planner` answers by a plan whose steps other agents run (docs/agents.md)."""
     description: str = ""
     system_prompt: str | None = None
     model: str = "default"
     tools: list[str] = Field(default_factory=list)
     """`<mcp server>.<tool>` or the name of a Python tool."""
     routes: list[str] = Field(default_factory=list)
-    """Agents a coordinator may delegate to."""
+    """Agents a coordinator may delegate to; for a planner, the agents its plans may use
+    (by default every other agent)."""
     max_steps: int = Field(default=8, ge=1, le=100)
 
 
@@ -120,6 +91,28 @@ class McpServerConfig(_Strict):
 Policy = Literal["never", "always"]
 
 
+class PlanApprovalConfig(_Strict):
+    """Gate only plans of at least `min_steps` steps."""
+
+    min_steps: int = Field(ge=1, le=100)
+
+
+def _plan_policy_kind(value: object) -> str:
+    return (
+        f"{UNION_TAG}gate"
+        if isinstance(value, Mapping | PlanApprovalConfig)
+        else f"{UNION_TAG}policy"
+    )
+
+
+PlanPolicy = Annotated[
+    Annotated[Policy, Tag(f"{UNION_TAG}policy")]
+    | Annotated[PlanApprovalConfig, Tag(f"{UNION_TAG}gate")],
+    Discriminator(_plan_policy_kind),
+]
+"""`never`, `always`, or `{min_steps: N}`: one error for a bad value, not one per form."""
+
+
 class ApprovalsConfig(_Strict):
     """Which tool calls wait for a human, and for how long."""
 
@@ -127,6 +120,9 @@ class ApprovalsConfig(_Strict):
     tools: dict[str, Policy] = Field(default_factory=dict)
     timeout_s: float = Field(default=3600, gt=0)
     on_timeout: Literal["reject", "approve"] = "reject"
+    plans: PlanPolicy = "never"
+    """Whether a planner's plan waits for a decision: never, always, or `{min_steps: N}`.
+    A plan that times out under `on_timeout: reject` is not run (its turn fails)."""
 
 
 class EmbedderConfig(_Strict):
@@ -330,22 +326,31 @@ def _reference_problems(f: Formation) -> list[tuple[Loc, str]]:
     """Cross-reference rules: unique names, known routes, models, servers and agents."""
     hidden = f._interpolated
     out: list[tuple[Loc, str]] = []
+    loc: Loc
 
     def add(loc: Loc, message: str) -> None:
         out.append((loc, message))
 
     if not f.models:
         add(("models",), "define at least one model")
-    for key in f.models:
+    for key, model in f.models.items():
         if not re.match(_NAME_PATTERN, key):
             add(("models", key), f"model name {NAME_RULE}")
+        for j, fallback in enumerate(model.fallbacks):
+            loc = ("models", key, "fallbacks", j)
+            if fallback == key:
+                add(loc, "a model cannot fall back to itself")
+            elif fallback not in f.models:
+                add(loc, f"model {_show(fallback, loc, hidden)} is not in models")
+            elif fallback in model.fallbacks[:j]:
+                add(loc, f"model {_show(fallback, loc, hidden)} is listed twice")
     names = {agent.name for agent in f.agents}
     servers = {server.name for server in f.mcp_servers}
     first: dict[str, int] = {}
     coordinator = next((i for i, a in enumerate(f.agents) if a.role == "coordinator"), None)
     for i, agent in enumerate(f.agents):
         if agent.name in first:
-            loc: Loc = ("agents", i, "name")
+            loc = ("agents", i, "name")
             shown = _show(agent.name, loc, hidden)
             add(loc, f"agent name {shown} is already used by agents[{first[agent.name]}]")
         first.setdefault(agent.name, i)
@@ -356,6 +361,8 @@ def _reference_problems(f: Formation) -> list[tuple[Loc, str]]:
             loc = ("agents", i, "model")
             defined = ", ".join(f.models) or "none"
             add(loc, f"model {_show(agent.model, loc, hidden)} is not in models ({defined})")
+        if agent.role == "planner" and not (agent.routes or len(names) > 1):
+            add(("agents", i, "role"), "a planner needs another agent to run its plans' steps")
         for j, route in enumerate(agent.routes):
             loc = ("agents", i, "routes", j)
             if route == agent.name:

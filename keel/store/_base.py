@@ -156,6 +156,15 @@ class TranscriptStore(Protocol):
         """Delete a user's records (their stored answers hold message text); returns how many."""
         ...
 
+    async def cached_answer(self, key: str, *, now: datetime) -> str | None:
+        """The response cache's answer under `key`, unless it expired by `now`."""
+        ...
+
+    async def cache_answer(self, key: str, answer: str, *, expires_at: datetime) -> None:
+        """Keep a response cache answer (JSON text) under `key` until `expires_at`; expired
+        answers are deleted as new ones come."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

@@ -13,7 +13,7 @@ import asyncpg
 from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
 from keel.messages import Message, Summary, Usage, UsageTotal
 from keel.store._base import CopiedPrefix, forked_copy
-from keel.store._postgres_schema import MIGRATIONS
+from keel.store._schema import POSTGRES_MIGRATIONS as MIGRATIONS
 from keel.store._usage import CallUsage, UsageQuery, total_of, totals_query
 
 _IDEMPOTENCY_COLUMNS = (
@@ -348,6 +348,26 @@ class PostgresTranscriptStore:
             "DELETE FROM idempotency WHERE tenant = $1 AND user_id = $2", tenant, user_id
         )
         return int(status.rsplit(" ", 1)[-1])
+
+    async def cached_answer(self, key: str, *, now: datetime) -> str | None:
+        rows = await self._fetch(
+            "SELECT answer FROM answer_cache WHERE cache_key = $1 AND expires_at > $2", key, now
+        )
+        return str(rows[0]["answer"]) if rows else None
+
+    async def cache_answer(self, key: str, answer: str, *, expires_at: datetime) -> None:
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            # Expired answers go as new ones come: the table holds only live ones.
+            await conn.execute("DELETE FROM answer_cache WHERE expires_at <= now()")
+            await conn.execute(
+                "INSERT INTO answer_cache (cache_key, answer, expires_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (cache_key) DO UPDATE SET answer = excluded.answer,"
+                " expires_at = excluded.expires_at",
+                key,
+                answer,
+                expires_at,
+            )
 
     async def close(self) -> None:
         if self._pool is not None:

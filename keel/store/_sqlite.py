@@ -14,7 +14,7 @@ from typing import Any
 from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
 from keel.messages import Message, Summary, Usage, UsageTotal
 from keel.store._base import CopiedPrefix, forked_copy
-from keel.store._sqlite_schema import MIGRATIONS
+from keel.store._schema import SQLITE_MIGRATIONS as MIGRATIONS
 from keel.store._usage import CallUsage, UsageQuery, total_of, totals_query
 
 _IDEMPOTENCY_COLUMNS = (
@@ -347,6 +347,27 @@ class SqliteTranscriptStore:
             [("DELETE FROM idempotency WHERE tenant = ? AND user_id = ?", [(tenant, user_id)])]
         )
 
+    async def cached_answer(self, key: str, *, now: datetime) -> str | None:
+        rows = await self._run(
+            "SELECT answer FROM answer_cache WHERE cache_key = ? AND expires_at > ?",
+            (key, _timestamp(now)),
+        )
+        return rows[0][0] if rows else None
+
+    async def cache_answer(self, key: str, answer: str, *, expires_at: datetime) -> None:
+        await self._write(
+            [
+                # Expired answers go as new ones come: the table holds only live ones.
+                ("DELETE FROM answer_cache WHERE expires_at <= ?", [(_timestamp(_now()),)]),
+                (
+                    "INSERT INTO answer_cache (cache_key, answer, expires_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (cache_key) DO UPDATE SET answer = excluded.answer,"
+                    " expires_at = excluded.expires_at",
+                    [(key, answer, _timestamp(expires_at))],
+                ),
+            ]
+        )
+
     async def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -356,6 +377,10 @@ def _row(session: str, message: Message) -> tuple[str, int, str, str, str, str]:
     """A message as a row of `messages`."""
     m = message
     return (session, m.seq, m.turn_id, m.role, m.created_at.isoformat(), m.model_dump_json())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _timestamp(moment: datetime) -> str:

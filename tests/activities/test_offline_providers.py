@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -119,6 +120,15 @@ async def test_scripted_say_is_the_final_answer() -> None:
     assert alone.content == "Hello!"
 
 
+async def test_scripted_json_is_the_final_answer_even_with_brackets_inside() -> None:
+    text = 'plan [[json {"steps": [{"description": "go [[say A]]", "depends_on": []}]}]] now'
+    response, _ = await complete(SCRIPTED, [msg(0, "user", text)])
+
+    assert json.loads(response.content) == {
+        "steps": [{"description": "go [[say A]]", "depends_on": []}]
+    }
+
+
 async def test_scripted_reads_only_the_last_user_message() -> None:
     messages = [msg(0, "user", "[[call t.x]]"), msg(1, "assistant", "?"), msg(2, "user", "plain")]
 
@@ -159,7 +169,15 @@ async def test_scripted_sleep() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["[[call]]", "[[call t.x {bad json}]]", "[[call t.x [1]]]", "[[sleep soon]]", "[[fail x]]"],
+    [
+        "[[call]]",
+        "[[call t.x {bad json}]]",
+        "[[call t.x [1]]]",
+        "[[sleep soon]]",
+        "[[fail x]]",
+        "[[json {bad]]",
+        "[[json {} tail]]",
+    ],
 )
 async def test_scripted_bad_directive_is_a_non_retryable_error(text: str) -> None:
     with pytest.raises(ApplicationError) as caught:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -48,14 +48,18 @@ async def serving(
         )
 
 
+async def _is(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
+
+
 def _state(app: FastAPI) -> AppState:
     state: AppState = app.state.keel
     return state
 
 
-async def _until(condition: Callable[[], bool]) -> None:
+async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
     for _ in range(1000):
-        if condition():
+        if await condition():
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the condition never held")
@@ -213,26 +217,26 @@ async def test_dev_mode_has_no_per_key_or_per_user_limits(
             assert (await api.post("/v1/sessions", json={})).status_code == 201
 
 
-def test_the_token_bucket_refills_at_the_rate() -> None:
+async def test_the_token_bucket_refills_at_the_rate() -> None:
     now = [0.0]
     limiter = RateLimiter(per_minute=120, burst=2, clock=lambda: now[0])
-    limiter.check("k")
-    limiter.check("k")
+    await limiter.check("k")
+    await limiter.check("k")
     with pytest.raises(Problem) as caught:
-        limiter.check("k")
+        await limiter.check("k")
     assert caught.value.status == 429 and caught.value.headers == {"Retry-After": "1"}
     now[0] += 0.5  # two per second: one token back
-    limiter.check("k")
+    await limiter.check("k")
     with pytest.raises(Problem):
-        limiter.check("k")
+        await limiter.check("k")
     now[0] += 60  # never more than the burst
-    limiter.check("k")
-    limiter.check("k")
+    await limiter.check("k")
+    await limiter.check("k")
     with pytest.raises(Problem):
-        limiter.check("k")
-    RateLimiter(per_minute=0, burst=1).check("k")  # 0 disables it
+        await limiter.check("k")
+    await RateLimiter(per_minute=0, burst=1).check("k")  # 0 disables it
     for _ in range(3):
-        limiter.check(None)  # dev mode: no key, no limit
+        await limiter.check(None)  # dev mode: no key, no limit
 
 
 async def _active_ids(api: httpx.AsyncClient, user: str, want: int) -> list[str]:
@@ -290,7 +294,7 @@ async def test_waiting_turns_per_user_are_limited(
         slow = asyncio.create_task(
             api.post("/v1/chat", json={"message": "slow [[sleep 1]]"}, headers=ann)
         )
-        await _until(lambda: turns.active("default/ann") == 1)
+        await _until(lambda: _is(turns.active("default/ann"), 1))
         refused = await api.post("/v1/chat", json={"message": "me too"}, headers=ann)
         _problem(refused, 429, "too-many-turns")
         assert refused.headers["retry-after"] == "1"
@@ -301,7 +305,7 @@ async def test_waiting_turns_per_user_are_limited(
             await api.post("/v1/chat", json={"message": "bob"}, headers={"X-User-Id": "bob"})
         ).status_code == 200
         assert (await slow).status_code == 200
-        assert turns.active("default/ann") == 0
+        assert await turns.active("default/ann") == 0
         assert (await api.post("/v1/chat", json={"message": "now"}, headers=ann)).status_code == 200
 
 
@@ -329,7 +333,7 @@ async def test_open_streams_per_key_are_limited_until_they_end(
     @router.get("/v1/test-maybe")
     async def maybe(claim: StreamClaim, stream: bool = False) -> StreamingResponse:
         if stream:
-            claim()
+            await claim()
         return StreamingResponse(frames(None), media_type="text/event-stream")
 
     app.include_router(router, dependencies=AUTHENTICATED)
@@ -337,16 +341,16 @@ async def test_open_streams_per_key_are_limited_until_they_end(
     async with serving(app) as api:
         first = asyncio.create_task(api.get("/v1/test-events", headers=headers))
         key_name = f"client-{digest(KEY)[:8]}"
-        await _until(lambda: streams.active(key_name) == 1)
+        await _until(lambda: _is(streams.active(key_name), 1))
         _problem(await api.get("/v1/test-events", headers=headers), 429, "too-many-streams")
         _problem(
             await api.get("/v1/test-maybe?stream=true", headers=headers), 429, "too-many-streams"
         )
         release.set()
         assert (await first).status_code == 200
-        assert streams.active(key_name) == 0  # released once the stream ended
+        assert await streams.active(key_name) == 0  # released once the stream ended
         assert (await api.get("/v1/test-maybe?stream=true", headers=headers)).status_code == 200
-        assert streams.active(key_name) == 0
+        assert await streams.active(key_name) == 0
         resumed = await api.get("/v1/test-events", headers={**headers, "Last-Event-ID": "7"})
         assert resumed.text.startswith("id: 7")
         for bad in ("abc", "-1", "1.5", "9" * 30):

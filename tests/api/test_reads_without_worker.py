@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,43 @@ async def _timed_get(http: httpx.AsyncClient, url: str) -> tuple[float, dict[str
     elapsed = time.perf_counter() - started
     assert response.status_code == 200, response.text
     return elapsed, response.json()
+
+
+async def test_a_planners_plans_are_read_with_the_worker_killed(
+    client: Client, settings: Settings, store: TranscriptStore, tmp_path: Path
+) -> None:
+    path, formation = write_formation(
+        tmp_path,
+        {
+            "models": {"default": {"provider": "scripted"}},
+            "agents": [{"name": "lead", "role": "planner"}, {"name": "writer"}],
+            "approvals": {"plans": "always"},
+        },
+    )
+    step = {"id": "w", "description": "write", "agent": "writer"}
+    message = '[[json {"goal": "g", "steps": [' + json.dumps(step) + "]}]]"
+    worker = worker_process(tmp_path, settings, path)
+    await worker.start(ready=WORKER_READY)
+    app = create_app(settings, formation, client=client, store=store)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://keel", timeout=30
+        ) as http:
+            sent = await http.post(
+                "/v1/chat", json={"message": message, "agent": "lead", "mode": "async"}
+            )
+            session, turn_id = sent.json()["session_id"], sent.json()["turn_id"]
+            base = f"/v1/sessions/{session}"
+            for _ in range(100):
+                if (await http.get(f"{base}/plans")).json()["plans"]:
+                    break
+                await asyncio.sleep(0.05)
+            worker.kill()
+            plans = await _timed_get(http, f"{base}/plans")
+            turn = await _timed_get(http, f"{base}/turns/{turn_id}")
+    finally:
+        worker.stop()
+    assert max(plans[0], turn[0]) < READ_LIMIT_S
+    [plan] = plans[1]["plans"]
+    assert (plan["status"], [s["id"] for s in plan["steps"]]) == ("proposed", ["w"])
+    assert turn[1]["status"] == "awaiting_approval"

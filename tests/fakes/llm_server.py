@@ -74,6 +74,11 @@ class FakeLLMServer:
     Requests the real APIs would refuse (unsafe tool names, tool results with no
     matching call, no API key) get 400/401, so tests catch bad conversions.
 
+    Induced failures, for resilience tests: `failing_status` answers every request
+    with that status until set back to None; `reply_delay_s` holds every answer back
+    (past a client's timeout, say). "Connection refused" needs no server: point a
+    model at `free_port()` (tests/procs.py), where nothing listens.
+
     Usage::
 
         async with FakeLLMServer() as server:
@@ -86,6 +91,8 @@ class FakeLLMServer:
         self.stream_usage = stream_usage
         """False: a streamed OpenAI answer sends no usage chunk, even when asked for one
         (llama-cpp-python's server does so)."""
+        self.failing_status: int | None = None
+        self.reply_delay_s = 0.0
         self.requests: list[ReceivedRequest] = []
         self.port = 0
         self._queue: list[_Reply | _Error] = []
@@ -149,6 +156,10 @@ class FakeLLMServer:
         """
         self._queue.append(_Error(status, message, retry_after))
 
+    def requests_for(self, model: str) -> int:
+        """How many requests named `model` (the vendor model id), failed ones included."""
+        return sum(1 for r in self.requests if r.body.get("model") == model)
+
     def reset(self) -> None:
         """Forget requests, queued replies, the token delay and `stream_usage` (for a shared
         server)."""
@@ -156,6 +167,8 @@ class FakeLLMServer:
         self._queue.clear()
         self.token_delay_s = 0.0
         self.stream_usage = True
+        self.failing_status = None
+        self.reply_delay_s = 0.0
 
     async def start(self) -> None:
         """Start serving on a free port of 127.0.0.1."""
@@ -188,6 +201,10 @@ class FakeLLMServer:
         body: dict[str, Any] = await request.json()
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(ReceivedRequest(request.url.path, headers, body))
+        if self.reply_delay_s:
+            await asyncio.sleep(self.reply_delay_s)
+        if self.failing_status is not None:
+            return body, _Error(self.failing_status, "induced failure")
         if not (headers.get("x-api-key") or headers.get("authorization", "").startswith("Bearer ")):
             return body, _Error(401, "no API key given")
         if problem := check(body):

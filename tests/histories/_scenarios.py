@@ -367,6 +367,17 @@ async def failed_turn(live: Live) -> Recorded:
     return {"": Run(session["workflow_id"])}
 
 
+async def fallback_turn(live: Live) -> Recorded:
+    """A model failing past its attempts: its fallback answers; the next turn, the model."""
+    fell = await _chat(live, "hi [[fail 503]]")
+    _expect("answer", (_content(fell), fell["model"]), ("echo: hi [[fail 503]]", "spare"))
+    again = await _chat(live, "and now?", session_id=fell["session_id"])
+    _expect("answer", (_content(again), again["model"]), ("echo: and now?", "default"))
+    await _close(live, fell["session_id"])
+    session = await _ok(live.http.get(f"/v1/sessions/{fell['session_id']}"))
+    return {"": Run(session["workflow_id"])}
+
+
 async def close(live: Live) -> Recorded:
     """One turn, then `DELETE /v1/sessions/{id}` (the `close` update) ends the session."""
     answer = await _chat(live, "bye", agent="assistant")
@@ -442,3 +453,46 @@ async def interrupted_turn(live: Live) -> Recorded:
     _expect("transcript", [m["content"] for m in detail["messages"]], ["instead", "echo: instead"])
     await _close(live, session["id"])
     return {"": Run(session["workflow_id"])}
+
+
+def _plan(*steps: dict[str, Any]) -> str:
+    """A message whose scripted planner answers with a plan of these steps."""
+    return "[[json " + json.dumps({"goal": "a report", "steps": list(steps)}) + "]]"
+
+
+async def _proposed_plan(live: Live, session_id: str, attempt: int) -> dict[str, Any]:
+    async def proposed() -> dict[str, Any] | None:
+        body = await _ok(live.http.get(f"/v1/sessions/{session_id}/plans"))
+        waiting = [p for p in body["plans"] if p["status"] == "proposed"]
+        return waiting[0] if waiting and waiting[0]["attempt"] == attempt else None
+
+    plan: dict[str, Any] = await _eventually(f"plan {attempt}", proposed)
+    return plan
+
+
+async def planner(live: Live) -> Recorded:
+    """A planner's gated plan: rejected with feedback, the new one approved; two steps run
+    side by side and a third after both, each a child session; then the planner answers."""
+    session = await _create(live, "planner")
+    a = {"id": "a", "description": "find A [[say A is 1]]", "agent": "billing"}
+    b = {"id": "b", "description": "find B [[say B is 2]]", "agent": "listener"}
+    c = {"id": "c", "description": "sum up", "agent": "billing", "depends_on": ["a", "b"]}
+    accepted = await _async_chat(live, session["id"], _plan(a, b))
+    first = await _proposed_plan(live, session["id"], 1)
+    url = f"/v1/sessions/{session['id']}/plans"
+    feedback = "add a summary " + _plan(a, b, c)
+    await _ok(
+        live.http.post(
+            f"{url}/{first['plan_id']}", json={"decision": "reject", "feedback": feedback}
+        )
+    )
+    second = await _proposed_plan(live, session["id"], 2)
+    _expect("steps", [step["id"] for step in second["steps"]], ["a", "b", "c"])
+    await _ok(live.http.post(f"{url}/{second['plan_id']}", json={"decision": "approve"}))
+    turn = await _ended_turn(live, accepted["url"])
+    if "Step c (billing): echo: sum up" not in _content(turn):
+        raise ScenarioFailed(f"answer: got {_content(turn)!r}")
+    plans = (await _ok(live.http.get(url)))["plans"]
+    _expect("plans", [p["status"] for p in plans], ["rejected", "completed"])
+    await _close(live, session["id"])
+    return {"": Run(session["workflow_id"]), "step": Run(plans[1]["steps"][2]["child_workflow_id"])}

@@ -115,6 +115,25 @@ STACKS: dict[str, tuple[Formation, Sequence[s.Scenario]]] = {
         [s.continue_as_new],
     ),
     "rollback": (_formation(sessions={"on_busy": "rollback"}), [s.interrupted_turn]),
+    "fallback": (
+        _formation(
+            models={
+                "default": {"provider": "scripted", "max_attempts": 2, "fallbacks": ["spare"]},
+                "spare": {"provider": "echo"},
+            }
+        ),
+        [s.fallback_turn],
+    ),
+    "planner": (
+        _formation(
+            agents=[
+                *_BASE["agents"],
+                {"name": "planner", "role": "planner", "routes": ["billing", "listener"]},
+            ],
+            approvals={**_BASE["approvals"], "plans": {"min_steps": 2}},
+        ),
+        [s.planner],
+    ),
 }
 
 

@@ -16,10 +16,12 @@ from keel.formation import (
     Formation,
     FormationError,
     FormationProblem,
+    PlanApprovalConfig,
     default_formation,
     load_formation,
     parse_formation,
 )
+from keel.session import new_session_input
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "formation.yaml"
 SECRET = "s3cr3t-token-do-not-print"
@@ -275,6 +277,26 @@ def test_interpolated_secret_never_appears_in_errors(
         ),
         pytest.param({"models": {}}, "models: define at least one model", id="no-models"),
         pytest.param(
+            {"models__default__fallbacks": ["spare"]},
+            "models.default.fallbacks[0]: model 'spare' is not in models",
+            id="unknown-fallback",
+        ),
+        pytest.param(
+            {"models__default__fallbacks": ["default"]},
+            "models.default.fallbacks[0]: a model cannot fall back to itself",
+            id="fallback-to-itself",
+        ),
+        pytest.param(
+            {"models__default__cache_ttl_s": 60},
+            "models.default.cache_ttl_s: caches only answers at temperature: 0",
+            id="cache-without-temperature-0",
+        ),
+        pytest.param(
+            {"models__default__circuit_breaker": {"failures": 0}},
+            "models.default.circuit_breaker.failures: input should be greater than or equal to 1",
+            id="breaker-without-failures",
+        ),
+        pytest.param(
             {"models": {"my model": {"provider": "echo"}}, "agents__0__model": "my model"},
             "models['my model']: model name must start with a letter",
             id="bad-model-name",
@@ -295,6 +317,16 @@ def test_interpolated_secret_never_appears_in_errors(
             {"approvals__tools__time.today": "always"},
             "approvals.tools['time.today']: no agent uses this tool",
             id="approval-for-unused-tool",
+        ),
+        pytest.param(
+            {"agents": [{"name": "lead", "role": "planner"}]},
+            "agents[0] (lead).role: a planner needs another agent to run its plans' steps",
+            id="planner-alone",
+        ),
+        pytest.param(
+            {"approvals__plans": {"min_steps": 0}},
+            "approvals.plans.min_steps: input should be greater than or equal to 1",
+            id="plans-min-steps",
         ),
         pytest.param(
             {"memory": {"store": "redis://localhost"}},
@@ -407,3 +439,26 @@ def test_unresolved_tools() -> None:
 def test_rules_apply_to_formations_built_in_code() -> None:
     with pytest.raises(ValidationError, match=r"agents\[0\] \(triage\)\.routes\[0\]"):
         Formation.model_validate(changed(agents__0__routes=["x"]))
+
+
+def test_a_planner_may_use_every_other_agent_or_its_routes(tmp_path: Path) -> None:
+    data = changed(
+        agents=[
+            {"name": "lead", "role": "planner"},
+            {"name": "narrow", "role": "planner", "routes": ["billing"]},
+            {"name": "billing"},
+            {"name": "support"},
+        ],
+        approvals={"plans": {"min_steps": 2}},
+        triggers=[],
+    )
+    formation = load_formation(write(tmp_path, data), env={})
+    assert formation.approvals.plans == PlanApprovalConfig(min_steps=2)
+    lead = new_session_input(
+        formation, formation.agent("lead"), tenant="t", user_id="u", activities_task_queue="q"
+    )
+    assert (lead.agent.role, lead.agent.routes) == ("planner", ["narrow", "billing", "support"])
+    narrow = new_session_input(
+        formation, formation.agent("narrow"), tenant="t", user_id="u", activities_task_queue="q"
+    )
+    assert (narrow.agent.routes, sorted(narrow.team)) == (["billing"], ["billing"])

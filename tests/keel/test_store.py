@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -389,3 +390,14 @@ async def test_postgres_migrates_a_store_of_version_1() -> None:
 def test_unknown_store_urls_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="postgresql://"):
         open_store("mysql://db", data_dir=tmp_path)
+
+
+async def test_cached_answers_are_kept_until_they_expire(any_store: TranscriptStore) -> None:
+    now = datetime.now(UTC)
+    key = uuid.uuid4().hex
+    await any_store.cache_answer(key, '{"content": "a"}', expires_at=now + timedelta(seconds=60))
+    assert await any_store.cached_answer(key, now=now) == '{"content": "a"}'
+    await any_store.cache_answer(key, '{"content": "b"}', expires_at=now + timedelta(seconds=60))
+    assert await any_store.cached_answer(key, now=now) == '{"content": "b"}', "a new one wins"
+    assert await any_store.cached_answer(key, now=now + timedelta(seconds=61)) is None
+    assert await any_store.cached_answer("other", now=now) is None

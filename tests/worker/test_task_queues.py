@@ -95,8 +95,12 @@ async def test_a_stopping_worker_finishes_its_in_flight_llm_call(
             code = await gpu.terminate()
             stopped_after_s = time.monotonic() - stopping
             # The only worker on the model's queue is gone: had it dropped the
-            # call, nothing would finish it.
-            result = await wait_for_turn(handle, turn_id)
+            # call, nothing would finish it (so the wait is bounded, and says why).
+            try:
+                result = await asyncio.wait_for(wait_for_turn(handle, turn_id), 60)
+            except TimeoutError:
+                pending = await pending_activities(handle)
+                raise AssertionError(f"the call was dropped: {pending}\n{gpu.log()}") from None
             [run] = await session_runs(client, handle)
     finally:
         gpu.stop()

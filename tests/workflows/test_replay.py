@@ -58,6 +58,11 @@ The corpus of issue 12 holds them too: model calls on the session's own queue, a
 CANCEL = HARDENED | {"cancelled_turn", "interrupted_turn"}
 """Turn control (issue 17): turns cancelled at an approval, in the queue and mid model call
 (rolled back), and one interrupted mid tool call under `on_busy: rollback`."""
+FALLBACK = CANCEL | {"fallback_turn"}
+"""Provider resilience (issue 16): a model that fails past its attempts, then its fallback."""
+PLANNER = CANCEL | {"planner", "planner.step"}
+"""The planner (issue 17): a gated plan rejected with feedback, the next approved, two
+steps side by side and one after both, each a child session."""
 KEPT = {
     "2026-11-wave1": WAVE1,
     "2026-12-02-main-2273a4c": PATHS_2026_12,
@@ -69,7 +74,8 @@ KEPT = {
     "2026-12-04-pending-if-started-684cf2d": HARDENED,
     "2026-12-04-baseline-5487641": HARDENED,
     "2026-12-07-cancel-7bc477f": CANCEL,
-    "2026-12-07-usage-b3de120": CANCEL,
+    "2026-12-07-fallback-8b18110": FALLBACK,
+    "2026-12-07-planner-b6799ff": PLANNER,
 }
 """Each committed corpus, oldest first, and the files it must keep. Never remove one:
 add a new corpus here with its files (those of the newest one, and any new path)."""

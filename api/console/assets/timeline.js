@@ -33,6 +33,11 @@ const TITLES = {
   "memory.recalled": "Memory recalled",
   "memory.stored": "Memory stored",
   handoff: "Hand-off",
+  "plan.proposed": "Plan proposed",
+  "plan.decided": "Plan decided",
+  "plan.step.started": "Plan step started",
+  "plan.step.completed": "Plan step completed",
+  "plan.completed": "Plan completed",
   "turn.completed": "Turn completed",
   "turn.failed": "Turn failed",
   "turn.cancelled": "Turn cancelled",
@@ -87,6 +92,29 @@ function body(type, data, session) {
         data.reason ? ` — ${data.reason}` : "",
         childLink(session, data),
       ];
+    case "plan.proposed":
+      return [
+        data.goal || "",
+        data.needs_decision ? " — waits for a decision" : "",
+        jsonBlock(data.steps ?? [], "steps"),
+      ];
+    case "plan.decided":
+      return [
+        `${data.decision}`,
+        data.reviewer ? ` by ${data.reviewer}` : ` (${data.decided_by})`,
+        data.feedback ? h("p", { class: "quote" }, `Feedback: ${data.feedback}`) : null,
+        data.steps ? jsonBlock(data.steps, "revised steps") : null,
+      ];
+    case "plan.step.started":
+      return [h("code", null, data.step_id), ` → ${data.agent}`, childLink(session, data)];
+    case "plan.step.completed":
+      return [
+        h("code", null, data.step_id),
+        ` ${data.status}`,
+        jsonBlock(data.status === "failed" ? data.error ?? "" : data.glimpse ?? "", "answer"),
+      ];
+    case "plan.completed":
+      return [data.status, data.error ? ` — ${data.error}` : ""];
     case "turn.completed":
       return [usageText(data.usage)];
     case "turn.failed":
