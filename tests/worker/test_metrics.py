@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from keel.store import TranscriptStore
 from keel.temporal import connect, metrics_runtime
 from tests.conftest import running_workers
 from tests.metrics import WORKER_METRICS
+from tests.procs import WORKER_READY, worker_process, write_formation
 from tests.workflows.helpers import chat, start_session
 
 pytestmark = pytest.mark.timeout(120)
@@ -103,3 +105,31 @@ async def test_the_worker_endpoint_counts_each_successful_call_once(
     names = {name for name, _, _ in found}
     missing = {m for m in WORKER_METRICS if m not in names and f"{m}_bucket" not in names}
     assert not missing, f"listed in tests/metrics.py but not exported: {sorted(missing)}"
+
+
+async def test_keel_worker_serves_metrics_on_the_port_it_is_told(
+    tmp_path: Path, client: Client, settings: Settings
+) -> None:
+    path, formation = write_formation(
+        tmp_path,
+        {
+            "models": {"default": {"provider": "scripted"}},
+            "agents": [{"name": "assistant"}],
+        },
+    )
+    port = _free_port()
+    worker = worker_process(tmp_path, settings, path, "--metrics-port", str(port))
+    try:
+        await worker.start(ready=WORKER_READY)
+        handle = await start_session(client, settings, formation)
+        assert (await chat(handle, "hello")).status == "completed"
+        async with httpx.AsyncClient() as http:
+            for _ in range(50):
+                text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                if "keel_tokens_total" in text:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        worker.stop()
+    names = {name for name, _, _ in samples(text)}
+    assert {"keel_tokens_total", "keel_turns_total", "temporal_worker_start"} <= names
