@@ -202,3 +202,18 @@ async def test_an_unknown_approvals_status_is_a_422(api: httpx.AsyncClient) -> N
         f"/v1/sessions/{accepted['session_id']}/approvals", params={"status": "maybe"}
     )
     assert listed.status_code == 422
+
+
+async def test_the_metrics_count_sessions_awaiting_approval(api: httpx.AsyncClient) -> None:
+    await _waiting(api)
+    waiting = 0.0
+    for _ in range(100):  # visibility catches up with the session's attribute
+        scraped = (await api.get("/metrics")).text
+        [line] = [
+            x for x in scraped.splitlines() if x.startswith("keel_sessions_awaiting_approval ")
+        ]
+        waiting = float(line.split()[1])
+        if waiting >= 1:
+            break
+        await asyncio.sleep(0.1)
+    assert waiting >= 1
