@@ -42,8 +42,10 @@ def model_span(model: ModelConfig, *, session: str, turn_id: str) -> Iterator[Sp
 
 def record_answer(span: Span, response: ModelResponse) -> None:
     """The answer's token counts and finish reason, on its `chat` span."""
-    span.set_attribute("gen_ai.usage.input_tokens", response.usage.prompt_tokens)
-    span.set_attribute("gen_ai.usage.output_tokens", response.usage.completion_tokens)
+    if response.usage is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", response.usage.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", response.usage.completion_tokens)
+        span.set_attribute("keel.usage.estimated", response.usage.estimated)
     if response.stop_reason:
         span.set_attribute("gen_ai.response.finish_reasons", [response.stop_reason])
 

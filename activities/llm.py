@@ -16,9 +16,11 @@ from activities._catalog import ToolCatalog
 from activities._deltas import streaming
 from activities._heartbeat import with_heartbeat
 from activities._logging import activity_log_context
+from activities._metrics import record_call
 from activities._references import DEFAULT_INLINE_MAX_CHARS, expand_references
 from activities._structured import STRUCTURED_RETRIES, correction, schema_problems
 from activities._tracing import model_span, record_answer
+from activities._usage import counted, priced
 from activities.memory import BUILTIN_TOOL_SPECS
 from activities.providers import ModelRequest, ModelResponse, OnDelta, get_provider
 from keel.contracts.llm import (
@@ -30,9 +32,9 @@ from keel.contracts.llm import (
 from keel.contracts.memory import READ_REFERENCE_TOOL
 from keel.deltas import DeltaBus
 from keel.logging import get_logger
-from keel.messages import Message, ToolCall
+from keel.messages import Message, ToolCall, Usage
 from keel.names import Activities, ActivityErrors
-from keel.store import TranscriptStore
+from keel.store import CallUsage, TranscriptStore, counted_for
 
 log = get_logger(__name__)
 
@@ -118,6 +120,7 @@ class LlmActivities:
             response = await self._until_valid(request, response, input)
             # Parsed here, not in the workflow: workflow code stays free of parsing.
             data = json.loads(response.content)
+        usage = priced(request, response.usage or Usage())
         answer = Message(
             seq=input.upto_seq + len(input.new_messages),
             role="assistant",
@@ -125,16 +128,38 @@ class LlmActivities:
             tool_calls=unique_call_ids(response.tool_calls, input.step),
             turn_id=input.turn_id,
             created_at=datetime.now(UTC),
-            usage=response.usage,
+            usage=usage,
         )
         await self._store.upsert(input.session, [answer])
+        await self._record_usage(input, answer)
         return CallModelResult(
             message=answer,
-            usage=response.usage,
+            usage=usage,
             data=data,
             model=input.model_name,
             cached=response.cached,
         )
+
+    async def _record_usage(self, input: CallModelInput, answer: Message) -> None:
+        """The call's row in the usage ledger (rewritten by a retry), then its metrics."""
+        usage = answer.usage or Usage()
+        agent, model = input.agent or "", _model_label(input)
+        if input.owner is not None:
+            session, turn_id = counted_for(input.session, input.turn_id)
+            call = CallUsage(
+                call=f"{input.session}/{input.turn_id}/{input.step}",
+                session=session,
+                turn_id=turn_id,
+                tenant=input.owner.tenant,
+                user_id=input.owner.user_id,
+                agent=agent,
+                model=model,
+                usage=usage,
+                created_at=answer.created_at,
+            )
+            await self._store.record_usage(call)
+        # Last: an attempt that failed before this point counts nothing.
+        record_call(agent, model, usage)
 
     @activity.defn(name=Activities.SEED_TRANSCRIPT)
     async def seed_transcript(self, input: SeedTranscriptInput) -> SeedTranscriptResult:
@@ -181,6 +206,8 @@ class LlmActivities:
                     response = cached
                 else:
                     response = await self._provider_call(request, input, on_delta)
+                    # Counted here, once per request: the estimate reads the whole prompt.
+                    response = counted(request, response)
                     if self._cache is not None:
                         await self._cache.put(request, response, tenant=tenant)
                 record_answer(span, response)
@@ -226,7 +253,7 @@ class LlmActivities:
         The corrections are not stored: the transcript keeps only the final answer.
         """
         schema = input.response_schema or {}
-        usage = response.usage
+        usage = response.usage or Usage()
         for _ in range(STRUCTURED_RETRIES):
             problems = schema_problems(response.content, schema)
             if not problems:
@@ -237,7 +264,7 @@ class LlmActivities:
             ]
             request = request.model_copy(update={"messages": [*request.messages, *retry]})
             response = await self._complete(request, input)
-            usage = usage + response.usage
+            usage = usage + (response.usage or Usage())
         problems = schema_problems(response.content, schema)
         if problems:
             raise ApplicationError(
@@ -246,6 +273,11 @@ class LlmActivities:
                 non_retryable=True,
             )
         return response.model_copy(update={"usage": usage})
+
+
+def _model_label(input: CallModelInput) -> str:
+    """The model as metrics and usage name it: the vendor's model id, else the provider."""
+    return input.model.model or input.model.provider
 
 
 def _transient(role: Literal["user", "assistant"], content: str, input: CallModelInput) -> Message:

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.logging import get_logger
+from keel.names import SESSION_WORKFLOW
+from keel.temporal import PENDING_APPROVALS_ATTR
 
 if TYPE_CHECKING:
     from api.deps import AppState
 
 log = get_logger("keel.api")
+COUNT_TIMEOUT_S = 2.0
 
 
 class Metrics:
@@ -36,6 +40,32 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
+        self.awaiting_approval = Gauge(
+            "keel_sessions_awaiting_approval",
+            "Running sessions of the formation with approvals waiting for a decision",
+            registry=self.registry,
+        )
+
+
+async def refresh_gauges(state: AppState) -> None:
+    """Set the gauges read from Temporal's visibility, as a scrape asks for them.
+
+    One count query, as the inbox lists sessions (`KeelPendingApprovals > 0`); with
+    Temporal unreachable or slow the gauge keeps its last value, and the scrape answers.
+    """
+    client = state.client
+    if client is None:
+        return
+    query = (
+        f"WorkflowType = '{SESSION_WORKFLOW}' AND {state.queues.visibility_clause()}"
+        f" AND ExecutionStatus = 'Running' AND {PENDING_APPROVALS_ATTR.name} > 0"
+    )
+    try:
+        counted = await asyncio.wait_for(client.count_workflows(query), COUNT_TIMEOUT_S)
+    except Exception as err:  # any failure: the scrape still answers
+        log.warning("could not count sessions awaiting approval", error=str(err))
+        return
+    state.metrics.awaiting_approval.set(counted.count)
 
 
 def install_request_middleware(app: FastAPI, state: AppState) -> None:

@@ -34,6 +34,7 @@ from api.routes import (
     plans,
     sessions,
     triggers,
+    usage,
 )
 from keel import __version__
 from keel.deltas import DeltaBus
@@ -49,7 +50,7 @@ log = get_logger("keel.api")
 RECONNECT_EVERY_S = 2.0
 PUBLIC_ROUTERS = (health, triggers)
 """Routers that authenticate per route: signed webhooks carry a signature, not a key."""
-V1_ROUTERS = (agents, sessions, approvals, plans, inbox, chat, events, memory)
+V1_ROUTERS = (agents, sessions, approvals, plans, inbox, chat, events, memory, usage)
 """Every router here needs a key (once keys are configured) and counts against its rate limit."""
 
 

@@ -159,5 +159,6 @@ class ForgetResult(BaseModel):
     sessions_terminated: int
     sessions_deleted: int
     rows_deleted: int
-    """Transcript store rows: messages, summaries, references, session and idempotency records."""
+    """Transcript store rows: messages, summaries, references, session, usage and idempotency
+    records."""
     memories_deleted: int

@@ -34,6 +34,9 @@ class ApprovalDecisionInput(BaseModel):
     reviewer: str | None = Field(default=None, min_length=1, max_length=REVIEWER_MAX_LENGTH)
     """Who decided, as the caller names them (a console's user, the `X-User-Id`). Not a
     secret, but recorded in history: capped in length."""
+    key_name: str | None = Field(default=None, min_length=1, max_length=REVIEWER_MAX_LENGTH)
+    """The name of the API key the decision came with (set by the API, never by the body;
+    None in dev mode and for signals)."""
 
     @model_validator(mode="after")
     def _revise_says_how(self) -> ApprovalDecisionInput:
@@ -59,24 +62,31 @@ class Approval(BaseModel):
     feedback: str | None = None
     revised_arguments: dict[str, Any] | None = None
     decided_by: DecidedBy | None = None
+    decided_at: datetime | None = None
+    """When the decision was recorded (workflow time); None for decisions of older builds."""
     reviewer: str | None = None
     """Who decided, when the decision named them."""
+    key_name: str | None = None
+    """The API key the decision came with, by its configured name."""
     arguments_elided: bool = False
     """Set where a listing leaves out large arguments (the session's memo); ask the session."""
 
-    def cancelled(self) -> Approval:
-        """This approval closed with its turn: the call never runs."""
+    def cancelled(self, at: datetime | None = None) -> Approval:
+        """This approval closed with its turn (at `at`): the call never runs."""
         return self.model_copy(
             update={
                 "status": "cancelled",
                 "decision": "reject",
                 "feedback": CANCELLED_FEEDBACK,
                 "decided_by": "cancel",
+                "decided_at": at,
             }
         )
 
-    def decided(self, decision: ApprovalDecisionInput, by: DecidedBy) -> Approval:
-        """This approval with `decision` applied."""
+    def decided(
+        self, decision: ApprovalDecisionInput, by: DecidedBy, at: datetime | None = None
+    ) -> Approval:
+        """This approval with `decision` applied, recorded at `at`."""
         return self.model_copy(
             update={
                 "status": _STATUS_OF[decision.decision],
@@ -84,6 +94,45 @@ class Approval(BaseModel):
                 "feedback": decision.feedback,
                 "revised_arguments": decision.arguments,
                 "decided_by": by,
+                "decided_at": at,
                 "reviewer": decision.reviewer,
+                "key_name": decision.key_name,
             }
         )
+
+    def record(self) -> DecisionRecord:
+        """The decision as the call's tool message keeps it in the transcript."""
+        return DecisionRecord.model_validate(self.model_dump(include=_RECORDED))
+
+    @classmethod
+    def from_record(
+        cls, record: DecisionRecord, *, turn_id: str, call_id: str, tool: str, arguments: Any
+    ) -> Approval:
+        """A decided approval read back from the transcript: its call's message says the rest."""
+        return cls(
+            **record.model_dump(),
+            turn_id=turn_id,
+            call_id=call_id,
+            tool=tool,
+            arguments=arguments if isinstance(arguments, dict) else {},
+        )
+
+
+class DecisionRecord(BaseModel):
+    """A decided approval, on the tool message of the call it gated: the audit trail that
+    outlives the session's state. The call's own arguments are its assistant message's."""
+
+    id: str
+    status: ApprovalStatus
+    requested_at: datetime
+    expires_at: datetime
+    decision: Decision | None = None
+    feedback: str | None = None
+    revised_arguments: dict[str, Any] | None = None
+    decided_by: DecidedBy | None = None
+    decided_at: datetime | None = None
+    reviewer: str | None = None
+    key_name: str | None = None
+
+
+_RECORDED = set(DecisionRecord.model_fields)

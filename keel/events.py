@@ -120,6 +120,10 @@ class ApprovalDecided(EventPayload):
     """For `revise`: the arguments the tool runs with instead."""
     reviewer: str | None = None
     """Who decided, when the decision named them (None for a timeout)."""
+    key_name: str | None = None
+    """The API key the decision came with, by its configured name."""
+    decided_at: datetime | None = None
+    """When the decision was recorded (workflow time)."""
 
 
 class ToolResultEvent(EventPayload):

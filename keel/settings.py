@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     """How long an `Idempotency-Key` is remembered: its ids, and its answer once final.
 
     The API promises at least 24 hours; a shorter time is for tests."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Where a worker serves Prometheus metrics (`/metrics`): Keel's token and cost counters
+    beside the Temporal SDK's own worker metrics. None: a worker exports none."""
+    metrics_host: str = "0.0.0.0"
+    """The address `metrics_port` listens on."""
     log_level: str = "info"
     log_format: str = "auto"
     """`json`, `console`, or `auto` (console on a TTY, JSON otherwise)."""

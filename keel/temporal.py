@@ -15,6 +15,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 
 from keel.formation import Formation
@@ -50,14 +51,34 @@ _CLI_TYPES = {
 log = get_logger(__name__)
 
 
-async def connect(address: str, namespace: str) -> Client:
+async def connect(address: str, namespace: str, *, runtime: Runtime | None = None) -> Client:
     """A client with the pydantic data converter, as every Keel process must use, and the
-    tracing interceptor when tracing is on (its workers inherit it)."""
+    tracing interceptor when tracing is on (its workers inherit it).
+
+    Args:
+        address: Temporal's frontend, `host:port`.
+        namespace: The namespace.
+        runtime: The SDK runtime the client (and its workers) report metrics through;
+            None: the default one, which exports none.
+    """
     return await Client.connect(
         address,
         namespace=namespace,
         data_converter=pydantic_data_converter,
         interceptors=client_interceptors(),
+        runtime=runtime,
+    )
+
+
+def metrics_runtime(host: str, port: int) -> Runtime:
+    """An SDK runtime serving Prometheus metrics at `http://host:port/metrics`.
+
+    The Temporal SDK's worker metrics (`temporal_*`: task latencies, activity failures,
+    schedule-to-start) and what activities record through `activity.metric_meter()`
+    (Keel's `keel_tokens_total`, `keel_cost_usd_total`) share that one endpoint.
+    """
+    return Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}"))
     )
 
 

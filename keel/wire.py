@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from keel.approvals import Approval
-from keel.messages import Message, Usage
+from keel.messages import Message, Usage, UsageTotal
 from keel.session import AssistantReply, TurnStatus
 
 
@@ -153,3 +153,13 @@ class TriggerList(BaseModel):
     """`GET /v1/triggers`."""
 
     triggers: list[TriggerOut]
+
+
+class UsageReport(BaseModel):
+    """`GET /v1/usage`: model calls summed per session, user, agent or model."""
+
+    group_by: Literal["session", "user", "agent", "model"]
+    since: datetime | None = None
+    until: datetime | None = None
+    items: list[UsageTotal]
+    """Costliest first; a session's `key` is its id, and it counts its delegations' calls."""

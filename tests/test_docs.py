@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from keel.temporal import SEARCH_ATTRIBUTES, cli_type
+from tests.metrics import EXPORTED
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -141,3 +143,45 @@ def test_the_example_formations_name_their_tools_package() -> None:
         data = yaml.safe_load((ROOT / "examples" / name).read_text())
         assert data["python_tools"] == ["myapp.tools"]
     assert (ROOT / "examples" / "myapp" / "tools.py").is_file()
+
+
+_METRIC_NAME = re.compile(r"\b((?:keel|temporal)_[a-z0-9_]+)\b")
+_SERIES_SUFFIXES = ("_bucket", "_count", "_sum")
+
+
+def _dashboard() -> dict[str, object]:
+    doc = (ROOT / "docs" / "observability.md").read_text()
+    shown = re.compile(r"```json\n(.*?)```", re.DOTALL).search(
+        doc, doc.index("## Grafana dashboard")
+    )
+    assert shown is not None, "no dashboard JSON under '## Grafana dashboard'"
+    dashboard: dict[str, object] = json.loads(shown.group(1))
+    return dashboard
+
+
+def _queried_metrics(dashboard: dict[str, object]) -> set[str]:
+    exprs = re.findall(r'"(?:expr|query)":\s*"((?:[^"\\]|\\.)*)"', json.dumps(dashboard))
+    names = {name for expr in exprs for name in _METRIC_NAME.findall(expr)}
+    return {next((n.removesuffix(s) for s in _SERIES_SUFFIXES if n.endswith(s)), n) for n in names}
+
+
+def test_the_dashboard_queries_only_metrics_keel_and_the_sdk_export() -> None:
+    dashboard = _dashboard()
+    queried = _queried_metrics(dashboard)
+    assert queried - EXPORTED == set(), f"not exported: {sorted(queried - EXPORTED)}"
+    # What the dashboard is for: turn latency, tokens, cost, approvals waiting, failures.
+    assert {
+        "keel_turn_latency",
+        "keel_tokens_total",
+        "keel_cost_usd_total",
+        "keel_sessions_awaiting_approval",
+        "temporal_activity_execution_failed",
+    } <= queried
+    panels = dashboard["panels"]
+    assert isinstance(panels, list) and all(p["targets"] for p in panels)
+
+
+def test_the_metrics_reference_lists_every_exported_metric() -> None:
+    doc = (ROOT / "docs" / "observability.md").read_text()
+    table = doc[doc.index("## Metrics") : doc.index("## Grafana dashboard")]
+    assert {m for m in EXPORTED if f"`{m}`" not in table} == set()

@@ -107,7 +107,7 @@ class ApprovalGate:
 
     def decide(self, decision: ApprovalDecisionInput, *, by: DecidedBy) -> Approval:
         """Record a decision (checked again here: an update may have awaited meanwhile)."""
-        decided = self.check(decision).decided(decision, by=by)
+        decided = self.check(decision).decided(decision, by=by, at=workflow.now())
         self._approvals[decided.id] = decided
         self._on_change()
         return decided
@@ -133,7 +133,7 @@ class ApprovalGate:
 
     def cancel_turn(self, turn_id: str) -> list[Approval]:
         """Close the turn's pending approvals as cancelled (their calls never run); those closed."""
-        closed = [a.cancelled() for a in self.pending() if a.turn_id == turn_id]
+        closed = [a.cancelled(workflow.now()) for a in self.pending() if a.turn_id == turn_id]
         for approval in closed:
             self._approvals[approval.id] = approval
         if closed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ChildWorkflowError
 
-from workflows._patches import STEP_IN_CHILD_ID_PATCH, patched
+from workflows._patches import STEP_IN_CHILD_ID_PATCH, USAGE_ROLLUP_PATCH, patched
 from workflows._step import Publish, Step
 
 with workflow.unsafe.imports_passed_through():
@@ -91,8 +91,12 @@ async def delegate(
         )
     except ChildWorkflowError as err:
         return CallToolResult(content=f"{call.name} failed: {err.message}", is_error=True)
+    # The child's whole session: its failed turns and its own delegations spent tokens too.
+    usage = result.usage if patched(USAGE_ROLLUP_PATCH) else None
     turn = result.last_turn
     if turn is None or turn.message is None:
         reason = turn.error if turn and turn.error else "no answer"
-        return CallToolResult(content=f"{call.name} could not answer: {reason}", is_error=True)
-    return CallToolResult(content=turn.message.content)
+        return CallToolResult(
+            content=f"{call.name} could not answer: {reason}", is_error=True, usage=usage
+        )
+    return CallToolResult(content=turn.message.content, usage=usage)

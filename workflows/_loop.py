@@ -108,6 +108,9 @@ class AgentLoop:
                     self.append(self._tool_message(turn.turn_id, call, _STEP_LIMIT_RESULT))
             else:
                 async for call, tool_result in self._tools.run(turn, step, answer.tool_calls):
+                    if tool_result.usage is not None:
+                        # A delegated specialist's tokens are the turn's too.
+                        turn.usage = turn.usage + tool_result.usage
                     self.append(self._tool_message(turn.turn_id, call, tool_result))
         raise TurnError(
             f"the agent reached its step limit (max_steps={agent.max_steps}) without a final answer"
@@ -184,6 +187,8 @@ class AgentLoop:
             memories=self._memory.recalled,
             response_schema=response_schema,
             stream_offset=self._offset(),
+            # Data for the activity's usage records only: replay never compares inputs.
+            agent=agent.name,
         )
         return await call_model(self._input, call, self._run_messages)
 
@@ -198,4 +203,6 @@ class AgentLoop:
             name=call.name,
             is_error=result.is_error,
             ref=result.ref,
+            usage=result.usage,
+            approval=result.approval,
         )

@@ -63,6 +63,11 @@ PLANNER_PATCH = "keel-planner-1"
 """A `planner` agent's turn proposes a plan and runs its steps (`workflows/_planner.py`).
 Asked only in a planner's turns: no session of another agent records a marker for it."""
 
+USAGE_ROLLUP_PATCH = "keel-usage-rollup-1"
+"""A delegated specialist's tokens and cost count in the parent's turn. Asked only when a
+run delegates, so sessions that never do record no marker for it; children that answered
+before replay without the roll-up."""
+
 BASELINE_PATCH = "keel-baseline-2026-12-04"
 """One marker for every patch of `BASELINE`, in runs of code that knows them all."""
 BASELINE = frozenset(

@@ -239,6 +239,9 @@ class PlannerTurn:
     def _ended(self, turn: TurnResult, plan_id: str, step_id: str, result: CallToolResult) -> bool:
         """Record a step's end; whether it failed."""
         plan_step = self._book.get(plan_id).step(step_id)
+        if result.usage is not None:
+            # The step's specialist spent its tokens for this turn (`keel-usage-rollup-1`).
+            turn.usage = turn.usage + result.usage
         if result.is_error:
             self._set_step(plan_id, step_id, status="failed", error=result.content)
         else:

@@ -97,10 +97,14 @@ class ToolRunner:
                         feedback=approval.feedback,
                         arguments=approval.revised_arguments,
                         reviewer=approval.reviewer,
+                        key_name=approval.key_name,
+                        decided_at=approval.decided_at,
                     ),
                     turn.turn_id,
                 )
                 result = await self._call_approved(step, call, approval)
+                # The transcript keeps the decision with the call's result: the audit trail.
+                result = result.model_copy(update={"approval": approval.record()})
             self._cancel.check(turn.turn_id)
             self._publish(
                 ToolResultEvent(

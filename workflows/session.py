@@ -8,7 +8,7 @@ from collections import deque
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import _carry
+from workflows import _carry, _metrics
 from workflows._approvals import ApprovalGate
 from workflows._cancel import TurnCancel
 from workflows._control import TurnControl
@@ -308,6 +308,7 @@ class SessionWorkflow:
         turn.status = "running"
         self._current = turn.turn_id
         self._cancel.turn_started()
+        started_at = workflow.now()
         workflow.set_current_details(f"turn {self._book.turn_count + 1}: running")
         self._started = self._append(
             TurnStarted(agent=self._input.agent.name, run_id=workflow.info().run_id), turn.turn_id
@@ -340,6 +341,7 @@ class SessionWorkflow:
         self._last_turn = turn
         self._book.ended(turn, next_seq=self._loop.next_seq)
         self._book.mirror_ended(turn, self._gate.pending(), self._queued_turn_ids())
+        _metrics.turn_ended(self._input.agent.name, turn.status, workflow.now() - started_at)
         workflow.set_current_details(f"{self._book.turn_count} turns; idle")
 
     async def _turn(self, turn: TurnResult, queued: QueuedTurn) -> None:

@@ -33,7 +33,8 @@ class ModelResponse(BaseModel):
 
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
-    usage: Usage = Field(default_factory=Usage)
+    usage: Usage | None = None
+    """The provider's token counts; None when it sent none (the LLM activity then counts)."""
     stop_reason: str | None = None
     cached: bool = False
     """Answered from the response cache: no request reached the provider."""

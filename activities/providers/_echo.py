@@ -47,7 +47,7 @@ def last_user_text(request: ModelRequest) -> str:
 
 
 def offline_usage(request: ModelRequest, answer: str) -> Usage:
-    """Approximate usage for providers that do not count tokens.
+    """Approximate usage for providers that do not count tokens (marked `estimated`).
 
     Args:
         request: The prompt, counted over the system prompt and all message text.
@@ -57,7 +57,9 @@ def offline_usage(request: ModelRequest, answer: str) -> Usage:
         Approximate prompt and completion token counts.
     """
     prompt = (request.system_prompt or "") + "".join(m.content for m in request.messages)
-    return Usage(prompt_tokens=approx_tokens(prompt), completion_tokens=approx_tokens(answer))
+    return Usage(
+        prompt_tokens=approx_tokens(prompt), completion_tokens=approx_tokens(answer), estimated=True
+    )
 
 
 async def stream_text(text: str, on_delta: OnDelta | None) -> None:

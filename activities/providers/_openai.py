@@ -140,7 +140,8 @@ class OpenAIProvider:
         )
         text: list[str] = []
         calls: dict[int, _PartialCall] = {}
-        usage = Usage()
+        # None until a usage chunk comes: some servers send none, whatever was asked.
+        usage: Usage | None = None
         stop_reason: str | None = None
         async with stream:
             async for chunk in stream:
@@ -219,7 +220,7 @@ def _to_openai_message(message: Message, names: WireNames) -> ChatCompletionMess
 
 
 def _from_completion(completion: ChatCompletion, names: WireNames) -> ModelResponse:
-    usage = Usage()
+    usage: Usage | None = None
     if completion.usage is not None:
         usage = Usage(
             prompt_tokens=completion.usage.prompt_tokens,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from api import _sessions
+from api._approvals import decided_approvals
 from api._idempotency import Idempotent
 from api.deps import CurrentCaller, State, TemporalClient
 from api.problems import Problem, problem_responses
@@ -48,10 +51,20 @@ class DecisionBody(BaseModel):
 
 @router.get("", responses=problem_responses(404))
 async def list_approvals(
-    session_id: SessionId, state: State, client: TemporalClient, caller: CurrentCaller
+    session_id: SessionId,
+    state: State,
+    client: TemporalClient,
+    caller: CurrentCaller,
+    status: Literal["pending", "decided"] = "pending",
 ) -> ApprovalList:
-    """Tool calls of this session waiting for a decision (read without a worker)."""
+    """Tool calls of this session waiting for a decision, or (`status=decided`) past
+    decisions, newest first: who decided (`reviewer`, `key_name`), when (`decided_at`),
+    how (`decided_by`), the outcome, feedback and revised arguments. Read without a worker:
+    pending ones from the session's memo, decided ones from its transcript."""
     described = await _sessions.describe_session(state, client, caller, session_id)
+    if status == "decided":
+        workflow_id = described.session.workflow_id
+        return ApprovalList(approvals=await decided_approvals(state.store, workflow_id))
     return ApprovalList(approvals=await _sessions.pending_approvals(described))
 
 
@@ -76,7 +89,10 @@ async def decide(
     )
     try:
         decision = ApprovalDecisionInput(
-            approval_id=approval_id, **body.model_dump(exclude={"reviewer"}), reviewer=reviewer
+            approval_id=approval_id,
+            **body.model_dump(exclude={"reviewer"}),
+            reviewer=reviewer,
+            key_name=caller.key_name[:REVIEWER_MAX_LENGTH] if caller.key_name else None,
         )
     except ValidationError as err:
         reasons = [str(e["msg"]).removeprefix("Value error, ") for e in err.errors()]

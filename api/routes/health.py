@@ -16,6 +16,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from api._metrics import refresh_gauges
 from api.deps import AppState, State, require_admin, sees_internals
 from keel import __version__
 from keel.temporal import model_task_queues
@@ -62,6 +63,7 @@ async def health(
 @router.get("/metrics", include_in_schema=False, dependencies=[Depends(require_admin)])
 async def metrics(state: State) -> Response:
     """Prometheus metrics of this API process."""
+    await refresh_gauges(state)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -139,6 +139,11 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--build-id", help="this worker's build: sessions stay on the build they started on"
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics (Keel's and the Temporal SDK's) on this port",
+    )
 
     chat = commands.add_parser("chat", help="talk to an agent from this terminal")
     chat.add_argument("--session", help="resume this session")
@@ -162,6 +167,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["worker_deployment"] = args.deployment
     if getattr(args, "build_id", None):
         overrides["worker_build_id"] = args.build_id
+    if getattr(args, "metrics_port", None):
+        overrides["metrics_port"] = args.metrics_port
     if args.command == "dev":
         overrides["temporal_address"] = f"127.0.0.1:{args.temporal_port}"
         overrides["temporal_ui_url"] = f"http://127.0.0.1:{args.ui_port}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from api import create_app, stop_streams
 from keel.deltas import delta_bus_for
@@ -20,7 +21,7 @@ from keel.memory import VectorMemory
 from keel.schedules import sync_schedules
 from keel.settings import Settings
 from keel.store import TranscriptStore, open_store
-from keel.temporal import connect, ensure_search_attributes
+from keel.temporal import connect, ensure_search_attributes, metrics_runtime
 from keel.tracing import configure_tracing, shutdown_tracing
 from worker import worker_host
 
@@ -47,11 +48,13 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def connect_with_retry(settings: Settings, *, attempts: int = 60) -> Client:
+async def connect_with_retry(
+    settings: Settings, *, attempts: int = 60, runtime: Runtime | None = None
+) -> Client:
     """Connect to Temporal, retrying for up to `attempts` half-seconds (it may be starting)."""
     for attempt in range(attempts):
         try:
-            client = await connect(settings.temporal_address, settings.namespace)
+            client = await connect(settings.temporal_address, settings.namespace, runtime=runtime)
         except Exception:  # not up yet
             if attempt == attempts - 1:
                 raise
@@ -122,7 +125,11 @@ async def running(
         log.warning(NO_REDIS_WARNING)
     if configure_tracing(_service_name(api=bool(api), worker=worker)):
         log.info("tracing on: spans go to the OTLP endpoint of OTEL_EXPORTER_OTLP_*")
-    client = await connect_with_retry(settings)
+    runtime = None
+    if worker and settings.metrics_port is not None:
+        runtime = metrics_runtime(settings.metrics_host, settings.metrics_port)
+        log.info("worker metrics", url=f"http://{settings.metrics_host}:{settings.metrics_port}")
+    client = await connect_with_retry(settings, runtime=runtime)
     store: TranscriptStore = open_store(formation.memory.store, data_dir=settings.resolved_data_dir)
     vector = formation.memory.vector
     # A local Qdrant directory admits one process: the worker's (shared with an API beside it).

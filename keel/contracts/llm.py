@@ -53,10 +53,12 @@ class CallModelInput(BaseModel):
     """Recalled long-term memories for this turn (bounded), shown to the model as context."""
     stream_offset: int | None = None
     """The session's stream offset when the call was scheduled; its token deltas carry it."""
+    agent: str | None = None
+    """The agent whose step this is, for usage by agent (None in calls of older code)."""
 
 
 class CallModelResult(BaseModel):
-    """The assistant message (already stored) and the step's token usage."""
+    """The assistant message (already stored) and the step's token usage, priced."""
 
     message: Message
     usage: Usage

@@ -6,6 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from keel.approvals import DecisionRecord
+from keel.messages import Usage
+
 
 def call_key(session: str, turn_id: str, step: int | None, call_id: str) -> str:
     """A tool call's name in the session, the same on every retry and replay."""
@@ -42,6 +45,10 @@ class CallToolResult(BaseModel):
     is_error: bool = False
     ref: str | None = None
     """Set when the full content was too large for history: `content` is then its glimpse."""
+    usage: Usage | None = None
+    """Tokens the call spent on models: a delegated specialist's, rolled up into the turn."""
+    approval: DecisionRecord | None = None
+    """Set by the workflow: the decision the call waited for, kept on its tool message."""
 
 
 class ValidateArgumentsInput(BaseModel):

@@ -24,6 +24,7 @@ from keel.formation._models import (
     TriggerConfig,
     VectorMemoryConfig,
 )
+from keel.formation._pricing import ModelPricing
 
 __all__ = [
     "AgentConfig",
@@ -36,6 +37,7 @@ __all__ = [
     "McpServerConfig",
     "MemoryConfig",
     "ModelConfig",
+    "ModelPricing",
     "PlanApprovalConfig",
     "PlanPolicy",
     "PrivacyConfig",

@@ -7,6 +7,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from keel.formation._errors import problems_error
+from keel.formation._pricing import ModelPricing
 
 ProviderName = Literal["openai", "anthropic", "echo", "scripted"]
 
@@ -55,6 +56,8 @@ class ModelConfig(StrictModel):
     cache_ttl_s: float | None = Field(default=None, gt=0, le=30 * 86_400)
     """Keep answers to identical requests this long, and answer repeats from the cache;
     needs `temperature: 0`. In Redis when `KEEL_REDIS_URL` is set, else the store."""
+    pricing: ModelPricing | None = None
+    """USD per million tokens; sets `cost_usd` in every call's usage (0 without it)."""
 
     @model_validator(mode="after")
     def _check_model_id(self) -> Self:

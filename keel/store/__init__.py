@@ -7,13 +7,23 @@ from pathlib import Path
 from keel.store._base import MAX_SEQ, CopiedPrefix, TranscriptStore
 from keel.store._postgres import PostgresTranscriptStore
 from keel.store._sqlite import SqliteTranscriptStore
+from keel.store._usage import (
+    CallUsage,
+    UsageGroup,
+    UsageQuery,
+    counted_for,
+)
 
 __all__ = [
     "MAX_SEQ",
+    "CallUsage",
     "CopiedPrefix",
     "PostgresTranscriptStore",
     "SqliteTranscriptStore",
     "TranscriptStore",
+    "UsageGroup",
+    "UsageQuery",
+    "counted_for",
     "open_store",
 ]
 

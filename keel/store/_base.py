@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Protocol
 
 from keel.idempotency import IdempotencyRecord, StoredResponse
-from keel.messages import Message, Summary, Usage
+from keel.messages import Message, Summary, Usage, UsageTotal
+from keel.store._usage import CallUsage, UsageQuery
 
 MAX_SEQ = 2**31 - 1
 """The largest message sequence number there can be: PostgreSQL keeps `seq` as an `INTEGER`
@@ -70,7 +71,16 @@ class TranscriptStore(Protocol):
         ...
 
     async def usage(self, session: str, *, from_seq: int = 0) -> Usage:
-        """The tokens of the model calls whose answers have `seq >= from_seq`, summed."""
+        """The tokens (and cost) of the messages with `seq >= from_seq`, summed: each model
+        call's answer, and each delegation's result (its specialist's tokens)."""
+        ...
+
+    async def record_usage(self, call: CallUsage) -> None:
+        """Insert or replace one model call's row in the usage ledger (by `call.call`)."""
+        ...
+
+    async def usage_totals(self, query: UsageQuery) -> list[UsageTotal]:
+        """The ledger's calls of `query`, summed per group, costliest first."""
         ...
 
     async def last_activity(self, sessions: Sequence[str]) -> dict[str, datetime]:

@@ -11,16 +11,17 @@ from typing import Any
 import asyncpg
 
 from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
-from keel.messages import Message, Summary, Usage
+from keel.messages import Message, Summary, Usage, UsageTotal
 from keel.store._base import CopiedPrefix, forked_copy
 from keel.store._schema import POSTGRES_MIGRATIONS as MIGRATIONS
+from keel.store._usage import CallUsage, UsageQuery, total_of, totals_query
 
 _IDEMPOTENCY_COLUMNS = (
     "tenant, user_id, route, idem_key, request_hash, ids, status, response, created_at"
 )
 _CLAIM_TRIES = 3
 _IDEMPOTENCY_KEY = "tenant = $1 AND user_id = $2 AND route = $3 AND idem_key = $4"
-_SESSION_TABLES = ("messages", "summaries", "refs", "sessions")
+_SESSION_TABLES = ("messages", "summaries", "refs", "sessions", "usage")
 _REGISTER = (
     "INSERT INTO sessions (session, tenant, user_id, formation) VALUES ($1, $2, $3, $4)"
     " ON CONFLICT (session) DO NOTHING"
@@ -137,12 +138,46 @@ class PostgresTranscriptStore:
     async def usage(self, session: str, *, from_seq: int = 0) -> Usage:
         [row] = await self._fetch(
             "SELECT coalesce(sum((body::jsonb #>> '{usage,prompt_tokens}')::bigint), 0) AS prompt,"
-            " coalesce(sum((body::jsonb #>> '{usage,completion_tokens}')::bigint), 0) AS completion"
-            " FROM messages WHERE session = $1 AND seq >= $2 AND role = 'assistant'",
+            " coalesce(sum((body::jsonb #>> '{usage,completion_tokens}')::bigint), 0) AS done,"
+            " coalesce(sum((body::jsonb #>> '{usage,cost_usd}')::float8), 0) AS cost,"
+            " coalesce(bool_or((body::jsonb #>> '{usage,estimated}')::boolean), false) AS estimated"
+            " FROM messages WHERE session = $1 AND seq >= $2",
             session,
             from_seq,
         )
-        return Usage(prompt_tokens=row["prompt"], completion_tokens=row["completion"])
+        return Usage(
+            prompt_tokens=row["prompt"],
+            completion_tokens=row["done"],
+            cost_usd=round(row["cost"], 9),
+            estimated=row["estimated"],
+        )
+
+    async def record_usage(self, call: CallUsage) -> None:
+        u = call.usage
+        await self._execute(
+            "INSERT INTO usage (call, session, turn_id, tenant, user_id, agent, model,"
+            " prompt_tokens, completion_tokens, cost_usd, estimated, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (call)"
+            " DO UPDATE SET prompt_tokens=excluded.prompt_tokens,"
+            " completion_tokens=excluded.completion_tokens, cost_usd=excluded.cost_usd,"
+            " estimated=excluded.estimated",
+            call.call,
+            call.session,
+            call.turn_id,
+            call.tenant,
+            call.user_id,
+            call.agent,
+            call.model,
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.cost_usd,
+            u.estimated,
+            call.created_at,
+        )
+
+    async def usage_totals(self, query: UsageQuery) -> list[UsageTotal]:
+        sql, params = totals_query(query, lambda n: f"${n}", lambda moment: moment)
+        return [total_of(tuple(row)) for row in await self._fetch(sql, *params)]
 
     async def last_activity(self, sessions: Sequence[str]) -> dict[str, datetime]:
         if not sessions:

@@ -67,6 +67,27 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX answer_cache_expires ON answer_cache (expires_at);
     """,
+    # One row per model call, written by the LLM activity: what `GET /v1/usage` sums.
+    # `session` and `turn_id` are those the call counts for (a delegated specialist's
+    # count for the session and turn that delegated); `call` names the call itself.
+    """
+    CREATE TABLE usage (
+        call TEXT PRIMARY KEY,
+        session TEXT NOT NULL,
+        turn_id TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        estimated INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX usage_tenant_time ON usage (tenant, created_at);
+    CREATE INDEX usage_session ON usage (session);
+    """,
 )
 
 # Each entry upgrades the schema by one version; `keel_migrations` records the
@@ -132,5 +153,26 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         expires_at TIMESTAMPTZ NOT NULL
     );
     CREATE INDEX answer_cache_expires ON answer_cache (expires_at);
+    """,
+    # One row per model call, written by the LLM activity: what `GET /v1/usage` sums.
+    # `session` and `turn_id` are those the call counts for (a delegated specialist's
+    # count for the session and turn that delegated); `call` names the call itself.
+    """
+    CREATE TABLE usage (
+        call TEXT PRIMARY KEY,
+        session TEXT NOT NULL,
+        turn_id TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        estimated BOOLEAN NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX usage_tenant_time ON usage (tenant, created_at);
+    CREATE INDEX usage_session ON usage (session);
     """,
 )

@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from keel.idempotency import IdempotencyRecord, PurgeClock, StoredResponse
-from keel.messages import Message, Summary, Usage
+from keel.messages import Message, Summary, Usage, UsageTotal
 from keel.store._base import CopiedPrefix, forked_copy
 from keel.store._schema import SQLITE_MIGRATIONS as MIGRATIONS
+from keel.store._usage import CallUsage, UsageQuery, total_of, totals_query
 
 _IDEMPOTENCY_COLUMNS = (
     "tenant, user_id, route, idem_key, request_hash, ids, status, response, created_at"
 )
 _CLAIM_TRIES = 3
 _IDEMPOTENCY_KEY = "tenant = ? AND user_id = ? AND route = ? AND idem_key = ?"
-_SESSION_TABLES = ("messages", "summaries", "refs", "sessions")
+_SESSION_TABLES = ("messages", "summaries", "refs", "sessions", "usage")
 _REGISTER = (
     "INSERT INTO sessions (session, tenant, user_id, formation, created_at)"
     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (session) DO NOTHING"
@@ -124,13 +125,44 @@ class SqliteTranscriptStore:
         return [Message.model_validate_json(body) for (body,) in rows]
 
     async def usage(self, session: str, *, from_seq: int = 0) -> Usage:
-        [(prompt, completion)] = await self._run(
+        [(prompt, completion, cost, estimated)] = await self._run(
             "SELECT coalesce(sum(json_extract(body, '$.usage.prompt_tokens')), 0),"
-            " coalesce(sum(json_extract(body, '$.usage.completion_tokens')), 0)"
-            " FROM messages WHERE session = ? AND seq >= ? AND role = 'assistant'",
+            " coalesce(sum(json_extract(body, '$.usage.completion_tokens')), 0),"
+            " coalesce(sum(json_extract(body, '$.usage.cost_usd')), 0),"
+            " coalesce(max(json_extract(body, '$.usage.estimated')), 0)"
+            " FROM messages WHERE session = ? AND seq >= ?",
             (session, from_seq),
         )
-        return Usage(prompt_tokens=prompt, completion_tokens=completion)
+        return Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=round(cost, 9),
+            estimated=bool(estimated),
+        )
+
+    async def record_usage(self, call: CallUsage) -> None:
+        u = call.usage
+        row = (call.call, call.session, call.turn_id, call.tenant, call.user_id, call.agent)
+        await self._run(
+            "INSERT INTO usage (call, session, turn_id, tenant, user_id, agent, model,"
+            " prompt_tokens, completion_tokens, cost_usd, estimated, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call) DO UPDATE SET"
+            " prompt_tokens=excluded.prompt_tokens, completion_tokens=excluded.completion_tokens,"
+            " cost_usd=excluded.cost_usd, estimated=excluded.estimated",
+            (
+                *row,
+                call.model,
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.cost_usd,
+                u.estimated,
+                _timestamp(call.created_at),
+            ),
+        )
+
+    async def usage_totals(self, query: UsageQuery) -> list[UsageTotal]:
+        sql, params = totals_query(query, lambda _: "?", _timestamp)
+        return [total_of(row) for row in await self._run(sql, params)]
 
     async def last_activity(self, sessions: Sequence[str]) -> dict[str, datetime]:
         if not sessions:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
 
+from api import create_app
 from keel.formation import Formation
+from keel.settings import Settings
+from keel.store import TranscriptStore
 from tests.api.live import read_events
+from tests.conftest import running_workers
 from tests.formations import gated_lookup
 
 
@@ -123,3 +130,90 @@ async def test_an_unknown_approval_is_404(api: httpx.AsyncClient) -> None:
     other_session = await api.post("/v1/sessions/nope/approvals/x", json={"decision": "approve"})
     assert other_session.status_code == 404
     await api.post(f"{base}/{approval['id']}", json={"decision": "approve"})
+
+
+CLIENT_KEY = "approvals-client-0123456789abcdef"
+
+
+@pytest.fixture
+async def keyed_api(
+    client: Client, settings: Settings, formation: Formation, store: TranscriptStore
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = settings.model_copy(update={"client_keys": CLIENT_KEY})
+    app = create_app(settings, formation, client=client, store=store)
+    async with (
+        running_workers(client, settings, formation, store),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://keel",
+            headers={"Authorization": f"Bearer {CLIENT_KEY}", "X-User-Id": "ann"},
+        ) as http,
+    ):
+        yield http
+
+
+async def test_each_decision_records_who_when_and_what_in_listing_event_and_transcript(
+    keyed_api: httpx.AsyncClient,
+) -> None:
+    api = keyed_api
+    accepted, approval = await _waiting(api)
+    session_id = accepted["session_id"]
+    url = f"/v1/sessions/{session_id}/approvals/{approval['id']}"
+    revised = {"decision": "revise", "arguments": {"invoice": 2}, "feedback": "use invoice 2"}
+    assert (await api.post(url, json=revised)).status_code == 200
+    await _turn(api, accepted["url"])
+
+    listed = await api.get(f"/v1/sessions/{session_id}/approvals", params={"status": "decided"})
+    assert listed.status_code == 200, listed.text
+    [decided] = listed.json()["approvals"]
+    key_name = decided["key_name"]
+    assert key_name and key_name.startswith("client-") and CLIENT_KEY not in listed.text
+    assert {k: decided[k] for k in ("id", "tool", "arguments", "status", "decided_by")} == {
+        "id": approval["id"],
+        "tool": "lookup",
+        "arguments": {"id": 1},
+        "status": "revised",
+        "decided_by": "update",
+    }
+    assert (decided["reviewer"], decided["feedback"]) == ("ann", "use invoice 2")
+    assert decided["revised_arguments"] == {"invoice": 2}
+    decided_at = datetime.fromisoformat(decided["decided_at"])
+    assert datetime.fromisoformat(approval["requested_at"]) <= decided_at
+    pending = (await api.get(f"/v1/sessions/{session_id}/approvals")).json()
+    assert pending["approvals"] == []
+
+    [event] = [
+        e
+        for e in await _events(api, session_id, accepted["turn_id"])
+        if e["type"] == "approval.decided"
+    ]
+    assert (event["reviewer"], event["key_name"]) == ("ann", key_name)
+    assert datetime.fromisoformat(event["decided_at"]) == decided_at
+
+    messages = (await api.get(f"/v1/sessions/{session_id}")).json()["messages"]
+    [tool] = [m for m in messages if m["role"] == "tool"]
+    assert tool["approval"]["id"] == approval["id"]
+    assert tool["approval"]["key_name"] == key_name
+
+
+async def test_an_unknown_approvals_status_is_a_422(api: httpx.AsyncClient) -> None:
+    accepted = (await api.post("/v1/chat", json={"message": "hi"})).json()
+    listed = await api.get(
+        f"/v1/sessions/{accepted['session_id']}/approvals", params={"status": "maybe"}
+    )
+    assert listed.status_code == 422
+
+
+async def test_the_metrics_count_sessions_awaiting_approval(api: httpx.AsyncClient) -> None:
+    await _waiting(api)
+    waiting = 0.0
+    for _ in range(100):  # visibility catches up with the session's attribute
+        scraped = (await api.get("/metrics")).text
+        [line] = [
+            x for x in scraped.splitlines() if x.startswith("keel_sessions_awaiting_approval ")
+        ]
+        waiting = float(line.split()[1])
+        if waiting >= 1:
+            break
+        await asyncio.sleep(0.1)
+    assert waiting >= 1

@@ -86,8 +86,11 @@ class FakeLLMServer:
             client = AsyncOpenAI(base_url=server.openai_base_url, api_key="k")
     """
 
-    def __init__(self, *, token_delay_s: float = 0.0) -> None:
+    def __init__(self, *, token_delay_s: float = 0.0, stream_usage: bool = True) -> None:
         self.token_delay_s = token_delay_s
+        self.stream_usage = stream_usage
+        """False: a streamed OpenAI answer sends no usage chunk, even when asked for one
+        (llama-cpp-python's server does so)."""
         self.failing_status: int | None = None
         self.reply_delay_s = 0.0
         self.requests: list[ReceivedRequest] = []
@@ -158,10 +161,12 @@ class FakeLLMServer:
         return sum(1 for r in self.requests if r.body.get("model") == model)
 
     def reset(self) -> None:
-        """Forget requests, queued replies and the token delay (for a shared server)."""
+        """Forget requests, queued replies, the token delay and `stream_usage` (for a shared
+        server)."""
         self.requests.clear()
         self._queue.clear()
         self.token_delay_s = 0.0
+        self.stream_usage = True
         self.failing_status = None
         self.reply_delay_s = 0.0
 
@@ -234,7 +239,8 @@ class FakeLLMServer:
             error = {"message": answer.message, "type": "invalid_request_error", "code": None}
             return _error_response(answer, {"error": error})
         if body.get("stream"):
-            usage = (body.get("stream_options") or {}).get("include_usage", False)
+            asked = (body.get("stream_options") or {}).get("include_usage", False)
+            usage = asked and self.stream_usage
             return _sse(self._openai_chunks(body["model"], answer, usage))
         message: dict[str, Any] = {"role": "assistant", "content": "".join(answer.tokens) or None}
         if answer.calls:

@@ -15,10 +15,12 @@ import pytest
 from keel.idempotency import IdempotencyRecord, StoredResponse
 from keel.messages import Message, Summary, Usage
 from keel.store import (
+    CallUsage,
     CopiedPrefix,
     PostgresTranscriptStore,
     SqliteTranscriptStore,
     TranscriptStore,
+    UsageQuery,
     _postgres,
     _sqlite,
     open_store,
@@ -77,6 +79,67 @@ async def test_usage_sums_the_answers_tokens_from_a_seq_on(any_store: Transcript
     assert await any_store.usage("s", from_seq=4) == Usage(prompt_tokens=60, completion_tokens=2)
     assert await any_store.usage("s", from_seq=8) == Usage()
     assert await any_store.usage("nobody") == Usage()
+
+
+async def test_usage_counts_cost_estimates_and_delegations_results(
+    any_store: TranscriptStore,
+) -> None:
+    priced = Usage(prompt_tokens=10, completion_tokens=2, cost_usd=0.25)
+    guessed = Usage(prompt_tokens=5, completion_tokens=1, cost_usd=0.5, estimated=True)
+    delegated = Message(
+        seq=2, role="tool", content="done", turn_id="t1", created_at=NOW, usage=guessed
+    )
+    await any_store.upsert("s", [_message(1).model_copy(update={"usage": priced}), delegated])
+
+    assert await any_store.usage("s") == Usage(
+        prompt_tokens=15, completion_tokens=3, cost_usd=0.75, estimated=True
+    )
+    assert (await any_store.usage("s", from_seq=1)).estimated
+    assert not (await any_store.usage("s", from_seq=3)).estimated
+
+
+def _call(n: int, *, session: str = "keel/t/s1", user: str = "ada", **fields: object) -> CallUsage:
+    values: dict[str, object] = {
+        "call": f"{session}/t{n}/1",
+        "session": session,
+        "turn_id": f"t{n}",
+        "tenant": "t",
+        "user_id": user,
+        "agent": "triage",
+        "model": "gpt-x",
+        "usage": Usage(prompt_tokens=100, completion_tokens=10, cost_usd=0.001),
+        "created_at": NOW + timedelta(hours=n),
+        **fields,
+    }
+    return CallUsage(**values)  # type: ignore[arg-type]
+
+
+async def test_the_usage_ledger_sums_calls_per_group_and_time(any_store: TranscriptStore) -> None:
+    await any_store.record_usage(_call(0))
+    await any_store.record_usage(_call(0))  # a retry rewrites its row
+    await any_store.record_usage(_call(1, agent="billing", model="gpt-y"))
+    guess = Usage(prompt_tokens=7, completion_tokens=3, estimated=True)
+    await any_store.record_usage(_call(2, session="keel/t/s2", user="bob", usage=guess))
+    await any_store.record_usage(_call(3, session="keel/other/s1", tenant="other"))
+
+    by_session = await any_store.usage_totals(UsageQuery(tenant="t", group_by="session"))
+    assert [(t.key, t.turns, t.prompt_tokens, t.estimated) for t in by_session] == [
+        ("keel/t/s1", 2, 200, False),
+        ("keel/t/s2", 1, 7, True),
+    ]
+    assert by_session[0].cost_usd == pytest.approx(0.002)
+    by_agent = await any_store.usage_totals(UsageQuery(tenant="t", group_by="agent"))
+    assert {t.key: t.completion_tokens for t in by_agent} == {"triage": 13, "billing": 10}
+    by_model = await any_store.usage_totals(UsageQuery(tenant="t", group_by="model", user_id="ada"))
+    assert [t.key for t in by_model] == ["gpt-x", "gpt-y"]
+    window = UsageQuery(
+        tenant="t", group_by="user", since=NOW + timedelta(hours=1), until=NOW + timedelta(hours=2)
+    )
+    assert [(t.key, t.turns) for t in await any_store.usage_totals(window)] == [("ada", 1)]
+
+    assert await any_store.delete_sessions(["keel/t/s1"]) == 2
+    remaining = await any_store.usage_totals(UsageQuery(tenant="t", group_by="user"))
+    assert [t.key for t in remaining] == ["bob"]
 
 
 async def test_last_activity_is_the_latest_message_of_each_session(

@@ -5,16 +5,19 @@ from __future__ import annotations
 from temporalio.client import Client
 
 from keel.formation import Formation, formation_from_data
+from keel.messages import tokens_of
 from keel.settings import Settings
-from keel.store import TranscriptStore
+from keel.store import TranscriptStore, UsageQuery
 from tests.conftest import running_workers
 from tests.workflows.helpers import chat, start_session
+
+PRICING = {"input_per_mtok": 1000.0, "output_per_mtok": 2000.0}
 
 
 def _team(**sessions: int) -> Formation:
     return formation_from_data(
         {
-            "models": {"default": {"provider": "scripted"}},
+            "models": {"default": {"provider": "scripted", "pricing": PRICING}},
             "agents": [
                 {
                     "name": "triage",
@@ -62,3 +65,32 @@ async def test_delegation_past_the_depth_limit_is_refused_with_a_clear_error(
         result = await chat(handle, ASK_BILLING)
     assert result.message is not None
     assert "the delegation depth limit (0) is reached" in result.message.content
+
+
+async def test_the_specialists_tokens_and_cost_roll_up_into_the_delegating_turn(
+    client: Client, settings: Settings, store: TranscriptStore
+) -> None:
+    formation = _team()
+    async with running_workers(client, settings, formation, store):
+        handle = await start_session(client, settings, formation, agent="triage")
+        result = await chat(handle, ASK_BILLING)
+
+    own = tokens_of(await store.messages(handle.id))
+    child = tokens_of(await store.messages(f"{handle.id}/{result.turn_id}/1/call_1"))
+    own_calls = [m for m in await store.messages(handle.id) if m.role == "assistant"]
+    assert child.prompt_tokens > 0 and child.cost_usd > 0
+    spent = sum(m.usage.prompt_tokens for m in own_calls if m.usage)
+    assert result.usage.prompt_tokens == spent + child.prompt_tokens
+    assert result.usage.cost_usd > child.cost_usd
+    assert result.usage == own  # the delegation's tool message carries the child's usage
+    assert result.usage == await store.usage(handle.id)
+    # The ledger counts the specialist's call for the session and turn that delegated.
+    totals = await store.usage_totals(UsageQuery(tenant="test", group_by="session"))
+    [mine] = [t for t in totals if t.key == handle.id]
+    assert mine.turns == 1
+    assert (mine.prompt_tokens, mine.completion_tokens) == (
+        result.usage.prompt_tokens,
+        result.usage.completion_tokens,
+    )
+    by_agent = await store.usage_totals(UsageQuery(tenant="test", group_by="agent"))
+    assert {"triage", "billing"} <= {t.key for t in by_agent}

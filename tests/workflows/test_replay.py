@@ -63,6 +63,9 @@ FALLBACK = CANCEL | {"fallback_turn"}
 PLANNER = CANCEL | {"planner", "planner.step"}
 """The planner (issue 17): a gated plan rejected with feedback, the next approved, two
 steps side by side and one after both, each a child session."""
+USAGE = FALLBACK | PLANNER
+"""Usage and cost (issue 15): the paths of both corpora before it; the delegation and the
+plan's steps record `keel-usage-rollup-1`."""
 KEPT = {
     "2026-11-wave1": WAVE1,
     "2026-12-02-main-2273a4c": PATHS_2026_12,
@@ -76,6 +79,7 @@ KEPT = {
     "2026-12-07-cancel-7bc477f": CANCEL,
     "2026-12-07-fallback-8b18110": FALLBACK,
     "2026-12-07-planner-b6799ff": PLANNER,
+    "2026-12-07-usage-d71c49d": USAGE,
 }
 """Each committed corpus, oldest first, and the files it must keep. Never remove one:
 add a new corpus here with its files (those of the newest one, and any new path)."""
