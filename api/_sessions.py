@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ log = get_logger(__name__)
 
 LIVE_STATE_TIMEOUT = timedelta(seconds=0.5)
 """How long a read waits for a worker to answer the `state` query before it falls back."""
+_LIVE_STATE_LIMIT_S = 0.75
+"""The query's limit, retries included: the SDK retries a query (`retry=True`), each attempt
+with `LIVE_STATE_TIMEOUT`; once, just after a worker was killed, a read took 3.4 s so."""
 _ACCEPTED = temporalio.api.enums.v1.UpdateWorkflowExecutionLifecycleStage
 _WAIT_FOR_ACCEPTED = temporalio.api.update.v1.WaitPolicy(
     lifecycle_stage=_ACCEPTED.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ACCEPTED
@@ -250,7 +254,9 @@ async def live_state(described: DescribedSession) -> SessionState | None:
     if described.session.status != "active":
         return None
     try:
-        return await described.handle.state(rpc_timeout=LIVE_STATE_TIMEOUT)
+        return await asyncio.wait_for(
+            described.handle.state(rpc_timeout=LIVE_STATE_TIMEOUT), _LIVE_STATE_LIMIT_S
+        )
     except (TimeoutError, RPCError) as err:
         log.info("no live state; reading without a worker", session=described.handle.id, error=err)
         return None
