@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from keel.client._async_resources import (
     AsyncSessions,
     AsyncTriggers,
 )
+from keel.client._calls import UsageGroup
 from keel.client._errors import error_from
 from keel.client._events import Event, Resume
 from keel.client._http import (
@@ -34,6 +36,7 @@ from keel.client._http import (
 from keel.client._models import ChatAccepted, ChatResult
 from keel.formation import Formation
 from keel.sse import aiter_sse
+from keel.wire import UsageReport
 
 T = TypeVar("T")
 
@@ -224,6 +227,19 @@ class AsyncKeel:
             turn_id: Only this turn's events, ending after the turn ends.
         """
         return AsyncEventStream(self._events(Resume(session_id, after=after, turn_id=turn_id)))
+
+    async def usage(
+        self,
+        *,
+        group_by: UsageGroup = "session",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        user_id: str | None = None,
+    ) -> UsageReport:
+        """Tokens and cost of model calls in `[since, until)`, summed per session, user,
+        agent or model, costliest first (`GET /v1/usage`). A client key's caller sees only
+        its own user's; an admin key may name `user_id`."""
+        return await self._call(_calls.usage(group_by, since, until, user_id))
 
     async def aclose(self) -> None:
         """Close the connections (not those of an `http_client` passed in)."""

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from keel.approvals import Approval, Decision
 from keel.client import _calls
-from keel.client._calls import ChatMode, SessionStatus
+from keel.client._calls import ApprovalListing, ChatMode, SessionStatus
 from keel.client._models import (
     Agent,
     ChatAccepted,
@@ -77,9 +77,10 @@ class AsyncSessions(_Resource):
 class AsyncApprovals(_Resource):
     """`/v1/sessions/{id}/approvals`: tool calls waiting for a person."""
 
-    async def list(self, session_id: str) -> list[Approval]:
-        """The session's pending approvals."""
-        return await self._client._call(_calls.list_approvals(session_id))
+    async def list(self, session_id: str, *, status: ApprovalListing = "pending") -> list[Approval]:
+        """The session's pending approvals, or (`status="decided"`) its past decisions:
+        who decided (`decided_by`, `reviewer`, `key_name`), when, and how."""
+        return await self._client._call(_calls.list_approvals(session_id, status))
 
     async def decide(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -20,9 +21,11 @@ from keel.client._models import (
     Trigger,
 )
 from keel.plans import Plan, PlanDecision, PlanList
-from keel.wire import AgentList, ApprovalList, TriggerList
+from keel.wire import AgentList, ApprovalList, TriggerList, UsageReport
 
 SessionStatus = Literal["active", "closed"]
+ApprovalListing = Literal["pending", "decided"]
+UsageGroup = Literal["session", "user", "agent", "model"]
 ChatMode = Literal["sync", "async"]
 
 
@@ -148,9 +151,9 @@ def stream(chat: Chat, timeout: httpx.Timeout) -> Call[None]:
     )
 
 
-def list_approvals(session_id: str) -> Call[list[Approval]]:
+def list_approvals(session_id: str, status: ApprovalListing) -> Call[list[Approval]]:
     path = f"/v1/sessions/{_seg(session_id)}/approvals"
-    return Call("GET", path, field_of(ApprovalList, "approvals"))
+    return Call("GET", path, field_of(ApprovalList, "approvals"), params={"status": status})
 
 
 def decide(
@@ -189,6 +192,18 @@ def decide_plan(
     path = f"/v1/sessions/{_seg(session_id)}/plans/{_seg(plan_id)}"
     body = {"decision": decision, "feedback": feedback, "steps": steps, "reviewer": reviewer}
     return Call("POST", path, model(Plan), body=body, idempotency_key=idempotency_key)
+
+
+def usage(
+    group_by: UsageGroup, since: datetime | None, until: datetime | None, user_id: str | None
+) -> Call[UsageReport]:
+    params = {
+        "group_by": group_by,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "user_id": user_id,
+    }
+    return Call("GET", "/v1/usage", model(UsageReport), params=params)
 
 
 def list_triggers() -> Call[list[Trigger]]:

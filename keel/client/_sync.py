@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Generator, Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 import httpx
 
 from keel.client import _calls
+from keel.client._calls import UsageGroup
 from keel.client._errors import error_from
 from keel.client._events import Event, Resume
 from keel.client._http import (
@@ -27,6 +29,7 @@ from keel.client._models import ChatAccepted, ChatResult
 from keel.client._sync_resources import Agents, Approvals, Plans, Sessions, Triggers
 from keel.formation import Formation
 from keel.sse import iter_sse
+from keel.wire import UsageReport
 
 T = TypeVar("T")
 
@@ -218,6 +221,19 @@ class Keel:
             turn_id: Only this turn's events, ending after the turn ends.
         """
         return EventStream(self._events(Resume(session_id, after=after, turn_id=turn_id)))
+
+    def usage(
+        self,
+        *,
+        group_by: UsageGroup = "session",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        user_id: str | None = None,
+    ) -> UsageReport:
+        """Tokens and cost of model calls in `[since, until)`, summed per session, user,
+        agent or model, costliest first (`GET /v1/usage`). A client key's caller sees only
+        its own user's; an admin key may name `user_id`."""
+        return self._call(_calls.usage(group_by, since, until, user_id))
 
     def close(self) -> None:
         """Close the connections (not those of an `http_client` passed in)."""

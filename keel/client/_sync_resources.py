@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from keel.approvals import Approval, Decision
 from keel.client import _calls
-from keel.client._calls import ChatMode, SessionStatus
+from keel.client._calls import ApprovalListing, ChatMode, SessionStatus
 from keel.client._models import (
     Agent,
     ChatAccepted,
@@ -77,9 +77,10 @@ class Sessions(_Resource):
 class Approvals(_Resource):
     """`/v1/sessions/{id}/approvals`: tool calls waiting for a person."""
 
-    def list(self, session_id: str) -> list[Approval]:
-        """The session's pending approvals."""
-        return self._client._call(_calls.list_approvals(session_id))
+    def list(self, session_id: str, *, status: ApprovalListing = "pending") -> list[Approval]:
+        """The session's pending approvals, or (`status="decided"`) its past decisions:
+        who decided (`decided_by`, `reviewer`, `key_name`), when, and how."""
+        return self._client._call(_calls.list_approvals(session_id, status))
 
     def decide(
         self,

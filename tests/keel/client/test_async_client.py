@@ -141,10 +141,23 @@ async def test_approvals_are_listed_and_decided(
     assert answer in result.data["glimpse"]  # the model hears the feedback of a rejection
     assert rest[-1].type == "turn.completed"
     assert await keel.approvals.list(accepted.session_id) == []
+    [past] = await keel.approvals.list(accepted.session_id, status="decided")
+    assert (past.id, past.status, past.decision) == (pending.id, status, decision)
+    assert past.decided_at is not None
     with pytest.raises(Conflict) as refused:
         await keel.approvals.decide(accepted.session_id, pending.id, "approve")
     assert refused.value.type == "/problems/approval-decided"
     assert refused.value.extra["approval_status"] == status
+
+
+async def test_usage_sums_the_callers_model_calls(keel: AsyncKeel) -> None:
+    result = await keel.chat("count me")
+    report = await keel.usage(group_by="session")
+    [mine] = [item for item in report.items if item.key == result.session_id]
+    assert mine.turns == 1 and mine.prompt_tokens > 0 and mine.completion_tokens > 0
+    assert report.group_by == "session"
+    by_user = await keel.usage(group_by="user")
+    assert [item.key for item in by_user.items] == ["ann"]  # only the caller's own
 
 
 async def test_a_sync_chat_past_its_wait_answers_the_turn_status(keel: AsyncKeel) -> None:

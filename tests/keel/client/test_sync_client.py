@@ -50,6 +50,9 @@ async def test_approvals_and_triggers(url: str) -> None:
                 keel.approvals.decide(accepted.session_id, pending.id, "reject")
             fired = keel.triggers.fire("new-ticket", data={"title": "x"}, mode="sync")
             assert fired.message and fired.message.content == "echo: New ticket: x"
+            [past] = keel.approvals.list(accepted.session_id, status="decided")
+            assert (past.id, past.decision) == (pending.id, "approve")
+            assert fired.session_id in {item.key for item in keel.usage().items}
 
     await asyncio.to_thread(run)
 
