@@ -197,7 +197,7 @@ class LlmActivities:
             stream_offset=input.stream_offset,
         ) as on_delta:
             with model_span(request.model, session=input.session, turn_id=input.turn_id) as span:
-                tenant = input.session.split("/")[1] if input.session.count("/") >= 2 else ""
+                tenant = input.owner.tenant if input.owner else ""
                 cached = await self._cache.get(request, tenant=tenant) if self._cache else None
                 if cached is not None:
                     # Told as any answer is: its text streams, its events follow.
