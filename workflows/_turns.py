@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -19,6 +18,7 @@ from workflows._patches import (
     SYNC_FAILED_TURN_PATCH,
     patched,
 )
+from workflows._plans import PlanBook
 from workflows._tools import error_text
 
 with workflow.unsafe.imports_passed_through():
@@ -27,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
     from keel.contracts.memory import MemoryScope
     from keel.messages import Message, Usage
     from keel.names import Activities
-    from keel.plans import Plan
     from keel.session import (
         FINAL_TURN_STATUSES,
         SUMMARY_MEMO,
@@ -65,8 +64,9 @@ class TurnBook:
         gate: the session's approval gate, whose old decisions are forgotten with old turns.
     """
 
-    def __init__(self, carried: CarriedState, gate: ApprovalGate) -> None:
+    def __init__(self, carried: CarriedState, gate: ApprovalGate, plans: PlanBook) -> None:
         self._gate = gate
+        self._plans = plans
         self.turns: dict[str, TurnResult] = {t.turn_id: t for t in carried.recent_turns}
         self.turns.update(
             {q.turn_id: TurnResult(turn_id=q.turn_id, status="queued") for q in carried.queued}
@@ -79,8 +79,6 @@ class TurnBook:
         """The queued turns the memo lists; None until this run upserts it."""
         self._mirrored_pending = 0
         """`KeelPendingApprovals` as last upserted (a run starts with none pending)."""
-        self.plans: Callable[[], tuple[list[Plan], bool]] = lambda: ([], False)
-        """The session's plans as the memo shows them, and whether any part is cut."""
         self._older: deque[str] = deque(maxlen=_carry.TURN_IDS_KEPT)
         self._older_set: set[str] = set()
         for turn_id in carried.turn_ids:
@@ -156,7 +154,7 @@ class TurnBook:
             ],
             queued_turns=queued[:TURNS_IN_SUMMARY],
         )
-        summary.plans, summary.plans_elided = self.plans()
+        summary.plans, summary.plans_elided = self._plans.summary()
         workflow.upsert_memo({SUMMARY_MEMO: _within_limit(summary)})
         self._mirror_pending_count(len(pending))
 

@@ -86,11 +86,10 @@ class SessionWorkflow:
         self._closing = False
         self._continuing = False
         self._gate = ApprovalGate(input.approvals, on_change=self._summary_changed)
-        self._book = TurnBook(carried, self._gate)
         self._plans = PlanBook(
             carried.plans, input.approvals, input.agent.routes, on_change=self._summary_changed
         )
-        self._book.plans = self._plans.summary
+        self._book = TurnBook(carried, self._gate, self._plans)
         self._topic_messages_seen: deque[str] = deque(maxlen=TOPIC_IDS_KEPT)
         self._memory = SessionMemory(input, carried.summary_upto, self._publish)
         self._cancel = TurnCancel()
